@@ -1,0 +1,39 @@
+"""kitsession-wsgi: server-side cookie sessions for Flask and any WSGI app.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigurationError,
+    KitSessionError,
+    SessionConflict,
+    SessionDataError,
+    StoreUnavailable,
+)
+from .manager import SessionManager, days_to_max_age, session_key
+from .serialization import JSONSerializer, SessionSerializationError
+from .session import Session
+from .stores.base import SessionRecord, SessionStore, SetResult
+from .stores.memory import MemoryStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "JSONSerializer",
+    "KitSessionError",
+    "MemoryStore",
+    "Session",
+    "SessionConflict",
+    "SessionDataError",
+    "SessionManager",
+    "SessionRecord",
+    "SessionSerializationError",
+    "SessionStore",
+    "SetResult",
+    "StoreUnavailable",
+    "days_to_max_age",
+    "session_key",
+]

@@ -1,0 +1,660 @@
+"""The session core: every session rule, once, for every adapter.
+
+:class:`SessionManager` reads the cookie, verifies it, loads and expires
+sessions, decides what to write and builds ``Set-Cookie`` values.  The WSGI
+middleware and the Flask extension only translate requests and responses.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+from . import signals
+from .cookies import (
+    ATTRIBUTE_FORBIDDEN_RE,
+    COOKIE_NAME_RE,
+    build_set_cookie,
+    cookie_header,
+    read_cookie,
+)
+from .errors import ConfigurationError, SessionConflict, SessionDataError
+from .serialization import JSONSerializer, Serializer
+from .session import Session, validate_user_id
+from .signing import CookieSigner, normalize_keys
+from .stores.base import SessionRecord, SessionStore, SetResult, UserId
+
+logger = logging.getLogger("kitsession_wsgi")
+
+_SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None"}
+_CONFLICT_POLICIES = ("merge", "raise", "overwrite")
+_STORE_METHODS = ("get", "create", "set", "touch", "delete", "delete_all_for_user",
+                  "get_all_for_user", "get_all", "purge_expired", "create_id")
+#: A stored session whose id collides with a fresh one is astronomically rare;
+#: a few retries cover a store whose ``create_id`` is weaker than the default.
+_CREATE_ATTEMPTS = 5
+
+
+def days_to_max_age(days: float = 14) -> int:
+    """Seconds in ``days`` days, for the ``max_age`` option (the seed returned milliseconds).
+
+    .. versionadded:: 0.1
+    """
+    return int(days * 24 * 60 * 60)
+
+
+def session_key(session_id: str) -> str:
+    """The storage key of a session id: unpadded URL-safe base64 of its SHA-256.
+
+    Stores and logs only ever see this digest; it cannot be turned back into a
+    cookie.  It doubles as the public :attr:`Session.handle`.
+    """
+    digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class _CookieIdentity(NamedTuple):
+    session_id: str
+    key: str
+    #: verified by an old key: send the cookie again, signed with the current one
+    resign: bool
+
+
+def _seconds(option: str, value: object, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        kind = "seconds (int, float or timedelta)" + (" or None" if allow_none else "")
+        raise ConfigurationError(option, f"must be {kind}, got {value!r}")
+    if value <= 0:
+        raise ConfigurationError(option, f"must be greater than 0, got {value!r}")
+    return float(value)
+
+
+def _flag(option: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(option, f"must be True or False, got {value!r}")
+    return value
+
+
+class SessionManager:
+    """Server-side sessions over one :class:`~kitsession_wsgi.SessionStore`.
+
+    All options are validated here; a bad value raises
+    :class:`~kitsession_wsgi.ConfigurationError` naming the option.
+
+    :param store: where sessions live.
+    :param name: cookie name; ``__Host-`` requires ``secure``, ``path="/"`` and no
+        ``domain``; ``__Secure-`` requires ``secure``.
+    :param keys: signing key (a str or bytes is ONE key) or keys, newest first:
+        ``keys[0]`` signs, every key verifies.
+    :param signed: sign the cookie; defaults to ``True`` when keys are given.
+    :param secure, httponly, path, domain, samesite: cookie attributes
+        (``samesite="None"`` requires ``secure``).
+    :param max_age: absolute lifetime in seconds (int or timedelta).
+    :param idle_timeout: seconds without a request after which the session ends.
+    :param rolling: re-send the cookie with the moved idle deadline on activity
+        (needs ``idle_timeout``; never past the absolute lifetime).
+    :param clock: zero-argument callable returning Unix time; every expiry decision uses it.
+    :param on_conflict: what a save does when another request saved the same
+        session first: ``"merge"`` re-applies this request's changed keys,
+        ``"raise"`` raises :class:`~kitsession_wsgi.SessionConflict`,
+        ``"overwrite"`` is last-write-wins.
+    :param max_data_bytes: the largest serialised data accepted.
+    :param touch_interval: least seconds between two expiry-only writes of one
+        session (default: a tenth of ``idle_timeout``, at most 60).
+    :param serializer: turns data into text and back (default: compact JSON).
+    :param cookie_cache_size: how many verified cookie headers to remember, so a
+        returning client costs no parse and no HMAC; 0 disables it.
+    :param merge_retries: how many times a conflicting save is merged and retried.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        name: str = "session",
+        keys: str | bytes | Sequence[str | bytes] | None = None,
+        signed: bool | None = None,
+        secure: bool = True,
+        httponly: bool = True,
+        path: str = "/",
+        domain: str | None = None,
+        samesite: str = "Strict",
+        max_age: int | float | timedelta = days_to_max_age(14),
+        idle_timeout: int | float | timedelta | None = None,
+        rolling: bool = False,
+        clock: Callable[[], float] = time.time,
+        on_conflict: str = "merge",
+        max_data_bytes: int = 524288,
+        touch_interval: int | float | timedelta | None = None,
+        serializer: Serializer | None = None,
+        cookie_cache_size: int = 4096,
+        merge_retries: int = 10,
+    ) -> None:
+        missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
+        if missing:
+            raise ConfigurationError(
+                "store", f"{type(store).__name__} is not a SessionStore (missing {', '.join(missing)})"
+            )
+        self.store = store
+
+        if not isinstance(name, str) or not COOKIE_NAME_RE.fullmatch(name):
+            raise ConfigurationError(
+                "name", f"{name!r} is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+            )
+        self.name = name
+
+        normalized_keys = normalize_keys(keys)
+        if signed is None:
+            signed = bool(normalized_keys)
+        self.signed = _flag("signed", signed)
+        if self.signed and not normalized_keys:
+            raise ConfigurationError("signed", "signed=True needs at least one key in keys=")
+        self.signer: CookieSigner | None = CookieSigner(normalized_keys) if self.signed else None
+
+        self.secure = _flag("secure", secure)
+        self.httponly = _flag("httponly", httponly)
+        self.rolling = _flag("rolling", rolling)
+
+        if not isinstance(path, str) or not path.startswith("/") or ATTRIBUTE_FORBIDDEN_RE.search(path):
+            raise ConfigurationError("path", f"{path!r} must start with / and hold no ;, comma, space or control character")
+        self.path = path
+        if domain is not None and (
+            not isinstance(domain, str) or not domain or ATTRIBUTE_FORBIDDEN_RE.search(domain)
+        ):
+            raise ConfigurationError("domain", f"{domain!r} must be None or a host name with no ;, comma, space or control character")
+        self.domain = domain
+
+        normalized_samesite = _SAMESITE_VALUES.get(samesite.lower()) if isinstance(samesite, str) else None
+        if normalized_samesite is None:
+            raise ConfigurationError("samesite", f"must be 'Lax', 'Strict' or 'None' (a string), got {samesite!r}")
+        if normalized_samesite == "None" and not self.secure:
+            raise ConfigurationError("samesite", "SameSite=None requires secure=True (browsers reject it otherwise)")
+        self.samesite = normalized_samesite
+
+        if name.startswith("__Secure-") and not self.secure:
+            raise ConfigurationError("name", "a __Secure- cookie requires secure=True")
+        if name.startswith("__Host-") and (not self.secure or self.path != "/" or self.domain is not None):
+            raise ConfigurationError("name", "a __Host- cookie requires secure=True, path='/' and no domain")
+
+        self.max_age = _seconds("max_age", max_age) or 0.0
+        self.idle_timeout = _seconds("idle_timeout", idle_timeout, allow_none=True)
+        if self.rolling and self.idle_timeout is None:
+            raise ConfigurationError(
+                "rolling", "rolling=True moves the idle deadline: set idle_timeout as well (max_age stays the absolute cap)"
+            )
+        interval = _seconds("touch_interval", touch_interval, allow_none=True)
+        if interval is None and self.idle_timeout is not None:
+            interval = min(60.0, self.idle_timeout / 10)
+        self.touch_interval = interval
+
+        if not callable(clock):
+            raise ConfigurationError("clock", "must be a zero-argument callable returning Unix time")
+        self.clock = clock
+        if on_conflict not in _CONFLICT_POLICIES:
+            raise ConfigurationError("on_conflict", f"must be one of {', '.join(_CONFLICT_POLICIES)}, got {on_conflict!r}")
+        self.on_conflict = on_conflict
+        for option, number in (("max_data_bytes", max_data_bytes), ("merge_retries", merge_retries)):
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ConfigurationError(option, f"must be a positive int, got {number!r}")
+        self.max_data_bytes = max_data_bytes
+        self.merge_retries = merge_retries
+        if isinstance(cookie_cache_size, bool) or not isinstance(cookie_cache_size, int) or cookie_cache_size < 0:
+            raise ConfigurationError("cookie_cache_size", f"must be an int >= 0, got {cookie_cache_size!r}")
+        self.cookie_cache_size = cookie_cache_size
+        self._cookie_cache: dict[str, _CookieIdentity] = {}
+        self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+
+    # -- reading a request ------------------------------------------------------------
+
+    def initialize_session(self, headers_or_environ: Any) -> Session:
+        """The request's session, from a WSGI environ, werkzeug ``Headers`` or header mapping.
+
+        Never raises on client input: a missing, malformed, forged, unknown or
+        expired cookie gives a new anonymous session (``is_new``; nothing is
+        written until it gets data).  A presented cookie that does not lead to
+        a live session is cleared on the response.
+
+        :raises StoreUnavailable: the store cannot be reached.
+        """
+        header = cookie_header(headers_or_environ)
+        if not header:
+            return Session()
+        identity = self._cookie_cache.get(header)
+        if identity is None:
+            identity = self._identify(header)
+            if identity is None:
+                return self._anonymous(clear_cookie=self.name in header)
+            if self.cookie_cache_size:
+                if len(self._cookie_cache) >= self.cookie_cache_size:
+                    self._cookie_cache.clear()
+                self._cookie_cache[header] = identity
+        record = self.store.get(identity.key)
+        if record is None:
+            signals.unknown_id.send(self, handle=identity.key)
+            return self._anonymous(clear_cookie=True)
+        session = self._session_from_record(record, identity.session_id)
+        if session is None:
+            return self._anonymous(clear_cookie=True)
+        if identity.resign:
+            session._send_cookie = True
+            signals.key_rotated.send(self, session=session)
+        return session
+
+    def _identify(self, header: str) -> _CookieIdentity | None:
+        value = read_cookie(header, self.name)
+        if not value:
+            return None
+        if self.signer is None:
+            if len(value) > 256 or not value.isprintable():
+                return None
+            return _CookieIdentity(value, session_key(value), False)
+        unsigned = self.signer.unsign(value)
+        if unsigned is None:
+            signals.invalid_signature.send(self)
+            return None
+        return _CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
+
+    def _anonymous(self, *, clear_cookie: bool) -> Session:
+        session = Session()
+        session._clear_cookie = clear_cookie
+        return session
+
+    def _session_from_record(self, record: SessionRecord, session_id: str | None) -> Session | None:
+        """A Session for a stored record; ``None`` (and the record removed) if it must not be served."""
+        now = self.clock()
+        if now >= record.expires_at or now >= record.created_at + self.max_age:
+            self.store.delete(record.key)
+            signals.expired.send(self, handle=record.key)
+            return None
+        try:
+            data = self.serializer.loads(record.data)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            logger.error("session %s holds unreadable data; removed", record.key[:12])
+            self.store.delete(record.key)
+            return None
+        session = Session(
+            id=session_id,
+            handle=record.key,
+            data=data,
+            user_id=record.user_id,
+            user=record.user,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            expires_at=record.expires_at,
+            is_new=False,
+        )
+        session._user_id_explicit = False
+        session._loaded_text = record.data
+        session._loaded_user_id = record.user_id
+        session._version = record.version
+        return session
+
+    # -- writing a response -----------------------------------------------------------
+
+    def commit(self, session: Session) -> str | None:
+        """Persist what the request changed; return the ``Set-Cookie`` value to send, if any.
+
+        Adapters call this once per request, after a successful (non-5xx)
+        response.  Nothing is written for a session that never got data, an
+        unchanged session is not rewritten, and activity only moves expiry
+        (once per ``touch_interval``).
+
+        :raises StoreUnavailable: the store cannot be reached.
+        :raises SessionConflict: with ``on_conflict="raise"``, or when merging keeps failing.
+        :raises SessionDataError: the data is too large or not serialisable.
+        """
+        if session._destroyed:
+            return self.remove_session_cookie() if session._clear_cookie else None
+        if session.is_new:
+            if not session._data and session._user_id is None:
+                return self.remove_session_cookie() if session._clear_cookie else None
+            self._save(session)
+        elif (session._user_id != session._loaded_user_id
+              or self.serializer.dumps(session._data) != session._loaded_text):
+            self._save(session)
+        elif self.touch_interval is not None:
+            self._touch(session)
+        if session._destroyed:
+            return self.remove_session_cookie()
+        if session._send_cookie:
+            session._send_cookie = False
+            return self.set_session_cookie(session)
+        return None
+
+    def _deadline(self, created_at: float, now: float) -> float:
+        absolute = created_at + self.max_age
+        if self.idle_timeout is None:
+            return absolute
+        return min(absolute, now + self.idle_timeout)
+
+    def _touch(self, session: Session) -> None:
+        now = self.clock()
+        deadline = self._deadline(session.created_at, now)
+        assert self.touch_interval is not None
+        if deadline - session.expires_at < self.touch_interval or session.handle is None:
+            return
+        if self.store.touch(session.handle, now, deadline):
+            session.updated_at = now
+            session.expires_at = deadline
+            if self.rolling:
+                session._send_cookie = True
+        else:
+            self._mark_destroyed(session)
+
+    def _serialize(self, data: dict[str, Any]) -> str:
+        text = self.serializer.dumps(data)
+        if len(text) * 4 > self.max_data_bytes and len(text.encode("utf-8")) > self.max_data_bytes:
+            raise SessionDataError(
+                f"session data is {len(text.encode('utf-8'))} bytes, more than max_data_bytes={self.max_data_bytes}"
+            )
+        return text
+
+    def _save(self, session: Session) -> None:
+        text = self._serialize(session._data)
+        now = self.clock()
+        if session.is_new:
+            self._insert(session, text, now)
+            return
+        assert session.handle is not None
+        expected = session._version
+        user_id = session._user_id
+        for _attempt in range(self.merge_retries + 1):
+            record = SessionRecord(
+                key=session.handle,
+                data=text,
+                user_id=user_id,
+                created_at=session.created_at,
+                updated_at=now,
+                expires_at=self._deadline(session.created_at, now),
+                version=expected + 1,
+            )
+            result = self.store.set(record, expected)
+            if result is SetResult.SAVED:
+                session._loaded_text = text
+                session._loaded_user_id = user_id
+                session._version = record.version
+                session.updated_at = now
+                session.expires_at = record.expires_at
+                if self.rolling:
+                    session._send_cookie = True
+                return
+            if result is SetResult.MISSING:
+                # Removed by another request (logout, revoke): it stays removed.
+                self._mark_destroyed(session)
+                return
+            if self.on_conflict == "raise":
+                raise SessionConflict("the session was changed by another request", handle=session.handle)
+            current = self.store.get(session.handle)
+            if current is None or now >= current.expires_at:
+                self._mark_destroyed(session)
+                return
+            if self.on_conflict == "overwrite":
+                expected = current.version
+                continue
+            merged, user_id = self._merge(session, current)
+            text = self._serialize(merged)
+            expected = current.version
+            session._data = merged
+        raise SessionConflict(
+            f"the session kept changing under this request ({self.merge_retries} merges)", handle=session.handle
+        )
+
+    def _merge(self, session: Session, current: SessionRecord) -> tuple[dict[str, Any], UserId | None]:
+        """Re-apply this request's changed and deleted keys on top of the stored data."""
+        dumps = self.serializer.dumps
+        original = self.serializer.loads(session._loaded_text)
+        merged = self.serializer.loads(current.data)
+        if not isinstance(original, dict) or not isinstance(merged, dict):
+            merged = {}
+        for key, value in session._data.items():
+            if key not in original or dumps({key: value}) != dumps({key: original[key]}):
+                merged[key] = value
+        for key in original:
+            if key not in session._data:
+                merged.pop(key, None)
+        user_id = session._user_id if session._user_id != session._loaded_user_id else current.user_id
+        return merged, user_id
+
+    def _insert(self, session: Session, text: str, now: float) -> None:
+        user_id = session._user_id
+        for _attempt in range(_CREATE_ATTEMPTS):
+            session_id = self.store.create_id()
+            key = session_key(session_id)
+            record = SessionRecord(
+                key=key,
+                data=text,
+                user_id=user_id,
+                created_at=now,
+                updated_at=now,
+                expires_at=self._deadline(now, now),
+                version=1,
+            )
+            if self.store.create(record):
+                break
+        else:
+            raise SessionConflict(f"store.create_id() returned taken ids {_CREATE_ATTEMPTS} times")
+        session.id = session_id
+        session.handle = key
+        session.created_at = session.updated_at = now
+        session.expires_at = record.expires_at
+        session.is_new = False
+        session._loaded_text = text
+        session._loaded_user_id = user_id
+        session._version = 1
+        session._send_cookie = True
+        session._clear_cookie = False
+        signals.created.send(self, session=session)
+        old = session._replaces
+        session._replaces = None
+        if old is not None and old.handle is not None and not old._destroyed:
+            self.store.delete(old.handle)
+            old._destroyed = True
+            signals.regenerated.send(self, session=session, previous_handle=old.handle)
+
+    def _mark_destroyed(self, session: Session) -> None:
+        session._destroyed = True
+        session._clear_cookie = True
+        session._send_cookie = False
+
+    # -- seed operations --------------------------------------------------------------
+
+    def new_session(self, previous: Session | None = None, *, user_id: UserId | None = None,
+                    data: dict[str, Any] | None = None) -> Session:
+        """A fresh, unsaved session that replaces ``previous`` when it is committed.
+
+        The fixation defence behind ``with_new_session``: the new session gets a
+        new id when :meth:`commit` stores it, and only then is ``previous``
+        deleted.  If the new session is never given data or a user, nothing is
+        written and ``previous`` stays.
+        """
+        session = Session(user_id=validate_user_id(user_id))
+        if data is not None:
+            session.data = data
+        if previous is not None and not previous.is_new:
+            session._replaces = previous
+        return session
+
+    def create_session(self, user_id: UserId | None = None, data: dict[str, Any] | None = None) -> Session:
+        """Create and store a session now; send it with :meth:`set_session_cookie`.
+
+        :raises StoreUnavailable, SessionDataError:
+        """
+        session = self.new_session(user_id=user_id, data=data or {})
+        self._save(session)
+        return session
+
+    def get_session(self, id: str) -> Session | None:
+        """The live session with secret id ``id``, or ``None`` (unknown or expired)."""
+        if not isinstance(id, str) or not id:
+            return None
+        record = self.store.get(session_key(id))
+        return None if record is None else self._session_from_record(record, id)
+
+    def set_session(self, session: Session, data: dict[str, Any]) -> Session:
+        """Replace the session's data and save it now (a new session is created)."""
+        session.data = data
+        if session.is_new or self.serializer.dumps(session._data) != session._loaded_text or (
+            session._user_id != session._loaded_user_id
+        ):
+            self._save(session)
+        return session
+
+    def remove_session(self, session: Session) -> bool:
+        """Delete the session's record and mark its cookie for clearing.
+
+        :returns: ``True`` when a record was removed, ``False`` when it was already gone.
+        """
+        removed = False
+        if session.handle is not None and not session._destroyed:
+            removed = self.store.delete(session.handle)
+        if session._replaces is not None and session._replaces.handle is not None:
+            self.store.delete(session._replaces.handle)
+            session._replaces = None
+        self._mark_destroyed(session)
+        signals.destroyed.send(self, session=session)
+        return removed
+
+    def remove_all_sessions_for_user(self, user_id: UserId, session: Session | None = None) -> int:
+        """Remove every session of ``user_id`` except ``session`` (sign out every other device).
+
+        :returns: how many sessions were removed.
+        """
+        validate_user_id(user_id)
+        except_key = session.handle if session is not None else None
+        return self.store.delete_all_for_user(user_id, except_key)
+
+    def remove_session_by_handle(self, handle: str, *, user_id: UserId | None = None) -> bool:
+        """Remove the session with public ``handle``, optionally only if it belongs to ``user_id``.
+
+        Lets a "your devices" page revoke one device without ever seeing its id.
+        """
+        if user_id is not None:
+            record = self.store.get(handle)
+            if record is None or record.user_id != user_id:
+                return False
+        return self.store.delete(handle)
+
+    def _listed(self, records: list[SessionRecord]) -> list[Session]:
+        now = self.clock()
+        sessions = []
+        for record in records:
+            if now >= record.expires_at or now >= record.created_at + self.max_age:
+                continue
+            try:
+                data = self.serializer.loads(record.data)
+            except ValueError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            session = Session(handle=record.key, data=data, user_id=record.user_id, user=record.user,
+                              created_at=record.created_at, updated_at=record.updated_at,
+                              expires_at=record.expires_at, is_new=False)
+            session._loaded_text = record.data
+            session._version = record.version
+            sessions.append(session)
+        sessions.sort(key=lambda s: s.created_at)
+        return sessions
+
+    def get_all_sessions(self) -> list[Session]:
+        """Every live session, oldest first, without ids (``id`` is ``None``)."""
+        return self._listed(self.store.get_all())
+
+    def get_sessions_for_user(self, user_id: UserId) -> list[Session]:
+        """The user's live sessions, oldest first, without ids; ``handle`` identifies each."""
+        validate_user_id(user_id)
+        return self._listed(self.store.get_all_for_user(user_id))
+
+    def regenerate(self, session: Session) -> Session:
+        """Give ``session`` a new id, keeping its data; the old id stops working at once.
+
+        The defence against session fixation when privileges change.  A
+        session not stored yet gets its id when it is first saved anyway.
+        """
+        if session.is_new or session._destroyed:
+            return session
+        old_key = session.handle
+        replacement = self.new_session(user_id=session._user_id)
+        replacement._data = session._data
+        self._insert(replacement, self._serialize(session._data), self.clock())
+        assert old_key is not None
+        self.store.delete(old_key)
+        session.id = replacement.id
+        session.handle = replacement.handle
+        session.created_at = replacement.created_at
+        session.updated_at = replacement.updated_at
+        session.expires_at = replacement.expires_at
+        session._loaded_text = replacement._loaded_text
+        session._loaded_user_id = replacement._loaded_user_id
+        session._version = 1
+        session._send_cookie = True
+        signals.regenerated.send(self, session=session, previous_handle=old_key)
+        return session
+
+    def purge_expired(self) -> int:
+        """Remove expired sessions from the store now; return how many."""
+        return self.store.purge_expired(self.clock())
+
+    # -- cookies ----------------------------------------------------------------------
+
+    def cookie_value(self, session_id: str) -> str:
+        """The cookie value for an id: signed ``s:<id>.<mac>`` or the bare id (not yet URL-encoded)."""
+        return self.signer.sign(session_id) if self.signer is not None else session_id
+
+    def set_session_cookie(self, session_or_id: Session | str) -> str:
+        """The ``Set-Cookie`` value that hands a session to the browser.
+
+        Carries ``Max-Age`` and ``Expires`` from the session's expiry: the
+        absolute lifetime, or the idle deadline with ``rolling``.  Given a bare
+        id, the expiry is a full ``max_age`` from now.
+        """
+        now = self.clock()
+        if isinstance(session_or_id, Session):
+            if session_or_id.id is None:
+                raise ValueError("this session has no id yet (it was listed from the store, or never saved)")
+            session_id = session_or_id.id
+            expires = (session_or_id.expires_at if self.rolling
+                       else session_or_id.created_at + self.max_age)
+        else:
+            session_id = session_or_id
+            expires = now + self.max_age
+        return build_set_cookie(
+            self.name,
+            self.cookie_value(session_id),
+            max_age=max(0, round(expires - now)),
+            expires=expires,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+        )
+
+    def remove_session_cookie(self) -> str:
+        """The ``Set-Cookie`` value that clears the cookie (same Path and Domain, ``Max-Age=0``)."""
+        return build_set_cookie(
+            self.name,
+            "",
+            max_age=0,
+            expires=0,
+            path=self.path,
+            domain=self.domain,
+            secure=self.secure,
+            httponly=self.httponly,
+            samesite=self.samesite,
+        )

@@ -1,0 +1,72 @@
+"""How session data becomes text and back.
+
+Session data is JSON, never pickle: a leaked or tampered store can at worst
+hand back wrong data, never run code.  The Flask extension swaps in a
+serializer that adds Flask's tagged types on top of the same JSON.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from .errors import SessionDataError
+
+
+class SessionSerializationError(SessionDataError, TypeError):
+    """A value in the session data cannot be serialised; ``key`` names where it is.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, key: str | None, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class Serializer(Protocol):
+    """Turns a session's data dict into text and back."""
+
+    def dumps(self, data: dict[str, Any]) -> str: ...
+
+    def loads(self, text: str) -> Any: ...
+
+
+class JSONSerializer:
+    """Compact stdlib JSON; raises :class:`SessionSerializationError` naming the bad key.
+
+    .. versionadded:: 0.1
+    """
+
+    def dumps(self, data: dict[str, Any]) -> str:
+        try:
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise describe_serialization_error(data, exc, self._dumps_one) from exc
+
+    def loads(self, text: str) -> Any:
+        return json.loads(text)
+
+    @staticmethod
+    def _dumps_one(value: Any) -> str:
+        return json.dumps(value, allow_nan=False)
+
+
+def describe_serialization_error(
+    data: dict[str, Any], exc: Exception, dumps_one: Any
+) -> SessionSerializationError:
+    """Find the top-level key whose value fails to serialise and say so."""
+    for key, value in data.items():
+        if not isinstance(key, str):
+            return SessionSerializationError(
+                None, f"session data keys must be str, got {key!r} ({type(key).__name__})"
+            )
+        try:
+            dumps_one(value)
+        except (TypeError, ValueError) as inner:
+            return SessionSerializationError(
+                key, f"session data key {key!r} cannot be stored as JSON: {inner}"
+            )
+    return SessionSerializationError(None, f"session data cannot be stored as JSON: {exc}")

@@ -1,0 +1,39 @@
+"""Security events as blinker signals (Flask's own signal library).
+
+Connect a receiver to audit or alert::
+
+    from kitsession_wsgi import signals
+
+    @signals.invalid_signature.connect
+    def forged(manager, **extra):
+        metrics.increment("session.forged_cookie")
+
+Every signal is sent with the :class:`~kitsession_wsgi.SessionManager` as
+sender.  Receivers get a ``session`` or a ``handle`` (the public SHA-256
+digest of the id), never the secret id or the cookie.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: a session was stored for the first time (``session=``)
+created = _signals.signal("kitsession.created")
+#: a session got a new id (``session=``, ``previous_handle=``)
+regenerated = _signals.signal("kitsession.regenerated")
+#: a session was removed by the application (``session=``)
+destroyed = _signals.signal("kitsession.destroyed")
+#: a presented session had expired and was removed (``handle=``)
+expired = _signals.signal("kitsession.expired")
+#: a cookie failed signature verification (no extra arguments)
+invalid_signature = _signals.signal("kitsession.invalid_signature")
+#: a verified cookie named a session the store does not hold (``handle=``)
+unknown_id = _signals.signal("kitsession.unknown_id")
+#: a cookie signed with an old key was accepted and re-signed (``session=``)
+key_rotated = _signals.signal("kitsession.key_rotated")
+#: the store could not be reached (``error=``)
+store_unavailable = _signals.signal("kitsession.store_unavailable")

@@ -1,0 +1,111 @@
+"""Cookie signing in the express-session / cookie-parser format.
+
+A signed value is ``"s:" + id + "." + base64(HMAC-SHA256(key, id))`` with the
+``=`` padding stripped, exactly what Node's ``cookie-signature`` produces, so
+cookies move between this library, express-session and svelte-kit-session.
+
+Unlike ``cookie-signature`` 1.1 (which the seed used) the whole MAC is compared,
+in constant time, and a value without the ``s:`` prefix is rejected.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from .errors import ConfigurationError
+
+SIGNED_PREFIX = "s:"
+#: Length of an unpadded base64 HMAC-SHA256: 32 bytes -> 43 characters.
+MAC_LENGTH = 43
+
+
+class Unsigned(NamedTuple):
+    """The result of a successful verification.
+
+    ``key_index`` is the position of the key that verified the value; anything
+    but 0 means the cookie should be re-signed with the current key.
+    """
+
+    session_id: str
+    key_index: int
+
+
+def normalize_keys(keys: str | bytes | Sequence[str | bytes] | None) -> tuple[bytes, ...]:
+    """Turn the ``keys`` option into a tuple of byte keys, newest first.
+
+    A single ``str`` or ``bytes`` is one key (the seed split a string into
+    characters and signed with its first one).
+
+    :raises ConfigurationError: a key is empty or not text/bytes.
+    """
+    if keys is None:
+        return ()
+    if isinstance(keys, (str, bytes)):
+        keys = [keys]
+    normalized: list[bytes] = []
+    for index, key in enumerate(keys):
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        if not isinstance(key, bytes):
+            raise ConfigurationError(
+                "keys", f"key {index} is {type(key).__name__}; keys must be str or bytes"
+            )
+        if not key:
+            raise ConfigurationError("keys", f"key {index} is empty")
+        normalized.append(key)
+    return tuple(normalized)
+
+
+def _mac(key: bytes, value: bytes) -> bytes:
+    digest = hmac.new(key, value, hashlib.sha256).digest()
+    return base64.b64encode(digest).rstrip(b"=")
+
+
+class CookieSigner:
+    """Signs with ``keys[0]`` and verifies with every key (rotation).
+
+    :param keys: signing keys, newest first; at least one.
+    :raises ConfigurationError: no key was given.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ConfigurationError("keys", "at least one key is required to sign cookies")
+        self.keys = tuple(keys)
+
+    def sign(self, session_id: str) -> str:
+        """Return ``s:<id>.<mac>`` signed with the newest key."""
+        mac = _mac(self.keys[0], session_id.encode("utf-8"))
+        return f"{SIGNED_PREFIX}{session_id}.{mac.decode('ascii')}"
+
+    def unsign(self, value: str) -> Unsigned | None:
+        """Verify a decoded cookie value; ``None`` unless a key verifies it in full.
+
+        Never raises: any string, including non-ASCII and lone surrogates, is
+        either a verified id or ``None``.
+        """
+        if not value.startswith(SIGNED_PREFIX):
+            return None
+        dot = value.rfind(".")
+        if dot <= len(SIGNED_PREFIX) or len(value) - dot - 1 != MAC_LENGTH:
+            return None
+        session_id = value[len(SIGNED_PREFIX) : dot]
+        try:
+            id_bytes = session_id.encode("utf-8")
+            presented = value[dot + 1 :].encode("ascii")
+        except UnicodeEncodeError:
+            return None
+        for index, key in enumerate(self.keys):
+            if hmac.compare_digest(_mac(key, id_bytes), presented):
+                return Unsigned(session_id, index)
+        return None

@@ -1,0 +1,48 @@
+"""Packaging for kitsession-wsgi: the single source of its metadata."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "kitsession_wsgi" / "__init__.py").read_text(), re.M)
+
+EXTRAS = {
+    "flask": ["flask>=2.3"],
+    "peewee": ["peewee>=3.17"],
+    "postgres": ["peewee>=3.17", "psycopg2-binary>=2.9"],
+    "mysql": ["peewee>=3.17", "pymysql>=1.1"],
+    "memcached": ["pymemcache>=4.0"],
+    "redis": ["redis>=5.0"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+EXTRAS["dev"] = EXTRAS["all"] + [
+    "pytest>=8",
+    "mypy>=1.10",
+    "hypothesis>=6.100",
+    "waitress>=3.0",
+    "playwright>=1.40",
+]
+
+setup(
+    name="kitsession-wsgi",
+    version=VERSION.group(1) if VERSION else "0.0.0",
+    description="Server-side cookie sessions for Flask and any WSGI app, with signed ids, "
+    "key rotation and Memory, SQL, memcached and Redis stores.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    packages=find_packages(include=["kitsession_wsgi", "kitsession_wsgi.*"]),
+    package_data={"kitsession_wsgi": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=["werkzeug>=2.3", "blinker>=1.6"],
+    extras_require=EXTRAS,
+    classifiers=[
+        "Framework :: Flask",
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
+        "Typing :: Typed",
+    ],
+)
