@@ -299,6 +299,33 @@ class StoreContract:
         assert store.delete_all_for_user("shared", except_key=keys[0]) == len(keys) - 1
         assert [r.key for r in store.get_all_for_user("shared")] == [keys[0]]
 
+    # -- per-session locks -------------------------------------------------------------
+
+    def test_lock_excludes_other_holders_until_released(self, store: SessionStore) -> None:
+        key = session_key(store.create_id())
+        try:
+            assert store.acquire_lock(key, "holder-a", 30) is True
+        except NotImplementedError:
+            pytest.skip(f"{type(store).__name__} does not support session locks")
+        assert store.acquire_lock(key, "holder-b", 30) is False
+        store.release_lock(key, "holder-b")  # not the holder: no effect
+        assert store.acquire_lock(key, "holder-b", 30) is False
+        store.release_lock(key, "holder-a")
+        assert store.acquire_lock(key, "holder-b", 30) is True
+        store.release_lock(key, "holder-b")
+
+    def test_lock_frees_itself_after_its_ttl(self, store: SessionStore) -> None:
+        key = session_key(store.create_id())
+        try:
+            assert store.acquire_lock(key, "crashed-holder", 1) is True
+        except NotImplementedError:
+            pytest.skip(f"{type(store).__name__} does not support session locks")
+        deadline = time.monotonic() + 5
+        while not store.acquire_lock(key, "next-holder", 30):
+            assert time.monotonic() < deadline, "the lock never expired"
+            time.sleep(0.1)
+        store.release_lock(key, "next-holder")
+
     # -- through the manager ----------------------------------------------------------
 
     def test_manager_round_trip_through_a_cookie(self, store: SessionStore) -> None:

@@ -148,5 +148,19 @@ class SessionStore(abc.ABC):
     def purge_expired(self, now: float) -> int:
         """Remove records with ``expires_at <= now``; return how many."""
 
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        """Take the per-session lock for ``key`` unless another token holds it.
+
+        ``token`` identifies the holder; the lock frees itself after ``ttl``
+        real seconds even if its holder dies.  The lock does not require a
+        record under ``key``.  Returns ``False`` when another holder has it.
+        Stores without locking raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support session locks")
+
+    def release_lock(self, key: str, token: str) -> None:
+        """Free the lock for ``key`` if ``token`` still holds it (an expired lock taken over stays)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support session locks")
+
     def close(self) -> None:
         """Release connections; the default does nothing."""

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from ..errors import ConfigurationError
 from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
@@ -36,6 +37,7 @@ class MemoryStore(SessionStore):
         self._lock = threading.Lock()
         self._records: dict[str, SessionRecord] = {}
         self._by_user: dict[str, set[str]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -100,6 +102,21 @@ class MemoryStore(SessionStore):
             for key in expired:
                 self._remove(key)
             return len(expired)
+
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            held = self._locks.get(key)
+            if held is not None and held[0] != token and held[1] > now:
+                return False
+            self._locks[key] = (token, now + ttl)
+            return True
+
+    def release_lock(self, key: str, token: str) -> None:
+        with self._lock:
+            held = self._locks.get(key)
+            if held is not None and held[0] == token:
+                del self._locks[key]
 
     def _remove(self, key: str) -> bool:
         record = self._records.pop(key, None)
