@@ -325,8 +325,9 @@ class SessionManager:
             if not session._data and session._user_id is None:
                 return self.remove_session_cookie() if session._clear_cookie else None
             self._save(session)
-        elif (session._user_id != session._loaded_user_id
-              or self.serializer.dumps(session._data) != session._loaded_text):
+        elif session._user_id != session._loaded_user_id or (
+            session._data_touched and self.serializer.dumps(session._data) != session._loaded_text
+        ):
             self._save(session)
         elif self.touch_interval is not None:
             self._touch(session)

@@ -75,6 +75,7 @@ class Session:
         "expires_at",
         "is_new",
         "_data",
+        "_data_touched",
         "_user_id",
         "_user_id_explicit",
         "_loaded_text",
@@ -107,6 +108,9 @@ class Session:
         self.expires_at = expires_at
         self.is_new = is_new
         self._data: dict[str, Any] = {} if data is None else data
+        # Set whenever the data dict was handed out or replaced: only then can
+        # it differ from what is stored, so untouched sessions skip serialising.
+        self._data_touched = False
         self._user_id = validate_user_id(user_id)
         self._user_id_explicit = user_id is not None
         # What the store holds, to tell a changed session from an unchanged one.
@@ -121,6 +125,7 @@ class Session:
     @property
     def data(self) -> dict[str, Any]:
         """The session's data; JSON types (plus Flask's tagged types under Flask)."""
+        self._data_touched = True
         return self._data
 
     @data.setter
@@ -128,6 +133,7 @@ class Session:
         if not isinstance(value, Mapping):
             raise TypeError(f"session data must be a mapping, got {type(value).__name__}")
         self._data = dict(value)
+        self._data_touched = True
         if not self._user_id_explicit:
             derived = user_id_from_data(self._data)
             if derived is not None:

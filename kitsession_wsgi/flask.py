@@ -1,0 +1,574 @@
+"""The Flask extension: ``flask.session`` becomes the server-side session.
+
+::
+
+    from flask import Flask, session
+    from kitsession_wsgi.flask import KitSession
+
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "change me"
+    KitSession(app)            # MemoryStore unless a store or KITSESSION_STORE is given
+
+Configuration keys ``KITSESSION_<OPTION>`` mirror the
+:class:`~kitsession_wsgi.SessionManager` options; keyword arguments given to
+:class:`KitSession` are defaults for every app.  Signing keys default to
+``[SECRET_KEY, *SECRET_KEY_FALLBACKS]`` and ``secure`` to ``not app.debug``.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import functools
+import json as _json
+import logging
+import typing as t
+from collections.abc import Callable, Iterator
+
+import click
+from flask import Flask, Response, current_app, g, request
+from flask import make_response as _make_response
+from flask.cli import AppGroup
+from flask.json.tag import TaggedJSONSerializer
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import Headers
+from werkzeug.local import LocalProxy
+
+from . import signals
+from .errors import ConfigurationError, StoreUnavailable
+from .manager import SessionManager
+from .serialization import describe_serialization_error
+from .session import Session
+from .stores.base import SessionStore, UserId
+from .stores.memory import MemoryStore
+
+logger = logging.getLogger("kitsession_wsgi")
+
+#: SessionManager options that ``KITSESSION_<NAME>`` config keys may set
+MANAGER_OPTIONS = (
+    "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
+    "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
+    "cookie_cache_size", "merge_retries",
+)
+#: options of the extension itself (not passed to the manager)
+EXTENSION_OPTIONS = ("retry_after", "store")
+
+F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+
+class FlaskSessionSerializer:
+    """Flask's tagged JSON (datetime, UUID, bytes, Markup, tuple) over plain JSON.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self) -> None:
+        self._tagged = TaggedJSONSerializer()
+
+    def dumps(self, data: dict[str, t.Any]) -> str:
+        try:
+            return self._tagged.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise describe_serialization_error(data, exc, self._tagged.dumps) from exc
+
+    def loads(self, text: str) -> t.Any:
+        return self._tagged.loads(text)
+
+
+class FlaskSession(SessionMixin):
+    """What ``flask.session`` is under KitSession: a dict-like view of the request's session.
+
+    Loads the session on first use.  Top-level writes mark it changed; a read
+    that hands out a mutable value (a list or dict) makes the save compare the
+    serialised data, so nested in-place changes are saved too.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, manager: SessionManager, environ: dict[str, t.Any]) -> None:
+        self._manager = manager
+        self._environ = environ
+        self._core: Session | None = None
+        self._previous: Session | None = None
+        self.accessed = False
+
+    # -- the core session -------------------------------------------------------------
+
+    @property
+    def core(self) -> Session:
+        """The request's :class:`~kitsession_wsgi.Session` (loaded on first use)."""
+        core = self._core
+        if core is None:
+            core = self._core = self._manager.initialize_session(self._environ)
+        return core
+
+    @property
+    def loaded(self) -> bool:
+        return self._core is not None
+
+    def _replace(self, session: Session) -> None:
+        self._previous = self._core
+        self._core = session
+
+    def _restore(self) -> None:
+        self._core = self._previous
+        self._previous = None
+
+    def _writable(self) -> dict[str, t.Any]:
+        core = self.core
+        core._data_touched = True
+        return core._data
+
+    # -- SessionMixin -----------------------------------------------------------------
+
+    @property
+    def permanent(self) -> bool:
+        """Always ``True``: the cookie carries the session's expiry."""
+        return True
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        """Ignored: lifetimes come from ``KITSESSION_MAX_AGE`` / ``KITSESSION_IDLE_TIMEOUT``."""
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        return self.core.is_new
+
+    @property
+    def modified(self) -> bool:
+        return self.core._data_touched
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            self.core._data_touched = True
+
+    # -- mapping ----------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> t.Any:
+        core = self.core
+        value = core._data[key]
+        if isinstance(value, (list, dict)):
+            core._data_touched = True
+        return value
+
+    def get(self, key: str, default: t.Any = None) -> t.Any:
+        core = self.core
+        value = core._data.get(key, default)
+        if isinstance(value, (list, dict)):
+            core._data_touched = True
+        return value
+
+    def __setitem__(self, key: str, value: t.Any) -> None:
+        self._writable()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._writable()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.core._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.core._data)
+
+    def __len__(self) -> int:
+        return len(self.core._data)
+
+    def setdefault(self, key: str, default: t.Any = None) -> t.Any:
+        return self._writable().setdefault(key, default)
+
+    def pop(self, key: str, *default: t.Any) -> t.Any:
+        return self._writable().pop(key, *default)
+
+    def clear(self) -> None:
+        self._writable().clear()
+
+    def __repr__(self) -> str:
+        return f"<FlaskSession {self._core!r}>"
+
+
+class _AppState:
+    """Per-app state in ``app.extensions["kitsession"]``."""
+
+    def __init__(self, extension: KitSession, manager: SessionManager, retry_after: int) -> None:
+        self.extension = extension
+        self.manager = manager
+        self.retry_after = retry_after
+        self.in_outage = False
+
+    def report_outage(self, exc: StoreUnavailable) -> None:
+        # One log line per outage, not one per request.
+        if not self.in_outage:
+            self.in_outage = True
+            logger.error("session store unavailable: %s", exc)
+        signals.store_unavailable.send(self.manager, error=exc)
+
+    def report_recovery(self) -> None:
+        if self.in_outage:
+            self.in_outage = False
+            logger.warning("session store reachable again")
+
+
+def _state(app: Flask | None = None) -> _AppState:
+    app = app or t.cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
+    try:
+        return t.cast(_AppState, app.extensions["kitsession"])
+    except KeyError:
+        raise RuntimeError("KitSession is not initialised on this app: call KitSession(app) or init_app(app)") from None
+
+
+def _unavailable(retry_after: int) -> Response:
+    response = Response("Session store unavailable, please retry shortly.\n", 503, mimetype="text/plain")
+    response.headers["Retry-After"] = str(retry_after)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+class KitSessionInterface(SessionInterface):
+    """The Flask session interface installed by :class:`KitSession`.
+
+    .. versionadded:: 0.1
+    """
+
+    def open_session(self, app: Flask, request: t.Any) -> FlaskSession:
+        return FlaskSession(_state(app).manager, request.environ)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not isinstance(session, FlaskSession) or session._core is None:
+            return
+        state = _state(app)
+        set_cookie = None
+        if response.status_code < 500:
+            try:
+                set_cookie = state.manager.commit(session._core)
+            except StoreUnavailable as exc:
+                state.report_outage(exc)
+                _become(response, _unavailable(state.retry_after))
+                return
+            state.report_recovery()
+        headers = response.headers
+        if "Vary" in headers:
+            response.vary.add("Cookie")
+        else:
+            headers["Vary"] = "Cookie"
+        if set_cookie is not None:
+            headers.add("Set-Cookie", set_cookie)
+            if "Cache-Control" not in headers:
+                headers["Cache-Control"] = "no-store"
+
+
+def _become(response: Response, replacement: Response) -> None:
+    """Turn ``response`` into ``replacement`` in place (Flask keeps its response object)."""
+    response.status = replacement.status
+    response.headers = Headers(replacement.headers)
+    response.set_data(replacement.get_data())
+
+
+class KitSession:
+    """Server-side sessions for Flask apps.
+
+    :param app: the app to initialise now (or call :meth:`init_app` later).
+    :param store: a :class:`~kitsession_wsgi.SessionStore`; by default the store
+        named by ``KITSESSION_STORE`` (a URL, see
+        :func:`kitsession_wsgi.stores.urls.store_from_url`) or a :class:`MemoryStore`.
+    :param options: :class:`~kitsession_wsgi.SessionManager` options and
+        ``retry_after`` (seconds in the ``Retry-After`` of the 503 answered
+        when the store is down); defaults for every app, overridden per app by
+        ``KITSESSION_<OPTION>`` config keys.
+    :raises ConfigurationError: an unknown option.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, app: Flask | None = None, store: SessionStore | None = None, **options: t.Any) -> None:
+        unknown = sorted(set(options) - set(MANAGER_OPTIONS) - set(EXTENSION_OPTIONS))
+        if unknown:
+            raise ConfigurationError(unknown[0], f"unknown KitSession option (known: {', '.join(MANAGER_OPTIONS)}, retry_after)")
+        self.store = store
+        self.options = options
+        self._user_loader: Callable[[UserId], t.Any] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def user_loader(self, loader: Callable[[UserId], t.Any]) -> Callable[[UserId], t.Any]:
+        """Register ``loader(user_id) -> user``; its result is ``g.user`` and ``session.user``.
+
+        The seed's ``prepare``/``getSession`` step: runs before each request of
+        a session that has a user.
+        """
+        self._user_loader = loader
+        return loader
+
+    def manager_options(self, app: Flask) -> dict[str, t.Any]:
+        """The options this app's manager is built with: defaults, then app config."""
+        options = {name: value for name, value in self.options.items() if name in MANAGER_OPTIONS}
+        for name in MANAGER_OPTIONS:
+            key = f"KITSESSION_{name.upper()}"
+            if key in app.config:
+                options[name] = app.config[key]
+        if "keys" not in options and app.config.get("SECRET_KEY"):
+            fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or []
+            options["keys"] = [app.config["SECRET_KEY"], *fallbacks]
+        options.setdefault("secure", not app.debug)
+        options["serializer"] = FlaskSessionSerializer()
+        return options
+
+    def init_app(self, app: Flask) -> None:
+        """Install sessions on ``app``; state goes to ``app.extensions["kitsession"]``.
+
+        :raises ConfigurationError: a bad option or config value (names it).
+        """
+        store = self.store
+        if store is None:
+            url = app.config.get("KITSESSION_STORE")
+            if url:
+                from .stores.urls import store_from_url
+
+                store = store_from_url(url)
+            else:
+                store = MemoryStore()
+        manager = SessionManager(store, **self.manager_options(app))
+        retry_after = app.config.get("KITSESSION_RETRY_AFTER", self.options.get("retry_after", 5))
+        app.extensions["kitsession"] = _AppState(self, manager, int(retry_after))
+        app.session_interface = KitSessionInterface()
+        app.register_error_handler(StoreUnavailable, self._handle_unavailable)
+        app.before_request(self._load_user)
+        app.cli.add_command(_cli)
+
+    def _handle_unavailable(self, exc: StoreUnavailable) -> Response:
+        state = _state()
+        state.report_outage(exc)
+        return _unavailable(state.retry_after)
+
+    def _load_user(self) -> None:
+        if self._user_loader is None:
+            return
+        core = current_session._get_current_object()  # type: ignore[attr-defined]
+        user = None if core.user_id is None else self._user_loader(core.user_id)
+        core.user = user
+        g.user = user
+
+
+def _flask_session() -> FlaskSession:
+    from flask import session
+
+    real = session._get_current_object()  # type: ignore[attr-defined]
+    if not isinstance(real, FlaskSession):
+        raise RuntimeError("flask.session is not a KitSession session: call KitSession(app) first")
+    return real
+
+
+def get_manager() -> SessionManager:
+    """The :class:`~kitsession_wsgi.SessionManager` of the current app."""
+    return _state().manager
+
+
+#: The request's :class:`~kitsession_wsgi.Session` object (``flask.session`` is a dict view of it).
+current_session: Session = t.cast(Session, LocalProxy(lambda: _flask_session().core))
+
+
+def with_new_session(view: F) -> F:
+    """Run ``view(..., session=<fresh Session>)``; on success it replaces the request's session.
+
+    The new session is stored with a new id and the previous one is deleted
+    (no fixation).  If the view raises or answers 4xx/5xx, nothing is stored,
+    no cookie is set and the previous session stays.
+
+    .. versionadded:: 0.1
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> Response:
+        flask_session = _flask_session()
+        fresh = get_manager().new_session(flask_session.core)
+        flask_session._replace(fresh)
+        try:
+            response = _make_response(view(*args, session=fresh, **kwargs))
+        except BaseException:
+            flask_session._restore()
+            raise
+        if response.status_code >= 400:
+            flask_session._restore()
+        return response
+
+    return t.cast(F, wrapper)
+
+
+def with_delete_session(view: F) -> F:
+    """Run ``view(..., session=<current Session>)``; on success remove it and clear the cookie.
+
+    The cookie is cleared even when the presented cookie was stale or
+    unknown.  Messages flashed during the view survive in a fresh anonymous
+    session, so "You have been logged out" still shows.
+
+    .. versionadded:: 0.1
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> Response:
+        flask_session = _flask_session()
+        session = flask_session.core
+        response = _make_response(view(*args, session=session, **kwargs))
+        if response.status_code < 400:
+            manager = get_manager()
+            flashes = session._data.get("_flashes")
+            manager.remove_session(session)
+            after = manager.new_session()
+            after._clear_cookie = True
+            if flashes:
+                after.data = {"_flashes": flashes}
+            flask_session._replace(after)
+        return response
+
+    return t.cast(F, wrapper)
+
+
+# -- the seed API, bound to the current app --------------------------------------------
+
+
+def create_session(user_id: UserId | None = None, data: dict[str, t.Any] | None = None) -> Session:
+    """:meth:`SessionManager.create_session` on the current app's manager."""
+    return get_manager().create_session(user_id, data)
+
+
+def get_session(id: str) -> Session | None:
+    """:meth:`SessionManager.get_session` on the current app's manager."""
+    return get_manager().get_session(id)
+
+
+def set_session(session: Session, data: dict[str, t.Any]) -> Session:
+    """:meth:`SessionManager.set_session` on the current app's manager."""
+    return get_manager().set_session(session, data)
+
+
+def remove_session(session: Session) -> bool:
+    """:meth:`SessionManager.remove_session` on the current app's manager."""
+    return get_manager().remove_session(session)
+
+
+def remove_all_sessions_for_user(user_id: UserId, session: Session | None = None) -> int:
+    """:meth:`SessionManager.remove_all_sessions_for_user` on the current app's manager."""
+    return get_manager().remove_all_sessions_for_user(user_id, session)
+
+
+def get_all_sessions() -> list[Session]:
+    """:meth:`SessionManager.get_all_sessions` on the current app's manager."""
+    return get_manager().get_all_sessions()
+
+
+def get_sessions_for_user(user_id: UserId) -> list[Session]:
+    """:meth:`SessionManager.get_sessions_for_user` on the current app's manager."""
+    return get_manager().get_sessions_for_user(user_id)
+
+
+def set_session_cookie(session_or_id: Session | str) -> str:
+    """:meth:`SessionManager.set_session_cookie` on the current app's manager."""
+    return get_manager().set_session_cookie(session_or_id)
+
+
+def remove_session_cookie() -> str:
+    """:meth:`SessionManager.remove_session_cookie` on the current app's manager."""
+    return get_manager().remove_session_cookie()
+
+
+# -- CLI: flask kitsession ... ----------------------------------------------------------
+
+_cli = AppGroup("kitsession", help="Inspect and manage server-side sessions.")
+
+
+def _parse_user(value: str, as_string: bool) -> UserId:
+    return value if as_string or not value.lstrip("-").isdigit() else int(value)
+
+
+def _describe(session: Session) -> dict[str, t.Any]:
+    return {
+        "handle": session.handle,
+        "user_id": session.user_id,
+        "created_at": session.created_at,
+        "updated_at": session.updated_at,
+        "expires_at": session.expires_at,
+    }
+
+
+@_cli.command("purge")
+def _purge_command() -> None:
+    """Remove expired sessions from the store."""
+    click.echo(f"purged {get_manager().purge_expired()} expired sessions")
+
+
+@_cli.command("list")
+@click.option("--user", "user", default=None, help="only this user's sessions")
+@click.option("--str-id", is_flag=True, help="treat --user as a string even if it is all digits")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def _list_command(user: str | None, str_id: bool, as_json: bool) -> None:
+    """List live sessions (handles, never ids)."""
+    manager = get_manager()
+    sessions = (manager.get_all_sessions() if user is None
+                else manager.get_sessions_for_user(_parse_user(user, str_id)))
+    rows = [_describe(s) for s in sessions]
+    if as_json:
+        click.echo(_json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['handle']}  user={row['user_id']!s:<12} expires_at={row['expires_at']:.0f}")
+    click.echo(f"{len(rows)} sessions")
+
+
+@_cli.command("revoke")
+@click.option("--user", "user", required=True, help="the user whose sessions to remove")
+@click.option("--str-id", is_flag=True, help="treat --user as a string even if it is all digits")
+def _revoke_command(user: str, str_id: bool) -> None:
+    """Remove every session of a user (sign them out everywhere)."""
+    removed = get_manager().remove_all_sessions_for_user(_parse_user(user, str_id))
+    click.echo(f"revoked {removed} sessions of user {user}")
+
+
+@_cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def _stats_command(as_json: bool) -> None:
+    """Sessions in total, per user, and expired ones waiting for purge."""
+    manager = get_manager()
+    records = manager.store.get_all()
+    live = manager.get_all_sessions()
+    per_user: dict[str, int] = {}
+    anonymous = 0
+    for session in live:
+        if session.user_id is None:
+            anonymous += 1
+        else:
+            per_user[str(session.user_id)] = per_user.get(str(session.user_id), 0) + 1
+    stats = {
+        "total": len(live),
+        "anonymous": anonymous,
+        "users": len(per_user),
+        "per_user": per_user,
+        "expired_waiting_for_purge": len(records) - len(live),
+    }
+    if as_json:
+        click.echo(_json.dumps(stats, indent=2))
+        return
+    click.echo(f"sessions: {stats['total']} ({anonymous} anonymous, {len(per_user)} users)")
+    for user_id, count in sorted(per_user.items(), key=lambda item: -item[1]):
+        click.echo(f"  user {user_id}: {count}")
+    click.echo(f"expired, waiting for purge: {stats['expired_waiting_for_purge']}")
+
+
+__all__ = [
+    "FlaskSession",
+    "FlaskSessionSerializer",
+    "KitSession",
+    "KitSessionInterface",
+    "create_session",
+    "current_session",
+    "get_all_sessions",
+    "get_manager",
+    "get_session",
+    "get_sessions_for_user",
+    "remove_all_sessions_for_user",
+    "remove_session",
+    "remove_session_cookie",
+    "set_session",
+    "set_session_cookie",
+    "with_delete_session",
+    "with_new_session",
+]

@@ -1,0 +1,52 @@
+"""Build a store from a URL, for ``KITSESSION_STORE`` and command lines.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from .base import SessionStore
+from .memory import MemoryStore
+
+#: URL schemes :func:`store_from_url` understands
+SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "mysql", "mariadb", "memcached", "redis", "rediss")
+
+
+def store_from_url(url: str) -> SessionStore:
+    """A store for ``url``:
+
+    * ``memory`` (or ``memory://``): a :class:`MemoryStore`;
+    * ``sqlite:///path.db``, ``postgresql://user@host:port/db``, ``mysql://user@host:port/db``:
+      a :class:`~kitsession_wsgi.stores.peewee.PeeweeStore` (tables are not created:
+      call ``create_tables()``);
+    * ``memcached://host:port,host:port``: a :class:`~kitsession_wsgi.stores.memcached.MemcachedStore`;
+    * ``redis://host:port/db``: a :class:`~kitsession_wsgi.stores.redis.RedisStore`.
+
+    :raises ConfigurationError: an unknown scheme or a malformed URL (option ``store``).
+    """
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError("store", f"a store URL must be a non-empty string, got {url!r}")
+    scheme = url.split(":", 1)[0].lower() if ":" in url else url.lower()
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme in ("sqlite", "postgresql", "postgres", "mysql", "mariadb"):
+        from .peewee import PeeweeStore
+
+        if scheme == "mariadb":
+            url = "mysql" + url[len(scheme):]
+        return PeeweeStore.from_url(url)
+    if scheme == "memcached":
+        from .memcached import MemcachedStore
+
+        servers = [s for s in urlsplit(url).netloc.split(",") if s]
+        if not servers:
+            raise ConfigurationError("store", f"{url!r} names no memcached server (memcached://host:port,...)")
+        return MemcachedStore.from_servers(servers)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStore
+
+        return RedisStore.from_url(url)
+    raise ConfigurationError("store", f"unknown store URL scheme {scheme!r} (known: {', '.join(SCHEMES)})")

@@ -1,0 +1,249 @@
+"""Framework-neutral WSGI middleware and view decorators.
+
+Wrap any WSGI application::
+
+    from kitsession_wsgi import MemoryStore, SessionManager
+    from kitsession_wsgi.wsgi import SessionMiddleware
+
+    app = SessionMiddleware(app, SessionManager(MemoryStore(), keys=["secret"]))
+
+and inside it read ``environ["kitsession"]`` (a :class:`RequestSession`).
+The middleware only translates: every cookie, signing, expiry and store rule
+lives in :class:`~kitsession_wsgi.SessionManager`.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import typing as t
+
+from .errors import StoreUnavailable
+from .manager import SessionManager
+from .session import Session
+from .stores.base import UserId
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("kitsession_wsgi")
+
+#: where the middleware puts the request's :class:`RequestSession`
+ENVIRON_KEY = "kitsession"
+
+
+class RequestSession:
+    """The session side of one request, at ``environ["kitsession"]``.
+
+    Loads lazily: a request that never touches :attr:`session` costs no
+    cookie parsing and no store call.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("manager", "environ", "_session", "_previous")
+
+    def __init__(self, manager: SessionManager, environ: WSGIEnvironment) -> None:
+        self.manager = manager
+        self.environ = environ
+        self._session: Session | None = None
+        self._previous: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """The request's :class:`~kitsession_wsgi.Session` (loaded on first use).
+
+        :raises StoreUnavailable: the store cannot be reached.
+        """
+        session = self._session
+        if session is None:
+            session = self._session = self.manager.initialize_session(self.environ)
+        return session
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the application touched the session during this request."""
+        return self._session is not None
+
+    def new_session(self, user_id: UserId | None = None, data: dict[str, t.Any] | None = None) -> Session:
+        """Replace the request's session with a fresh one (new id on save).
+
+        The fixation defence for logins: when the response is committed the new
+        session is stored and the previous one deleted.
+        """
+        previous = self.session
+        self._previous = previous
+        self._session = self.manager.new_session(previous, user_id=user_id, data=data)
+        return self._session
+
+    def abandon_new_session(self) -> None:
+        """Undo :meth:`new_session`: the previous session stays, nothing new is stored."""
+        if self._previous is not None:
+            self._session = self._previous
+            self._previous = None
+
+    def delete_session(self) -> bool:
+        """Remove the session from the store and clear its cookie on this response.
+
+        Clears the cookie even when the presented cookie was stale or unknown.
+        :returns: ``True`` when a stored record was removed.
+        """
+        return self.manager.remove_session(self.session)
+
+    def commit(self) -> str | None:
+        """Persist the session and return the ``Set-Cookie`` value, if one is due."""
+        if self._session is None:
+            return None
+        return self.manager.commit(self._session)
+
+
+def add_session_headers(headers: list[tuple[str, str]], set_cookie: str | None) -> None:
+    """Add ``Vary: Cookie``, the cookie and ``Cache-Control: no-store`` to a header list.
+
+    Other ``Set-Cookie`` headers of the application are kept.
+    """
+    has_vary = has_cache_control = False
+    for index, (name, value) in enumerate(headers):
+        lowered = name.lower()
+        if lowered == "vary":
+            has_vary = True
+            tokens = {token.strip().lower() for token in value.split(",")}
+            if "cookie" not in tokens and "*" not in tokens:
+                headers[index] = (name, f"{value}, Cookie")
+        elif lowered == "cache-control":
+            has_cache_control = True
+    if not has_vary:
+        headers.append(("Vary", "Cookie"))
+    if set_cookie is not None:
+        headers.append(("Set-Cookie", set_cookie))
+        if not has_cache_control:
+            headers.append(("Cache-Control", "no-store"))
+
+
+def _unavailable_response(start_response: StartResponse, retry_after: int) -> list[bytes]:
+    body = b"Session store unavailable, please retry shortly.\n"
+    start_response(
+        "503 Service Unavailable",
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Retry-After", str(retry_after)),
+            ("Cache-Control", "no-store"),
+        ],
+    )
+    return [body]
+
+
+class SessionMiddleware:
+    """WSGI middleware giving every request a lazily loaded server-side session.
+
+    :param app: the WSGI application to wrap.
+    :param manager: the :class:`~kitsession_wsgi.SessionManager` holding every rule.
+    :param retry_after: seconds for the ``Retry-After`` header of the ``503``
+        answered when the store is unavailable before the response started.
+
+    Cookies are added in ``start_response``, before headers go out; a ``5xx``
+    status or ``exc_info`` persists nothing.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, app: WSGIApplication, manager: SessionManager, *, retry_after: int = 5) -> None:
+        self.app = app
+        self.manager = manager
+        self.retry_after = retry_after
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
+        request = RequestSession(self.manager, environ)
+        environ[ENVIRON_KEY] = request
+        started = False
+
+        def session_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
+        ) -> t.Callable[[bytes], object]:
+            nonlocal started
+            if request._session is not None:
+                set_cookie = None
+                if exc_info is None and not status.startswith("5"):
+                    set_cookie = request.commit()
+                add_session_headers(headers, set_cookie)
+            started = True
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, session_start_response)
+        except StoreUnavailable as exc:
+            if started:
+                raise
+            logger.warning("session store unavailable: %s", exc)
+            return _unavailable_response(start_response, self.retry_after)
+
+
+def _request_session(environ: WSGIEnvironment) -> RequestSession:
+    request = environ.get(ENVIRON_KEY)
+    if not isinstance(request, RequestSession):
+        raise RuntimeError("wrap the application in kitsession_wsgi.wsgi.SessionMiddleware first")
+    return request
+
+
+SessionWSGIApp = t.Callable[..., t.Iterable[bytes]]
+
+
+def with_new_session(app: SessionWSGIApp) -> WSGIApplication:
+    """Decorate a WSGI callable ``app(environ, start_response, session)`` that logs a user in.
+
+    ``session`` is a fresh session that replaces the request's session when the
+    response succeeds: it is stored with a new id and the old one is deleted.
+    If ``app`` raises or answers 4xx/5xx, nothing is stored and the old
+    session stays.
+
+    .. versionadded:: 0.1
+    """
+
+    @functools.wraps(app)
+    def wrapper(environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
+        request = _request_session(environ)
+        session = request.new_session()
+
+        def guarded_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
+        ) -> t.Callable[[bytes], object]:
+            if exc_info is not None or status[:1] in ("4", "5"):
+                request.abandon_new_session()
+            return start_response(status, headers, exc_info)
+
+        try:
+            return app(environ, guarded_start_response, session=session)
+        except BaseException:
+            request.abandon_new_session()
+            raise
+
+    return wrapper
+
+
+def with_delete_session(app: SessionWSGIApp) -> WSGIApplication:
+    """Decorate a WSGI callable ``app(environ, start_response, session)`` that logs out.
+
+    After a successful (non-4xx/5xx) response starts, the session's record is
+    removed and its cookie cleared, even for a stale or unknown cookie.
+
+    .. versionadded:: 0.1
+    """
+
+    @functools.wraps(app)
+    def wrapper(environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
+        request = _request_session(environ)
+        session = request.session
+
+        def deleting_start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
+        ) -> t.Callable[[bytes], object]:
+            if exc_info is None and status[:1] not in ("4", "5"):
+                request.delete_session()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, deleting_start_response, session=session)
+
+    return wrapper
