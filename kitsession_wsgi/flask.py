@@ -35,7 +35,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.local import LocalProxy
 
 from . import signals
-from .errors import ConfigurationError, StoreUnavailable
+from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
 from .serialization import describe_serialization_error
 from .session import Session
@@ -238,7 +238,9 @@ class KitSessionInterface(SessionInterface):
             return
         state = _state(app)
         set_cookie = None
-        if response.status_code < 500:
+        if response.status_code >= 500:
+            state.manager.release(session._core)
+        else:
             try:
                 set_cookie = state.manager.commit(session._core)
             except StoreUnavailable as exc:
@@ -332,13 +334,33 @@ class KitSession:
         app.extensions["kitsession"] = _AppState(self, manager, int(retry_after))
         app.session_interface = KitSessionInterface()
         app.register_error_handler(StoreUnavailable, self._handle_unavailable)
+        app.register_error_handler(SessionConflict, self._handle_conflict)
         app.before_request(self._load_user)
+        app.teardown_request(self._release_lock)
         app.cli.add_command(_cli)
 
     def _handle_unavailable(self, exc: StoreUnavailable) -> Response:
         state = _state()
         state.report_outage(exc)
         return _unavailable(state.retry_after)
+
+    def _handle_conflict(self, exc: SessionConflict) -> Response:
+        logger.warning("session conflict: %s", exc)
+        response = Response("The session is busy with another request, please retry.\n", 409, mimetype="text/plain")
+        response.headers["Retry-After"] = "1"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _release_lock(self, exc: BaseException | None) -> None:
+        # A request that failed before save_session must not keep the session locked.
+        from flask import globals as flask_globals
+
+        ctx = flask_globals._cv_request.get(None)
+        flask_session = getattr(ctx, "_session", None)
+        if isinstance(flask_session, FlaskSession):
+            for core in (flask_session._core, flask_session._previous):
+                if core is not None and core._lock_token is not None:
+                    _state().manager.release(core)
 
     def _load_user(self) -> None:
         if self._user_loader is None:
@@ -390,6 +412,25 @@ def with_new_session(view: F) -> F:
         if response.status_code >= 400:
             flask_session._restore()
         return response
+
+    return t.cast(F, wrapper)
+
+
+def session_lock(view: F) -> F:
+    """Run ``view`` with the request's session locked and freshly reloaded.
+
+    Requests of the same session through locked views run one at a time, so a
+    read-modify-write of one key (a counter, a cart total) loses nothing.
+    Waits at most ``lock_timeout`` seconds, then answers with
+    :class:`~kitsession_wsgi.SessionConflict`.
+
+    .. versionadded:: 0.1
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        get_manager().lock_session(_flask_session().core)
+        return view(*args, **kwargs)
 
     return t.cast(F, wrapper)
 
@@ -569,6 +610,7 @@ __all__ = [
     "remove_session_cookie",
     "set_session",
     "set_session_cookie",
+    "session_lock",
     "with_delete_session",
     "with_new_session",
 ]

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -117,6 +118,11 @@ class SessionManager:
     :param cookie_cache_size: how many verified cookie headers to remember, so a
         returning client costs no parse and no HMAC; 0 disables it.
     :param merge_retries: how many times a conflicting save is merged and retried.
+    :param lock: serialise the requests of one session with the store's lock
+        (for read-modify-write of one key; costs a store round trip or two per request).
+    :param lock_timeout: seconds to wait for a session lock before
+        :class:`~kitsession_wsgi.SessionConflict`.
+    :param lock_ttl: seconds after which a lock whose holder died frees itself.
 
     .. versionadded:: 0.1
     """
@@ -143,6 +149,9 @@ class SessionManager:
         serializer: Serializer | None = None,
         cookie_cache_size: int = 4096,
         merge_retries: int = 10,
+        lock: bool = False,
+        lock_timeout: int | float | timedelta = 10.0,
+        lock_ttl: int | float | timedelta = 30.0,
     ) -> None:
         missing = [m for m in _STORE_METHODS if not callable(getattr(store, m, None))]
         if missing:
@@ -212,6 +221,9 @@ class SessionManager:
                 raise ConfigurationError(option, f"must be a positive int, got {number!r}")
         self.max_data_bytes = max_data_bytes
         self.merge_retries = merge_retries
+        self.lock = _flag("lock", lock)
+        self.lock_timeout = _seconds("lock_timeout", lock_timeout) or 0.0
+        self.lock_ttl = _seconds("lock_ttl", lock_ttl) or 0.0
         if isinstance(cookie_cache_size, bool) or not isinstance(cookie_cache_size, int) or cookie_cache_size < 0:
             raise ConfigurationError("cookie_cache_size", f"must be an int >= 0, got {cookie_cache_size!r}")
         self.cookie_cache_size = cookie_cache_size
@@ -242,13 +254,21 @@ class SessionManager:
                 if len(self._cookie_cache) >= self.cookie_cache_size:
                     self._cookie_cache.clear()
                 self._cookie_cache[header] = identity
-        record = self.store.get(identity.key)
-        if record is None:
-            signals.unknown_id.send(self, handle=identity.key)
-            return self._anonymous(clear_cookie=True)
-        session = self._session_from_record(record, identity.session_id)
+        token = self._acquire(identity.key) if self.lock else None
+        try:
+            record = self.store.get(identity.key)
+            session = None if record is None else self._session_from_record(record, identity.session_id)
+        except BaseException:
+            if token is not None:
+                self.store.release_lock(identity.key, token)
+            raise
         if session is None:
+            if token is not None:
+                self.store.release_lock(identity.key, token)
+            if record is None:
+                signals.unknown_id.send(self, handle=identity.key)
             return self._anonymous(clear_cookie=True)
+        session._lock_token = token
         if identity.resign:
             session._send_cookie = True
             signals.key_rotated.send(self, session=session)
@@ -307,6 +327,58 @@ class SessionManager:
 
     # -- writing a response -----------------------------------------------------------
 
+    # -- per-session locks ------------------------------------------------------------
+
+    def _acquire(self, key: str) -> str:
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.002
+        while not self.store.acquire_lock(key, token, self.lock_ttl):
+            if time.monotonic() >= deadline:
+                raise SessionConflict(
+                    f"the session stayed locked by another request for {self.lock_timeout:g}s", handle=key
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return token
+
+    def lock_session(self, session: Session) -> Session:
+        """Take the session's lock and reload it, for a read-modify-write of one key.
+
+        Requests of the same session then run one at a time until
+        :meth:`commit` or :meth:`release` (adapters call both for you).  A new
+        session has nothing to lock; it is returned as it is.
+
+        :raises SessionConflict: the lock was not free within ``lock_timeout``.
+        :raises StoreUnavailable: the store cannot be reached.
+        """
+        if session.handle is None or session.is_new or session._destroyed or session._lock_token:
+            return session
+        token = self._acquire(session.handle)
+        session._lock_token = token
+        record = self.store.get(session.handle)
+        fresh = None if record is None else self._session_from_record(record, session.id)
+        if fresh is None:
+            self.release(session)
+            self._mark_destroyed(session)
+            return session
+        session._data = fresh._data
+        session._data_touched = False
+        session._user_id = fresh._user_id
+        session._loaded_text = fresh._loaded_text
+        session._loaded_user_id = fresh._loaded_user_id
+        session._version = fresh._version
+        session.updated_at = fresh.updated_at
+        session.expires_at = fresh.expires_at
+        return session
+
+    def release(self, session: Session) -> None:
+        """Free the session's lock if this request holds it; safe to call twice."""
+        token = session._lock_token
+        if token is not None and session.handle is not None:
+            session._lock_token = None
+            self.store.release_lock(session.handle, token)
+
     def commit(self, session: Session) -> str | None:
         """Persist what the request changed; return the ``Set-Cookie`` value to send, if any.
 
@@ -319,6 +391,14 @@ class SessionManager:
         :raises SessionConflict: with ``on_conflict="raise"``, or when merging keeps failing.
         :raises SessionDataError: the data is too large or not serialisable.
         """
+        if session._lock_token is None:
+            return self._commit(session)
+        try:
+            return self._commit(session)
+        finally:
+            self.release(session)
+
+    def _commit(self, session: Session) -> str | None:
         if session._destroyed:
             return self.remove_session_cookie() if session._clear_cookie else None
         if session.is_new:

@@ -85,6 +85,7 @@ class Session:
         "_clear_cookie",
         "_destroyed",
         "_replaces",
+        "_lock_token",
     )
 
     def __init__(
@@ -121,6 +122,7 @@ class Session:
         self._clear_cookie = False
         self._destroyed = False
         self._replaces: Session | None = None
+        self._lock_token: str | None = None
 
     @property
     def data(self) -> dict[str, Any]:

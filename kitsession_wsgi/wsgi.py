@@ -92,11 +92,21 @@ class RequestSession:
         """
         return self.manager.remove_session(self.session)
 
+    def lock(self) -> Session:
+        """Take the session's lock and reload it (see :meth:`SessionManager.lock_session`)."""
+        return self.manager.lock_session(self.session)
+
     def commit(self) -> str | None:
         """Persist the session and return the ``Set-Cookie`` value, if one is due."""
         if self._session is None:
             return None
         return self.manager.commit(self._session)
+
+    def release(self) -> None:
+        """Free any session lock this request holds (nothing is persisted)."""
+        for session in (self._session, self._previous):
+            if session is not None:
+                self.manager.release(session)
 
 
 def add_session_headers(headers: list[tuple[str, str]], set_cookie: str | None) -> None:
@@ -168,6 +178,8 @@ class SessionMiddleware:
                 set_cookie = None
                 if exc_info is None and not status.startswith("5"):
                     set_cookie = request.commit()
+                else:
+                    request.release()
                 add_session_headers(headers, set_cookie)
             started = True
             return start_response(status, headers, exc_info)
@@ -175,10 +187,14 @@ class SessionMiddleware:
         try:
             return self.app(environ, session_start_response)
         except StoreUnavailable as exc:
+            request.release()
             if started:
                 raise
             logger.warning("session store unavailable: %s", exc)
             return _unavailable_response(start_response, self.retry_after)
+        except BaseException:
+            request.release()
+            raise
 
 
 def _request_session(environ: WSGIEnvironment) -> RequestSession:
@@ -219,6 +235,24 @@ def with_new_session(app: SessionWSGIApp) -> WSGIApplication:
         except BaseException:
             request.abandon_new_session()
             raise
+
+    return wrapper
+
+
+def session_lock(app: WSGIApplication) -> WSGIApplication:
+    """Decorate a WSGI callable so its requests of one session run one at a time.
+
+    The session is locked and reloaded before ``app`` runs; the lock is freed
+    when the response is committed (or fails).  Use it for read-modify-write of
+    one key, such as a counter.
+
+    .. versionadded:: 0.1
+    """
+
+    @functools.wraps(app)
+    def wrapper(environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
+        _request_session(environ).lock()
+        return app(environ, start_response)
 
     return wrapper
 
