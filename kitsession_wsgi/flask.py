@@ -224,6 +224,14 @@ def _unavailable(retry_after: int) -> Response:
     return response
 
 
+def _conflict(exc: SessionConflict) -> Response:
+    logger.warning("session conflict: %s", exc)
+    response = Response("The session is busy with another request, please retry.\n", 409, mimetype="text/plain")
+    response.headers["Retry-After"] = "1"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 class KitSessionInterface(SessionInterface):
     """The Flask session interface installed by :class:`KitSession`.
 
@@ -246,6 +254,9 @@ class KitSessionInterface(SessionInterface):
             except StoreUnavailable as exc:
                 state.report_outage(exc)
                 _become(response, _unavailable(state.retry_after))
+                return
+            except SessionConflict as exc:
+                _become(response, _conflict(exc))
                 return
             state.report_recovery()
         headers = response.headers
@@ -345,11 +356,7 @@ class KitSession:
         return _unavailable(state.retry_after)
 
     def _handle_conflict(self, exc: SessionConflict) -> Response:
-        logger.warning("session conflict: %s", exc)
-        response = Response("The session is busy with another request, please retry.\n", 409, mimetype="text/plain")
-        response.headers["Retry-After"] = "1"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _conflict(exc)
 
     def _release_lock(self, exc: BaseException | None) -> None:
         # A request that failed before save_session must not keep the session locked.
