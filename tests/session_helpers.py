@@ -1,0 +1,130 @@
+"""Shared helpers for the core tests: a call-counting store and a Set-Cookie parser.
+
+Set-Cookie values are parsed with :class:`http.cookies.SimpleCookie` (attributes)
+and werkzeug's ``parse_date`` (Expires), never with regexes over the header.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.cookies import SimpleCookie
+from typing import Any
+from urllib.parse import unquote
+
+from werkzeug.http import parse_date
+
+from kitsession_wsgi import MemoryStore, Session, SessionManager
+from kitsession_wsgi.stores.base import SessionRecord, SetResult, UserId
+
+
+class CountingStore(MemoryStore):
+    """A real :class:`MemoryStore` that counts every call, and can hand out chosen ids.
+
+    ``ids``: ids returned by ``create_id`` in order before falling back to random ones.
+    """
+
+    def __init__(self, *, ids: Iterable[str] = (), **options: Any) -> None:
+        super().__init__(**options)
+        self.calls: Counter[str] = Counter()
+        self.queued_ids = list(ids)
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    def create_id(self) -> str:
+        self.calls["create_id"] += 1
+        if self.queued_ids:
+            return self.queued_ids.pop(0)
+        return super().create_id()
+
+    def get(self, key: str) -> SessionRecord | None:
+        self.calls["get"] += 1
+        return super().get(key)
+
+    def create(self, record: SessionRecord) -> bool:
+        self.calls["create"] += 1
+        return super().create(record)
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        self.calls["set"] += 1
+        return super().set(record, expected_version)
+
+    def touch(self, key: str, updated_at: float, expires_at: float) -> bool:
+        self.calls["touch"] += 1
+        return super().touch(key, updated_at, expires_at)
+
+    def delete(self, key: str) -> bool:
+        self.calls["delete"] += 1
+        return super().delete(key)
+
+    def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
+        self.calls["delete_all_for_user"] += 1
+        return super().delete_all_for_user(user_id, except_key)
+
+    def writes(self) -> int:
+        """Calls that change the store."""
+        return sum(self.calls[m] for m in ("create", "set", "touch", "delete", "delete_all_for_user"))
+
+
+@dataclass
+class SetCookie:
+    """One parsed ``Set-Cookie`` value."""
+
+    name: str
+    raw_value: str  # as on the wire (percent-encoded)
+    attributes: dict[str, Any]
+
+    @property
+    def value(self) -> str:
+        """The value as ``cookie.parse`` / the core decode it."""
+        return unquote(self.raw_value)
+
+    @property
+    def max_age(self) -> int:
+        return int(self.attributes["max-age"])
+
+    @property
+    def expires(self) -> float:
+        parsed = parse_date(self.attributes["expires"])
+        assert parsed is not None, self.attributes["expires"]
+        return parsed.timestamp()
+
+    @property
+    def request_header(self) -> str:
+        """What a browser sends back in its ``Cookie`` header."""
+        return f"{self.name}={self.raw_value}"
+
+    @property
+    def is_removal(self) -> bool:
+        return self.raw_value == "" and self.max_age == 0
+
+
+def parse_set_cookie(header: str | None) -> SetCookie:
+    assert header is not None, "expected a Set-Cookie value, got None"
+    jar: SimpleCookie = SimpleCookie()
+    jar.load(header)
+    assert len(jar) == 1, f"expected exactly one cookie in {header!r}"
+    (morsel,) = jar.values()
+    attributes = {k: v for k, v in morsel.items() if v not in ("", False)}
+    return SetCookie(morsel.key, morsel.coded_value, attributes)
+
+
+def node_signed_value(secret: str | bytes, session_id: str) -> str:
+    """``cookie-signature`` 1.x ``sign``: ``s:`` + id + ``.`` + unpadded base64 HMAC-SHA256."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    mac = base64.b64encode(hmac.new(key, session_id.encode("utf-8"), hashlib.sha256).digest())
+    return f"s:{session_id}.{mac.decode('ascii').rstrip('=')}"
+
+
+def stored_session(manager: SessionManager, store: CountingStore, *, data: dict[str, Any] | None = None,
+                   user_id: UserId | None = None) -> tuple[Session, str]:
+    """A stored session and the ``Cookie`` request header value that carries it."""
+    session = manager.create_session(user_id=user_id, data={"n": 1} if data is None else data)
+    cookie = parse_set_cookie(manager.set_session_cookie(session))
+    store.reset()
+    return session, cookie.request_header
