@@ -62,6 +62,10 @@ def session_key(session_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+#: ``_identify`` result for a session cookie that is present but not acceptable
+_INVALID = "invalid"
+
+
 class _CookieIdentity(NamedTuple):
     session_id: str
     key: str
@@ -247,9 +251,11 @@ class SessionManager:
             return Session()
         identity = self._cookie_cache.get(header)
         if identity is None:
-            identity = self._identify(header)
-            if identity is None:
-                return self._anonymous(clear_cookie=self.name in header)
+            found = self._identify(header)
+            if not isinstance(found, _CookieIdentity):
+                # A cookie we cannot accept is cleared; an absent one costs nothing.
+                return self._anonymous(clear_cookie=found is not None)
+            identity = found
             if self.cookie_cache_size:
                 if len(self._cookie_cache) >= self.cookie_cache_size:
                     self._cookie_cache.clear()
@@ -274,18 +280,21 @@ class SessionManager:
             signals.key_rotated.send(self, session=session)
         return session
 
-    def _identify(self, header: str) -> _CookieIdentity | None:
+    def _identify(self, header: str) -> _CookieIdentity | str | None:
+        """The verified identity in ``header``, ``None`` without a cookie, or ``_INVALID``."""
         value = read_cookie(header, self.name)
-        if not value:
+        if value is None:
             return None
+        if not value:
+            return _INVALID
         if self.signer is None:
             if len(value) > 256 or not value.isprintable():
-                return None
+                return _INVALID
             return _CookieIdentity(value, session_key(value), False)
         unsigned = self.signer.unsign(value)
         if unsigned is None:
             signals.invalid_signature.send(self)
-            return None
+            return _INVALID
         return _CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
     def _anonymous(self, *, clear_cookie: bool) -> Session:
@@ -546,6 +555,7 @@ class SessionManager:
         if old is not None and old.handle is not None and not old._destroyed:
             self.store.delete(old.handle)
             old._destroyed = True
+            self.release(old)
             signals.regenerated.send(self, session=session, previous_handle=old.handle)
 
     def _mark_destroyed(self, session: Session) -> None:
@@ -670,6 +680,7 @@ class SessionManager:
         if session.is_new or session._destroyed:
             return session
         old_key = session.handle
+        self.release(session)
         replacement = self.new_session(user_id=session._user_id)
         replacement._data = session._data
         self._insert(replacement, self._serialize(session._data), self.clock())
