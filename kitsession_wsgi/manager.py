@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import math
 import secrets
@@ -177,6 +178,8 @@ class SessionManager:
         if self.signed and not normalized_keys:
             raise ConfigurationError("signed", "signed=True needs at least one key in keys=")
         self.signer: CookieSigner | None = CookieSigner(normalized_keys) if self.signed else None
+        # Log lines name sessions by a keyed hash, so logs cannot be matched to store rows.
+        self._log_key = normalized_keys[0] if normalized_keys else secrets.token_bytes(32)
 
         self.secure = _flag("secure", secure)
         self.httponly = _flag("httponly", httponly)
@@ -273,6 +276,7 @@ class SessionManager:
                 self.store.release_lock(identity.key, token)
             if record is None:
                 signals.unknown_id.send(self, handle=identity.key)
+                logger.info("unknown session %s presented", self.log_reference(identity.key))
             return self._anonymous(clear_cookie=True)
         session._lock_token = token
         if identity.resign:
@@ -294,6 +298,7 @@ class SessionManager:
         unsigned = self.signer.unsign(value)
         if unsigned is None:
             signals.invalid_signature.send(self)
+            logger.info("session cookie with an invalid signature rejected")
             return _INVALID
         return _CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
@@ -308,13 +313,14 @@ class SessionManager:
         if now >= record.expires_at or now >= record.created_at + self.max_age:
             self.store.delete(record.key)
             signals.expired.send(self, handle=record.key)
+            logger.info("expired session %s removed", self.log_reference(record.key))
             return None
         try:
             data = self.serializer.loads(record.data)
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            logger.error("session %s holds unreadable data; removed", record.key[:12])
+            logger.error("session %s holds unreadable data; removed", self.log_reference(record.key))
             self.store.delete(record.key)
             return None
         session = Session(
@@ -335,6 +341,10 @@ class SessionManager:
         return session
 
     # -- writing a response -----------------------------------------------------------
+
+    def log_reference(self, handle: str) -> str:
+        """A short keyed hash of a session handle, for log lines (never the id or cookie)."""
+        return hmac.new(self._log_key, handle.encode("ascii", "replace"), hashlib.sha256).hexdigest()[:16]
 
     # -- per-session locks ------------------------------------------------------------
 
