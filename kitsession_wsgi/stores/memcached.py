@@ -1,0 +1,753 @@
+"""Sessions in memcached through pymemcache: one server, or a cluster with :class:`StrictHashClient`.
+
+Each session is one memcached item: the whole :class:`~kitsession_wsgi.SessionRecord`
+as JSON under ``key_prefix + key``, with the record's lifetime as the item's
+expiry.  Reading a session is exactly one ``get`` on the node that holds it.
+
+What memcached is, and what that costs:
+
+* **memcached may evict sessions.**  It is a cache: when its memory is full it
+  drops the least recently used items, sessions and indexes included, with no
+  error.  An evicted session is a logged-out user; an evicted per-user index
+  hides that user's sessions from "sign out everywhere" until they expire.
+  Give memcached enough memory that it never evicts (watch the ``evictions``
+  stat), or use Redis or SQL when losing a session is not acceptable.
+* **Indexes.**  memcached cannot enumerate keys, so the store keeps them:
+
+  - a per-user index (``key_prefix + "user:" + digest``) listing that user's
+    record keys, used by ``get_all_for_user`` and ``delete_all_for_user``;
+  - a global index split into ``index_buckets`` buckets
+    (``key_prefix + "all:" + n``), used only by ``get_all`` and
+    ``purge_expired``.
+
+  Entries are added with ``append`` (atomic on the server, so concurrent
+  logins never drop one another's entry; ``add`` creates a missing index) and
+  removed with ``gets``/``cas`` retries.  Entries whose record is gone
+  (deleted, expired or evicted) are pruned when an index is read.  Every
+  login costs two appends besides the record's ``add``; the global index is
+  sharded so that concurrent removals rarely contend on one ``cas`` token.
+  A global-index write that fails is logged, not raised: the session still
+  works and still expires on its memcached TTL, it is only missing from
+  ``get_all``.  memcached expires items on its own, so ``purge_expired`` is
+  only housekeeping: it compacts the global index and removes records the
+  application's clock considers expired before their TTL.
+* **Item size.**  memcached refuses items above its item size (``-I``, 1 MB by
+  default); the store checks ``max_item_bytes`` before writing and raises
+  :class:`~kitsession_wsgi.SessionDataError`.
+* **Clusters.**  pymemcache's own ``HashClient`` answers a miss for a failing
+  node and, after ``retry_attempts`` failures, moves that node's keys to the
+  other nodes: both log users out silently.  :class:`StrictHashClient` (what
+  :meth:`MemcachedStore.from_servers` builds) raises for the keys of a failing
+  node instead, keeps serving the other nodes, and uses the node again once
+  it answers (it fails fast for ``dead_timeout`` seconds in between).  The
+  per-user index of a user lives on one node: while that node is down, new
+  logins and "sign out everywhere" for that user raise
+  :class:`~kitsession_wsgi.StoreUnavailable`, but reading existing sessions on
+  healthy nodes keeps working.
+
+Writes are always confirmed (``noreply=False``), and a client created with
+``ignore_exc=True`` is refused: an outage must never look like a missing session.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+import warnings
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from ..errors import ConfigurationError, SessionDataError, StoreUnavailable
+from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
+
+try:
+    from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
+    from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
+    from pymemcache.exceptions import (  # type: ignore[import-untyped]
+        MemcacheClientError,
+        MemcacheError,
+        MemcacheServerError,
+        MemcacheUnexpectedCloseError,
+    )
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "kitsession_wsgi.stores.memcached needs pymemcache: pip install 'kitsession-wsgi[memcached]'"
+    ) from exc
+
+__all__ = ["MemcacheClient", "MemcachedNodeDown", "MemcachedStore", "StrictHashClient"]
+
+logger = logging.getLogger("kitsession_wsgi.stores.memcached")
+
+#: memcached reads an expiry above 30 days as an absolute Unix time
+_RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
+#: keys the core produces (URL-safe base64 digests) are used as they are
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_PREFIX = re.compile(r"[!-~]{0,100}")
+#: memcached's per-item bookkeeping besides key and value (header, flags, CAS, suffix)
+_ITEM_OVERHEAD = 128
+_CAS_ATTEMPTS = 100
+_CHUNK = 500
+
+
+class MemcacheClient(Protocol):
+    """The part of a pymemcache client the store uses.
+
+    ``pymemcache.Client``, ``PooledClient``, ``HashClient`` and
+    :class:`StrictHashClient` all fit; only the thread-safe ones (pooled) may
+    be shared between request threads.
+
+    .. versionadded:: 0.1
+    """
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[Any, Any]: ...
+
+    def gets(self, key: str) -> tuple[Any, Any]: ...
+
+    def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any: ...
+
+    def append(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any: ...
+
+    def cas(self, key: str, value: bytes, cas: Any, expire: int = 0, noreply: bool = False) -> Any: ...
+
+    def delete(self, key: str, noreply: bool | None = None) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class MemcachedNodeDown(ConnectionError):
+    """A memcached node failed recently and is not tried again until its ``dead_timeout`` passes.
+
+    Raised by :class:`StrictHashClient` for keys of that node; the store turns
+    it into :class:`~kitsession_wsgi.StoreUnavailable`.
+
+    .. versionadded:: 0.1
+    """
+
+
+class StrictHashClient(HashClient):  # type: ignore[misc]
+    """A pymemcache ``HashClient`` for which a failing node raises instead of being skipped.
+
+    pymemcache's ``HashClient`` returns a default value (a miss) for a node in
+    its retry window and, after ``retry_attempts`` failures, removes the node
+    so its keys re-hash onto the others.  For sessions both mean a silent
+    logout, and the re-hashed writes come back stale when the node returns.
+    This client never removes a node and never answers for it:
+
+    * a call whose node fails raises (``OSError`` or a pymemcache error), and the
+      node's idle connections are dropped;
+    * for ``dead_timeout`` seconds after that, calls for that node raise
+      :class:`MemcachedNodeDown` at once instead of waiting for a timeout;
+    * after that, the next call tries the node again; if it answers, it is in
+      use again.  ``dead_timeout=0`` tries the node on every call.
+
+    Keys of the other nodes are unaffected throughout.  All keyword arguments
+    of ``HashClient`` are accepted; ``ignore_exc=True`` is refused.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, servers: Sequence[Any], *, dead_timeout: float = 1.0, **options: Any) -> None:
+        if options.get("ignore_exc"):
+            raise ConfigurationError("ignore_exc", "StrictHashClient never ignores errors: an outage is not a miss")
+        if isinstance(dead_timeout, bool) or not isinstance(dead_timeout, (int, float)) or dead_timeout < 0:
+            raise ConfigurationError("dead_timeout", f"must be a number of seconds >= 0, got {dead_timeout!r}")
+        self._down_until: dict[Any, float] = {}
+        super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False, **options)
+
+    def node_for(self, key: str) -> str:
+        """The ``host:port`` of the node that holds ``key`` (prefix included)."""
+        return str(self.hasher.get_node(key))
+
+    def _safely_run_func(self, client: Any, func: Any, default_val: Any, *args: Any, **kwargs: Any) -> Any:
+        server = client.server
+        until = self._down_until.get(server)
+        if until is not None:
+            if time.monotonic() < until:
+                raise MemcachedNodeDown(f"memcached node {self._make_client_key(server)} is down")
+        try:
+            result = func(*args, **kwargs)
+        except (OSError, MemcacheUnexpectedCloseError):
+            self._mark_down(client)
+            raise
+        if until is not None:
+            self._down_until.pop(server, None)
+        return result
+
+    def _safely_run_set_many(self, client: Any, values: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._safely_run_func(client, client.set_many, None, values, *args, **kwargs)
+
+    def _mark_down(self, client: Any) -> None:
+        self._down_until[client.server] = time.monotonic() + self.dead_timeout
+        # The pool's other connections go to the same failed server: after a
+        # restart each would fail once more, so drop them now.
+        pool = getattr(client, "client_pool", None)
+        if pool is not None:
+            pool.clear()
+
+    def close(self) -> None:
+        """Close every node's connections (no network round trip, never raises for a down node)."""
+        for client in self.clients.values():
+            client.close()
+
+    disconnect_all = close
+
+
+def _storage_id(key: str) -> str:
+    """The key's form inside memcached keys and indexes: the key itself, or a digest.
+
+    Only keys that look like the core's digests are used verbatim; anything
+    else (client text reaching ``get`` or ``delete``) is hashed, with a ``~``
+    no verbatim key can contain, so the two never collide.
+    """
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return "~" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _encode(record: SessionRecord) -> bytes:
+    return json.dumps(
+        {
+            "k": record.key,
+            "d": record.data,
+            "u": record.user_id,
+            "c": record.created_at,
+            "m": record.updated_at,
+            "e": record.expires_at,
+            "v": record.version,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def _decode(raw: Any) -> SessionRecord | None:
+    try:
+        fields = json.loads(raw)
+        user_id = fields["u"]
+        if isinstance(user_id, bool) or not isinstance(user_id, (int, str, type(None))):
+            raise ValueError(f"bad user id {user_id!r}")
+        return SessionRecord(
+            key=str(fields["k"]),
+            data=str(fields["d"]),
+            user_id=user_id,
+            created_at=float(fields["c"]),
+            updated_at=float(fields["m"]),
+            expires_at=float(fields["e"]),
+            version=int(fields["v"]),
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        logger.error("unreadable session item in memcached ignored: %s", exc)
+        return None
+
+
+def _same_user(a: UserId | None, b: UserId | None) -> bool:
+    return a == b and type(a) is type(b)
+
+
+def _entries(raw: Any) -> list[str]:
+    """The storage ids in an index value (space-separated; duplicates dropped, order kept)."""
+    if raw is None:
+        return []
+    text = raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
+    return list(dict.fromkeys(text.split()))
+
+
+class MemcachedStore(SessionStore):
+    """Sessions in memcached, through any pymemcache client.
+
+    See the module documentation for eviction, the indexes and cluster
+    behaviour.  Build one with :meth:`from_servers`, or pass a client you
+    configured yourself: then use ``no_delay=True`` (pymemcache's default
+    waits for delayed TCP acknowledgements, tens of milliseconds per request),
+    a thread-safe client (``PooledClient``, or :class:`StrictHashClient` with
+    ``use_pooling=True``) and timeouts.
+
+    :param client: a pymemcache client; the store never closes it unless
+        :meth:`close` is called.
+    :param key_prefix: put before every memcached key (printable ASCII, no
+        spaces, at most 100 characters).
+    :param max_item_bytes: memcached's item size limit (its ``-I`` option);
+        a record that would not fit raises
+        :class:`~kitsession_wsgi.SessionDataError` before anything is written.
+    :param index_buckets: how many items the global index is split into.
+    :raises ConfigurationError: a bad option, or a client with ``ignore_exc=True``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        client: MemcacheClient,
+        *,
+        key_prefix: str = "kitsession:",
+        max_item_bytes: int = 1024 * 1024,
+        index_buckets: int = 16,
+    ) -> None:
+        if not isinstance(key_prefix, str) or not _PREFIX.fullmatch(key_prefix):
+            raise ConfigurationError(
+                "key_prefix", f"must be printable ASCII without spaces, at most 100 characters, got {key_prefix!r}"
+            )
+        for option, number, low, high in (
+            ("max_item_bytes", max_item_bytes, 1024, 1 << 30),
+            ("index_buckets", index_buckets, 1, 1024),
+        ):
+            if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+                raise ConfigurationError(option, f"must be an int from {low} to {high}, got {number!r}")
+        if getattr(client, "ignore_exc", False) is True:
+            raise ConfigurationError(
+                "client", "a pymemcache client with ignore_exc=True turns an outage into a missing session"
+            )
+        if isinstance(client, HashClient) and not isinstance(client, StrictHashClient):
+            warnings.warn(
+                "pymemcache's HashClient answers a miss for a failing node and moves its keys to other "
+                "nodes, which logs users out silently; use MemcachedStore.from_servers() or StrictHashClient",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.client = client
+        self.key_prefix = key_prefix
+        self.max_item_bytes = max_item_bytes
+        self.index_buckets = index_buckets
+        self._bucket_keys = [f"{key_prefix}all:{n}" for n in range(index_buckets)]
+
+    @classmethod
+    def from_servers(
+        cls,
+        servers: Sequence[str | tuple[str, int]],
+        *,
+        key_prefix: str = "kitsession:",
+        max_item_bytes: int = 1024 * 1024,
+        index_buckets: int = 16,
+        connect_timeout: float = 1.0,
+        timeout: float = 1.0,
+        dead_timeout: float = 1.0,
+        max_pool_size: int | None = None,
+        **client_options: Any,
+    ) -> MemcachedStore:
+        """A store over ``servers`` (``"host:port"`` or ``(host, port)``) with safe client settings.
+
+        One server gives a ``PooledClient``, several a :class:`StrictHashClient`
+        with pooling; both with ``no_delay=True``, confirmed writes and the given
+        timeouts (seconds).  ``dead_timeout`` is how long a failed cluster node
+        fails fast before it is tried again.  Other keyword arguments go to the
+        client (``tls_context``, ``socket_keepalive``, ...).
+
+        :raises ConfigurationError: no servers.
+
+        .. versionadded:: 0.1
+        """
+        if isinstance(servers, (str, bytes)) or not servers:
+            raise ConfigurationError("servers", f"must be a non-empty list of 'host:port', got {servers!r}")
+        options: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "timeout": timeout,
+            "no_delay": True,
+            "default_noreply": False,
+            "max_pool_size": max_pool_size,
+            **client_options,
+        }
+        client: MemcacheClient
+        if len(servers) == 1:
+            client = PooledClient(servers[0], ignore_exc=False, **options)
+        else:
+            client = StrictHashClient(list(servers), dead_timeout=dead_timeout, use_pooling=True, **options)
+        return cls(client, key_prefix=key_prefix, max_item_bytes=max_item_bytes, index_buckets=index_buckets)
+
+    # -- keys and values --------------------------------------------------------------
+
+    def _record_key(self, storage_id: str) -> str:
+        return self.key_prefix + storage_id
+
+    def _user_key(self, user_id: UserId) -> str:
+        digest = hashlib.sha256(user_index_key(user_id).encode("utf-8", "surrogatepass")).digest()
+        return f"{self.key_prefix}user:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def _bucket_key(self, storage_id: str) -> str:
+        return self._bucket_keys[zlib.crc32(storage_id.encode("ascii")) % self.index_buckets]
+
+    def _value(self, record: SessionRecord, item_key: str) -> bytes:
+        value = _encode(record)
+        size = len(value) + len(item_key) + _ITEM_OVERHEAD
+        if size > self.max_item_bytes:
+            raise SessionDataError(
+                f"the session record is {size} bytes in memcached, more than max_item_bytes="
+                f"{self.max_item_bytes} (memcached's item size, its -I option): store less in the session"
+            )
+        return value
+
+    @staticmethod
+    def _expire(ttl: int) -> int:
+        # memcached reads anything above 30 days as an absolute Unix time.
+        return ttl if ttl <= _RELATIVE_EXPIRY_LIMIT else int(time.time()) + ttl
+
+    @staticmethod
+    def _unavailable(exc: BaseException, action: str) -> Exception:
+        """The library error for a driver error raised while doing ``action``."""
+        if isinstance(exc, MemcacheServerError) and not isinstance(exc, MemcacheUnexpectedCloseError):
+            if "too large" in str(exc):
+                return SessionDataError(
+                    f"memcached refused the session as too large ({exc}); set max_item_bytes to its -I size"
+                )
+            return StoreUnavailable(f"memcached failed to {action}: {exc}", store="memcached")
+        return StoreUnavailable(f"memcached could not {action}: {type(exc).__name__}: {exc}", store="memcached")
+
+    @contextmanager
+    def _driver_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except MemcacheClientError:
+            raise  # a malformed command is a bug here, not an outage
+        except (MemcacheError, OSError) as exc:
+            raise self._unavailable(exc, action) from exc
+
+    # -- records ----------------------------------------------------------------------
+
+    def get(self, key: str) -> SessionRecord | None:
+        """The record under ``key`` with one ``get`` on its node, or ``None``.
+
+        :raises StoreUnavailable: that node cannot be reached.
+
+        .. versionadded:: 0.1
+        """
+        try:
+            raw = self.client.get(self.key_prefix + _storage_id(key))
+        except MemcacheClientError:
+            raise
+        except (MemcacheError, OSError) as exc:
+            raise self._unavailable(exc, "read a session") from exc
+        if raw is None:
+            return None
+        record = _decode(raw)
+        return record if record is not None and record.key == key else None
+
+    def create(self, record: SessionRecord) -> bool:
+        """Insert with ``add``; index the record for its user and in the global index.
+
+        :raises SessionDataError: the record exceeds ``max_item_bytes``.
+        :raises StoreUnavailable: the record's node or its user's index node is down.
+
+        .. versionadded:: 0.1
+        """
+        storage_id = _storage_id(record.key)
+        item_key = self._record_key(storage_id)
+        value = self._value(record, item_key)
+        with self._driver_errors("create a session"):
+            if not self.client.add(item_key, value, expire=self._expire(record.ttl()), noreply=False):
+                return False
+        if record.user_id is not None:
+            try:
+                self._index_add(self._user_key(record.user_id), storage_id)
+            except StoreUnavailable:
+                # An unindexed session would survive "sign out everywhere": take it back.
+                with self._driver_errors("remove an unindexed session"):
+                    self.client.delete(item_key, noreply=False)
+                raise
+        self._global_add(storage_id)
+        return True
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        """Replace the record with ``gets``/``cas`` if its stored version is ``expected_version``.
+
+        :raises SessionDataError: the record exceeds ``max_item_bytes`` (nothing written).
+        :raises StoreUnavailable: memcached cannot be reached.
+
+        .. versionadded:: 0.1
+        """
+        storage_id = _storage_id(record.key)
+        item_key = self._record_key(storage_id)
+        value = self._value(record, item_key)
+        expire = self._expire(record.ttl())
+        indexed_for_new_user = False
+        with self._driver_errors("save a session"):
+            for _attempt in range(_CAS_ATTEMPTS):
+                raw, token = self.client.gets(item_key)
+                current = _decode(raw) if raw is not None else None
+                if current is None or current.key != record.key:
+                    return SetResult.MISSING
+                if current.version != expected_version:
+                    return SetResult.CONFLICT
+                if (record.user_id is not None and not indexed_for_new_user
+                        and not _same_user(current.user_id, record.user_id)):
+                    # Index before the record names its new user, so the record
+                    # is never owned by a user whose index lacks it.
+                    self._index_add(self._user_key(record.user_id), storage_id)
+                    indexed_for_new_user = True
+                stored = self.client.cas(item_key, value, token, expire=expire, noreply=False)
+                if stored is None:
+                    return SetResult.MISSING
+                if stored:
+                    break
+                # EXISTS: a touch or a save came in between; re-read and re-check the version.
+            else:
+                return SetResult.CONFLICT
+        if current.user_id is not None and not _same_user(current.user_id, record.user_id):
+            self._index_remove_quietly(self._user_key(current.user_id), {storage_id})
+        return SetResult.SAVED
+
+    def touch(self, key: str, updated_at: float, expires_at: float) -> bool:
+        """Move ``updated_at``, ``expires_at`` and the item's expiry with ``gets``/``cas``.
+
+        :raises StoreUnavailable: memcached cannot be reached.
+
+        .. versionadded:: 0.1
+        """
+        item_key = self._record_key(_storage_id(key))
+        with self._driver_errors("touch a session"):
+            for _attempt in range(_CAS_ATTEMPTS):
+                raw, token = self.client.gets(item_key)
+                current = _decode(raw) if raw is not None else None
+                if current is None or current.key != key:
+                    return False
+                moved = current.with_changes(updated_at=updated_at, expires_at=expires_at)
+                stored = self.client.cas(
+                    item_key, _encode(moved), token, expire=self._expire(moved.ttl()), noreply=False
+                )
+                if stored is None:
+                    return False
+                if stored:
+                    return True
+        # Saved by others on every attempt: the record exists and carries their expiry.
+        return True
+
+    def delete(self, key: str) -> bool:
+        """Delete the record and its per-user index entry; ``True`` when it existed.
+
+        :raises StoreUnavailable: memcached cannot be reached.
+
+        .. versionadded:: 0.1
+        """
+        storage_id = _storage_id(key)
+        item_key = self._record_key(storage_id)
+        with self._driver_errors("delete a session"):
+            raw = self.client.get(item_key)
+            if raw is None:
+                return False
+            removed = bool(self.client.delete(item_key, noreply=False))
+        current = _decode(raw)
+        if removed and current is not None and current.user_id is not None:
+            self._index_remove_quietly(self._user_key(current.user_id), {storage_id})
+        return removed
+
+    # -- per user ---------------------------------------------------------------------
+
+    def _records(self, storage_ids: Iterable[str]) -> dict[str, SessionRecord]:
+        """The live records of ``storage_ids`` (a ``get_many`` per chunk), by storage id."""
+        found: dict[str, SessionRecord] = {}
+        ids = list(storage_ids)
+        prefix_length = len(self.key_prefix)
+        with self._driver_errors("read sessions"):
+            for start in range(0, len(ids), _CHUNK):
+                chunk = [self.key_prefix + i for i in ids[start:start + _CHUNK]]
+                for item_key, raw in self.client.get_many(chunk).items():
+                    record = _decode(raw) if raw is not None else None
+                    if record is not None:
+                        name = item_key.decode("ascii") if isinstance(item_key, bytes) else str(item_key)
+                        found[name[prefix_length:]] = record
+        return found
+
+    def _user_records(self, user_id: UserId) -> tuple[str, list[str], dict[str, SessionRecord]]:
+        index_key = self._user_key(user_id)
+        with self._driver_errors("read a user's session index"):
+            entries = _entries(self.client.get(index_key))
+        records = self._records(entries)
+        gone = {i for i in entries if i not in records}
+        if gone:
+            self._index_remove_quietly(index_key, gone)
+        return index_key, entries, records
+
+    def get_all_for_user(self, user_id: UserId) -> list[SessionRecord]:
+        """The user's records, from the per-user index (entries of vanished records are pruned).
+
+        :raises StoreUnavailable: the index's node or a record's node is down.
+
+        .. versionadded:: 0.1
+        """
+        _index_key, entries, records = self._user_records(user_id)
+        return [records[i] for i in entries if i in records and _same_user(records[i].user_id, user_id)]
+
+    def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
+        """Delete every record of the user but ``except_key``; return how many were removed.
+
+        Records that another node holds and that cannot be reached make it
+        raise after the reachable ones are deleted; their index entries stay,
+        so a retry finishes the job.
+
+        :raises StoreUnavailable: the index's node or a record's node is down.
+
+        .. versionadded:: 0.1
+        """
+        kept = _storage_id(except_key) if except_key is not None else None
+        index_key, entries, records = self._user_records(user_id)
+        removed = 0
+        done: set[str] = set()
+        failed: list[StoreUnavailable] = []
+        for storage_id in entries:
+            if storage_id == kept:
+                continue
+            record = records.get(storage_id)
+            if record is not None and _same_user(record.user_id, user_id):
+                try:
+                    with self._driver_errors("delete a session"):
+                        removed += bool(self.client.delete(self._record_key(storage_id), noreply=False))
+                except StoreUnavailable as exc:
+                    failed.append(exc)
+                    continue
+            done.add(storage_id)
+        self._index_remove_quietly(index_key, done)
+        if failed:
+            raise StoreUnavailable(
+                f"{len(failed)} of the user's sessions could not be removed: {failed[0]}", store="memcached"
+            ) from failed[0].__cause__
+        return removed
+
+    # -- everything -------------------------------------------------------------------
+
+    def _all_records(self) -> tuple[dict[str, list[str]], dict[str, SessionRecord]]:
+        with self._driver_errors("read the session index"):
+            buckets = self.client.get_many(self._bucket_keys)
+        entries: dict[str, list[str]] = {}
+        for bucket, raw in buckets.items():
+            name = bucket.decode("ascii") if isinstance(bucket, bytes) else str(bucket)
+            entries[name] = _entries(raw)
+        records = self._records(i for ids in entries.values() for i in ids)
+        for bucket_key, ids in entries.items():
+            gone = {i for i in ids if i not in records}
+            if gone:
+                self._index_remove_quietly(bucket_key, gone)
+        return entries, records
+
+    def get_all(self) -> list[SessionRecord]:
+        """Every record in the global index (see the module notes on what it can miss).
+
+        :raises StoreUnavailable: a node is down.
+
+        .. versionadded:: 0.1
+        """
+        return list(self._all_records()[1].values())
+
+    def purge_expired(self, now: float) -> int:
+        """Delete records with ``expires_at <= now`` and compact the indexes; return how many.
+
+        :raises StoreUnavailable: a node is down.
+
+        .. versionadded:: 0.1
+        """
+        _entries_by_bucket, records = self._all_records()
+        removed = 0
+        purged: set[str] = set()
+        for storage_id, record in records.items():
+            if record.expires_at > now:
+                continue
+            with self._driver_errors("delete an expired session"):
+                if self.client.delete(self._record_key(storage_id), noreply=False):
+                    removed += 1
+            purged.add(storage_id)
+            if record.user_id is not None:
+                self._index_remove_quietly(self._user_key(record.user_id), {storage_id})
+        for storage_id in purged:
+            self._index_remove_quietly(self._bucket_key(storage_id), {storage_id})
+        return removed
+
+    # -- locks ------------------------------------------------------------------------
+
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        """Take the lock with ``add`` (insert-only) and an expiry of ``ceil(ttl)`` seconds.
+
+        .. versionadded:: 0.1
+        """
+        lock_key = f"{self.key_prefix}lock:{_storage_id(key)}"
+        with self._driver_errors("take a session lock"):
+            return bool(
+                self.client.add(lock_key, token.encode("utf-8"), expire=max(1, math.ceil(ttl)), noreply=False)
+            )
+
+    def release_lock(self, key: str, token: str) -> None:
+        """Free the lock if ``token`` holds it: ``gets``, compare, then expire it with ``cas``.
+
+        The ``cas`` makes the release a no-op when the lock expired and was
+        taken by someone else in between.
+
+        .. versionadded:: 0.1
+        """
+        lock_key = f"{self.key_prefix}lock:{_storage_id(key)}"
+        with self._driver_errors("release a session lock"):
+            raw, cas_token = self.client.gets(lock_key)
+            if raw is not None and raw == token.encode("utf-8"):
+                # A negative expiry expires the item at once: a delete guarded by cas.
+                self.client.cas(lock_key, b"", cas_token, expire=-1, noreply=False)
+
+    def close(self) -> None:
+        """Close the client's connections.
+
+        .. versionadded:: 0.1
+        """
+        self.client.close()
+
+    # -- indexes ----------------------------------------------------------------------
+
+    def _index_add(self, index_key: str, storage_id: str) -> None:
+        entry = b" " + storage_id.encode("ascii")
+        with self._driver_errors("update a session index"):
+            for attempt in range(_CAS_ATTEMPTS):
+                if self.client.append(index_key, entry, noreply=False):
+                    return
+                if self.client.add(index_key, entry, expire=0, noreply=False):
+                    return
+                # Neither appended nor added: the index was removed in between
+                # (retry), or it is full (compact it once, then retry).
+                if attempt == 1:
+                    self._compact(index_key)
+        raise StoreUnavailable(f"the session index {index_key} is full (memcached item size)", store="memcached")
+
+    def _compact(self, index_key: str) -> None:
+        with self._driver_errors("read a session index"):
+            entries = _entries(self.client.get(index_key))
+        records = self._records(entries)
+        self._index_remove(index_key, {i for i in entries if i not in records})
+
+    def _global_add(self, storage_id: str) -> None:
+        try:
+            self._index_add(self._bucket_key(storage_id), storage_id)
+        except StoreUnavailable as exc:
+            logger.warning("session %s is not in the global index (get_all will miss it): %s",
+                           storage_id[:12], exc)
+
+    def _index_remove(self, index_key: str, storage_ids: AbstractSet[str]) -> None:
+        if not storage_ids:
+            return
+        with self._driver_errors("update a session index"):
+            for _attempt in range(_CAS_ATTEMPTS):
+                raw, token = self.client.gets(index_key)
+                if raw is None:
+                    return
+                entries = _entries(raw)
+                kept = [i for i in entries if i not in storage_ids]
+                if len(kept) == len(entries):
+                    return
+                value = "".join(" " + i for i in kept).encode("ascii")
+                # An emptied index is expired at once (negative expiry), still guarded by cas.
+                stored = self.client.cas(index_key, value, token, expire=0 if kept else -1, noreply=False)
+                if stored is None or stored:
+                    return
+        logger.warning("gave up removing %d entries from %s under contention", len(storage_ids), index_key)
+
+    def _index_remove_quietly(self, index_key: str, storage_ids: AbstractSet[str]) -> None:
+        """Remove index entries; a failure only leaves stale entries, which readers prune."""
+        try:
+            self._index_remove(index_key, storage_ids)
+        except StoreUnavailable as exc:
+            logger.warning("could not prune %s (stale entries stay until the next read): %s", index_key, exc)
+

@@ -1,0 +1,338 @@
+"""MemcachedStore against private memcached servers: one server, and a 3-node cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from pymemcache.client.base import Client, PooledClient
+from pymemcache.client.hash import HashClient
+
+from cache_servers import CountingProxy, concurrent_logins_for_one_user, cookie_for, servers_holding
+from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager, SetResult
+from kitsession_wsgi.manager import session_key
+from kitsession_wsgi.stores.memcached import MemcachedStore, StrictHashClient
+from kitsession_wsgi.testing import DAY, StoreContract, make_record
+from servers import PrivateServer, start_memcached
+
+
+@pytest.fixture(scope="module")
+def memcached_server() -> Iterator[PrivateServer]:
+    server = start_memcached()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def memcached_cluster() -> Iterator[list[PrivateServer]]:
+    servers: list[PrivateServer] = []
+    try:
+        for _ in range(3):
+            servers.append(start_memcached())
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _flushed(store: MemcachedStore) -> MemcachedStore:
+    store.client.flush_all(noreply=False)  # type: ignore[attr-defined]
+    return store
+
+
+@pytest.fixture
+def single_store(memcached_server: PrivateServer) -> Iterator[MemcachedStore]:
+    store = _flushed(MemcachedStore.from_servers([memcached_server.address]))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def cluster_store(memcached_cluster: list[PrivateServer]) -> Iterator[MemcachedStore]:
+    store = _flushed(MemcachedStore.from_servers([s.address for s in memcached_cluster]))
+    yield store
+    store.close()
+
+
+class TestMemcachedSingleServerContract(StoreContract):
+    @pytest.fixture
+    def store(self, single_store: MemcachedStore) -> Iterator[MemcachedStore]:
+        yield single_store
+
+
+class TestMemcachedClusterContract(StoreContract):
+    @pytest.fixture
+    def store(self, cluster_store: MemcachedStore) -> Iterator[MemcachedStore]:
+        yield cluster_store
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_from_servers_builds_a_pooled_no_delay_client_for_one_server(memcached_server: PrivateServer) -> None:
+    store = MemcachedStore.from_servers([memcached_server.address])
+    client = store.client
+    assert isinstance(client, PooledClient)
+    assert client.no_delay is True and client.ignore_exc is False and client.default_noreply is False
+    assert client.connect_timeout == 1.0 and client.timeout == 1.0
+
+
+def test_from_servers_builds_a_strict_pooled_hash_client_for_several(memcached_cluster: list[PrivateServer]) -> None:
+    store = MemcachedStore.from_servers([s.address for s in memcached_cluster], dead_timeout=0.25)
+    client = store.client
+    assert isinstance(client, StrictHashClient)
+    assert client.use_pooling is True and client.ignore_exc is False and client.dead_timeout == 0.25
+    assert client.default_kwargs["no_delay"] is True and client.default_kwargs["default_noreply"] is False
+    assert all(isinstance(node, PooledClient) for node in client.clients.values())
+
+
+def test_a_client_that_ignores_errors_is_refused(memcached_server: PrivateServer) -> None:
+    with pytest.raises(ConfigurationError, match="ignore_exc"):
+        MemcachedStore(PooledClient(memcached_server.address, ignore_exc=True))
+    with pytest.raises(ConfigurationError, match="ignore_exc"):
+        StrictHashClient([memcached_server.address], ignore_exc=True)
+
+
+def test_pymemcache_hash_client_draws_a_warning(memcached_cluster: list[PrivateServer]) -> None:
+    with pytest.warns(RuntimeWarning, match="StrictHashClient"):
+        MemcachedStore(HashClient([s.address for s in memcached_cluster], use_pooling=True))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("key_prefix", "has space:"), ("key_prefix", "x" * 101), ("key_prefix", "caf\u00e9:"),
+     ("index_buckets", 0), ("index_buckets", True), ("max_item_bytes", 10), ("max_item_bytes", 1.5)],
+    ids=repr,
+)
+def test_bad_options_name_themselves(memcached_server: PrivateServer, option: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        MemcachedStore(PooledClient(memcached_server.address), **{option: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("servers", [[], "127.0.0.1:11211"], ids=repr)
+def test_from_servers_needs_a_list_of_servers(servers: object) -> None:
+    with pytest.raises(ConfigurationError, match="servers"):
+        MemcachedStore.from_servers(servers)  # type: ignore[arg-type]
+
+
+# -- writes are confirmed, never noreply ----------------------------------------------
+
+
+def test_writes_are_confirmed_even_on_a_client_that_defaults_to_noreply(memcached_server: PrivateServer) -> None:
+    client = PooledClient(memcached_server.address, no_delay=True)  # pymemcache default: noreply writes
+    assert client.default_noreply is True
+    client.flush_all(noreply=False)
+    store = MemcachedStore(client)
+    record = make_record(store)
+    assert store.create(record) is True
+    # With noreply, "add" reports success without waiting for NOT_STORED.
+    assert store.create(record.with_changes(data='{"again":1}')) is False
+    assert store.acquire_lock(record.key, "a", 30) is True
+    assert store.acquire_lock(record.key, "b", 30) is False
+    assert store.set(make_record(store), 1) is SetResult.MISSING
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key", ["has space", "new\nline", "caf\u00e9 \u2603", "x" * 300, "a:b", "", "~" + "A" * 43], ids=repr
+)
+def test_keys_that_are_not_digests_are_hashed_and_still_work(single_store: MemcachedStore, key: str) -> None:
+    record = make_record(single_store, user_id="k").with_changes(key=key)
+    assert single_store.create(record) is True
+    got = single_store.get(key)
+    assert got is not None and got.key == key
+    assert [r.key for r in single_store.get_all_for_user("k")] == [key]
+    assert single_store.touch(key, record.updated_at + 1, record.expires_at + 1) is True
+    assert single_store.set(record.with_changes(version=2, data='{"n":2}'), 1) is SetResult.SAVED
+    assert single_store.delete(key) is True
+    assert single_store.get(key) is None
+
+
+def test_digest_keys_are_stored_under_the_prefix_as_they_are(
+    single_store: MemcachedStore, memcached_server: PrivateServer
+) -> None:
+    record = make_record(single_store)
+    single_store.create(record)
+    assert servers_holding([memcached_server.address], "kitsession:" + record.key) == [memcached_server.address]
+
+
+# -- expiry -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("days", [29, 30, 31, 90, 400], ids=lambda d: f"{d}days")
+def test_lifetimes_over_30_days_are_sent_as_absolute_time(single_store: MemcachedStore, days: int) -> None:
+    # Sent as a relative 31-day expiry, memcached would read a date in 1970 and drop the item.
+    record = make_record(single_store, lifetime=days * DAY)
+    assert single_store.create(record)
+    assert single_store.get(record.key) is not None
+    assert single_store.touch(record.key, record.updated_at + 1, record.expires_at + 1)
+    assert single_store.get(record.key) is not None
+    assert single_store.set(record.with_changes(version=2), 1) is SetResult.SAVED
+    assert single_store.get(record.key) is not None
+
+
+def test_memcached_expires_the_item_on_the_records_ttl(single_store: MemcachedStore) -> None:
+    record = make_record(single_store, lifetime=DAY)
+    single_store.create(record)
+    assert single_store.touch(record.key, time.time(), time.time() + 1) is True
+    deadline = time.monotonic() + 10
+    while single_store.get(record.key) is not None:
+        assert time.monotonic() < deadline, "memcached never expired the touched item"
+        time.sleep(0.2)
+
+
+# -- item size --------------------------------------------------------------------------
+
+
+def test_a_record_over_max_item_bytes_raises_before_anything_is_written(single_store: MemcachedStore) -> None:
+    store = MemcachedStore(single_store.client, max_item_bytes=4096)
+    too_big = '{"blob":"' + "x" * 5000 + '"}'
+    record = make_record(store, user_id=1, data=too_big)
+    with pytest.raises(SessionDataError, match="max_item_bytes=4096"):
+        store.create(record)
+    assert store.get(record.key) is None and store.get_all_for_user(1) == []
+    small = make_record(store, user_id=1)
+    assert store.create(small)
+    with pytest.raises(SessionDataError, match="max_item_bytes"):
+        store.set(small.with_changes(data=too_big, version=2), 1)
+    got = store.get(small.key)
+    assert got is not None and got.data == small.data and got.version == 1
+
+
+def test_a_record_the_server_finds_too_large_is_a_data_error(single_store: MemcachedStore) -> None:
+    # max_item_bytes set above the server's real 1 MB item size: the server's refusal is still a data error.
+    store = MemcachedStore(single_store.client, max_item_bytes=8 * 1024 * 1024)
+    record = make_record(store, data='{"blob":"' + "x" * 1_500_000 + '"}')
+    with pytest.raises(SessionDataError, match="too large"):
+        store.create(record)
+    assert store.get(record.key) is None
+
+
+# -- indexes ----------------------------------------------------------------------------
+
+
+def test_stale_user_index_entries_are_pruned_when_read(single_store: MemcachedStore) -> None:
+    records = [make_record(single_store, user_id=31) for _ in range(3)]
+    for record in records:
+        single_store.create(record)
+    evicted = records[1]
+    single_store.client.delete("kitsession:" + evicted.key, noreply=False)  # as an LRU eviction would
+    assert sorted(r.key for r in single_store.get_all_for_user(31)) == sorted([records[0].key, records[2].key])
+    index = single_store.client.get(single_store._user_key(31))
+    assert evicted.key.encode() not in index and records[0].key.encode() in index
+    assert evicted.key not in {r.key for r in single_store.get_all()}
+    buckets = single_store.client.get_many(single_store._bucket_keys)
+    assert not any(evicted.key.encode() in value for value in buckets.values())
+
+
+def test_sign_out_everywhere_never_deletes_a_session_that_moved_to_another_user(
+    single_store: MemcachedStore,
+) -> None:
+    record = make_record(single_store, user_id=40)
+    single_store.create(record)
+    # A stale entry survives in user 40's index while the record now belongs to user 41.
+    assert single_store.set(record.with_changes(user_id=41, version=2), 1) is SetResult.SAVED
+    single_store._index_add(single_store._user_key(40), record.key)
+    assert single_store.get_all_for_user(40) == []
+    assert single_store.delete_all_for_user(40) == 0
+    got = single_store.get(record.key)
+    assert got is not None and got.user_id == 41
+
+
+def test_purge_expired_counts_and_compacts_the_global_index(single_store: MemcachedStore) -> None:
+    now = time.time()
+    expired = [make_record(single_store, user_id=3, now=now - 100, lifetime=50) for _ in range(5)]
+    live = [make_record(single_store, now=now) for _ in range(5)]
+    for record in expired + live:
+        single_store.create(record)
+    assert single_store.purge_expired(now) == 5
+    buckets = single_store.client.get_many(single_store._bucket_keys)
+    indexed = b" ".join(buckets.values())
+    assert all(r.key.encode() not in indexed for r in expired)
+    assert all(r.key.encode() in indexed for r in live)
+    assert single_store.client.get(single_store._user_key(3)) is None  # an emptied index is removed
+
+
+def test_a_released_lock_can_be_taken_and_a_foreign_release_does_nothing(single_store: MemcachedStore) -> None:
+    key = session_key("lock-me")
+    assert single_store.acquire_lock(key, "a", 30)
+    single_store.release_lock(key, "b")
+    assert single_store.client.get(f"kitsession:lock:{key}") == b"a"
+    single_store.release_lock(key, "a")
+    assert single_store.client.get(f"kitsession:lock:{key}") is None
+    assert single_store.acquire_lock(key, "b", 30)
+
+
+# -- through the manager ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+def test_reading_an_existing_session_is_exactly_one_get(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
+    real = request.getfixturevalue(f"{topology}_store")
+    proxy = CountingProxy(real.client)
+    store = MemcachedStore(proxy)  # type: ignore[arg-type]
+    manager = SessionManager(store, keys=["k"])
+    session = manager.create_session(user_id=5, data={"cart": [1]})
+    cookie = cookie_for(manager, session)
+    before = _server_commands(real)
+    proxy.calls.clear()
+    loaded = manager.initialize_session({"Cookie": cookie})
+    assert loaded.data == {"cart": [1]} and not loaded.is_new
+    assert proxy.calls == ["get"]
+    assert manager.commit(loaded) is None  # unchanged: no write either
+    assert proxy.calls == ["get"]
+    after = _server_commands(real)
+    # Counted by memcached itself, over every node: one get, nothing else.
+    assert {name: after[name] - before[name] for name in after if after[name] != before[name]} == {"cmd_get": 1}
+
+
+def _server_commands(store: MemcachedStore) -> dict[str, int]:
+    """memcached's own command counters, summed over the store's nodes."""
+    client = store.client
+    addresses = (
+        list(client.clients) if isinstance(client, HashClient) else ["%s:%s" % client.server]  # type: ignore[attr-defined]
+    )
+    names = ("cmd_get", "cmd_set", "cmd_touch", "cas_hits", "cas_misses", "cas_badval",
+             "delete_hits", "delete_misses", "incr_hits", "decr_hits")
+    totals = dict.fromkeys(names, 0)
+    for address in addresses:
+        raw = Client(address, no_delay=True, timeout=2)
+        try:
+            stats = raw.stats()
+        finally:
+            raw.close()
+        for name in names:
+            totals[name] += int(stats[name.encode()])
+    return totals
+
+
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+def test_eight_threads_logging_one_user_in_are_all_indexed(request: pytest.FixtureRequest, topology: str) -> None:
+    store = request.getfixturevalue(f"{topology}_store")
+    concurrent_logins_for_one_user(SessionManager(store, keys=["k"]))
+
+
+# -- packaging --------------------------------------------------------------------------
+
+
+def test_importing_the_package_does_not_import_the_drivers() -> None:
+    code = "import sys, kitsession_wsgi; print(sorted(m for m in ('pymemcache', 'redis') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_missing_pymemcache_says_how_to_install_it() -> None:
+    code = (
+        "import sys; sys.modules['pymemcache'] = None\n"
+        "try:\n    import kitsession_wsgi.stores.memcached\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'kitsession-wsgi[memcached]'" in out.stdout
