@@ -1,0 +1,455 @@
+"""Sessions in Redis through redis-py.
+
+Layout under ``prefix`` (default ``"sess:"``):
+
+* ``sess:<key>``: one HASH per session holding the whole record (key, data,
+  user id with its type, timestamps, version), expiring with the record
+  (``EXPIRE`` in seconds: the seed used milliseconds).  Reading a session is
+  exactly one ``HGETALL``.
+* ``sess:user:<i:5|s:alice>``: a SET of the user's record keys, for listing and
+  "sign out everywhere" without scanning; it expires with the user's
+  longest-lived session.
+* ``sess:lock:<key>``: per-session locks (``SET NX PX``).
+
+Create, versioned save, touch and delete are Lua scripts (one round trip each,
+atomic with the per-user SET; redis-py's ``register_script`` re-loads them
+after a server restart).  ``get_all`` and ``purge_expired`` use ``SCAN``;
+Redis drops expired records itself, so ``purge_expired`` only removes records
+the application's clock considers expired before their TTL and prunes the
+per-user SETs.
+
+The scripts build the per-user SET key from the record, so this store targets a
+standalone (or Sentinel-managed) Redis, not Redis Cluster.  Connection errors,
+timeouts, a server still loading its dataset, a read-only replica and an
+out-of-memory refusal raise :class:`~kitsession_wsgi.StoreUnavailable`.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+
+from ..errors import ConfigurationError, StoreUnavailable
+from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
+
+try:
+    import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import OutOfMemoryError, ReadOnlyError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        "kitsession_wsgi.stores.redis needs redis-py: pip install 'kitsession-wsgi[redis]'"
+    ) from exc
+
+__all__ = ["RedisStore"]
+
+#: BusyLoadingError is a ConnectionError; ReadOnlyError is a failed-over or replica
+#: server; OutOfMemoryError is maxmemory with noeviction: none is a missing session.
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+_SCAN_COUNT = 1000
+
+# KEYS[1] record, KEYS[2] (optional) user set; ARGV[1] ttl, ARGV[2] member, ARGV[3..] field/value pairs
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if #KEYS > 1 then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  if redis.call('TTL', KEYS[2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
+end
+return 1
+"""
+
+# KEYS[1] record; ARGV[1] expected version, ARGV[2] ttl, ARGV[3] member, ARGV[4] user-set prefix,
+# ARGV[5] new user index key ('' = anonymous), ARGV[6..] field/value pairs.  0 missing, 1 conflict, 2 saved.
+_SET = """
+local stored = redis.call('HMGET', KEYS[1], 'v', 'ui')
+if not stored[1] then return 0 end
+if stored[1] ~= ARGV[1] then return 1 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local old = stored[2] or ''
+if old ~= ARGV[5] and old ~= '' then redis.call('SREM', ARGV[4] .. old, ARGV[3]) end
+if ARGV[5] ~= '' then
+  local users = ARGV[4] .. ARGV[5]
+  redis.call('SADD', users, ARGV[3])
+  if redis.call('TTL', users) < tonumber(ARGV[2]) then redis.call('EXPIRE', users, ARGV[2]) end
+end
+return 2
+"""
+
+# KEYS[1] record; ARGV[1] updated_at, ARGV[2] expires_at, ARGV[3] ttl, ARGV[4] user-set prefix
+_TOUCH = """
+local ui = redis.call('HGET', KEYS[1], 'ui')
+if not ui then return 0 end
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'e', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ui ~= '' then
+  local users = ARGV[4] .. ui
+  if redis.call('TTL', users) < tonumber(ARGV[3]) then redis.call('EXPIRE', users, ARGV[3]) end
+end
+return 1
+"""
+
+# KEYS[1] record; ARGV[1] user-set prefix, ARGV[2] member, ARGV[3] only if expires_at <= this ('' = always)
+_DELETE = """
+local stored = redis.call('HMGET', KEYS[1], 'ui', 'e')
+if ARGV[3] ~= '' and (not stored[2] or tonumber(stored[2]) > tonumber(ARGV[3])) then return 0 end
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+if stored[1] and stored[1] ~= '' then redis.call('SREM', ARGV[1] .. stored[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS[1] user set; ARGV[1] record prefix, ARGV[2] user index key, ARGV[3] member to keep ('' = none)
+_DELETE_FOR_USER = """
+local removed = 0
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if member ~= ARGV[3] then
+    local record = ARGV[1] .. member
+    if redis.call('HGET', record, 'ui') == ARGV[2] then removed = removed + redis.call('DEL', record) end
+    redis.call('SREM', KEYS[1], member)
+  end
+end
+return removed
+"""
+
+# KEYS[1] user set; ARGV[1] record prefix, ARGV[2] user index key: drop members whose record is gone
+# or now belongs to someone else.
+_PRUNE = """
+local pruned = 0
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('HGET', ARGV[1] .. member, 'ui') ~= ARGV[2] then
+    redis.call('SREM', KEYS[1], member)
+    pruned = pruned + 1
+  end
+end
+return pruned
+"""
+
+# KEYS[1] lock; ARGV[1] token
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _storage_id(key: str) -> str:
+    """The key's form inside Redis keys: the key itself when it looks like the core's digests.
+
+    Anything else (client text reaching ``get`` or ``delete``) is hashed, with a
+    ``~`` no verbatim key contains; neither form contains ``:``, so records
+    never collide with the ``user:`` and ``lock:`` keys.
+    """
+    if _PLAIN_KEY.fullmatch(key):
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return "~" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _fields(record: SessionRecord) -> list[str]:
+    # "ui" is user_index_key(user_id) ("i:5", "s:5"): it keeps the id's type and
+    # names the user's SET, so the Lua scripts never parse JSON or numbers.
+    return [
+        "k", record.key,
+        "d", record.data,
+        "ui", user_index_key(record.user_id) if record.user_id is not None else "",
+        "c", repr(record.created_at),
+        "m", repr(record.updated_at),
+        "e", repr(record.expires_at),
+        "v", str(record.version),
+    ]
+
+
+def _record(raw: Any) -> SessionRecord | None:
+    """A record from an ``HGETALL`` reply; ``None`` for an empty or foreign hash."""
+    if not raw:
+        return None
+    fields = {_text(name): _text(value) for name, value in cast("dict[Any, Any]", raw).items()}
+    try:
+        user = fields["ui"]
+        user_id: UserId | None
+        if not user:
+            user_id = None
+        elif user.startswith("s:"):
+            user_id = user[2:]
+        elif user.startswith("i:"):
+            user_id = int(user[2:])
+        else:
+            return None
+        return SessionRecord(
+            key=fields["k"],
+            data=fields["d"],
+            user_id=user_id,
+            created_at=float(fields["c"]),
+            updated_at=float(fields["m"]),
+            expires_at=float(fields["e"]),
+            version=int(fields["v"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+class RedisStore(SessionStore):
+    """Sessions in Redis, one HASH per session plus a SET per user.
+
+    :param client: a ``redis.Redis`` client (``decode_responses`` either way).
+        Give it timeouts: :meth:`from_url` does.
+    :param prefix: put before every Redis key.
+    :raises ConfigurationError: an empty prefix.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "sess:") -> None:
+        if not isinstance(prefix, str) or not prefix or len(prefix) > 100:
+            raise ConfigurationError("prefix", f"must be a non-empty string of at most 100 characters, got {prefix!r}")
+        self.client = client
+        self.prefix = prefix
+        self._user_prefix = prefix + "user:"
+        self._create = client.register_script(_CREATE)
+        self._set = client.register_script(_SET)
+        self._touch = client.register_script(_TOUCH)
+        self._delete = client.register_script(_DELETE)
+        self._delete_for_user = client.register_script(_DELETE_FOR_USER)
+        self._prune = client.register_script(_PRUNE)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "sess:", **client_options: Any) -> RedisStore:
+        """A store on the Redis at ``url`` (``redis://host:port/db``, ``rediss://``, ``unix://``).
+
+        The client gets 1-second connect and read timeouts and one quick retry
+        (enough to replace a connection a restarted server closed) instead of
+        redis-py's ten; ``client_options`` override them.
+
+        .. versionadded:: 0.1
+        """
+        if not isinstance(url, str) or not url:
+            raise ConfigurationError("url", f"must be a Redis URL, got {url!r}")
+        options: dict[str, Any] = {
+            "socket_timeout": 1.0,
+            "socket_connect_timeout": 1.0,
+            "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
+            **client_options,
+        }
+        return cls(redis.Redis.from_url(url, **options), prefix=prefix)
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _record_key(self, key: str) -> str:
+        return self.prefix + _storage_id(key)
+
+    def _user_key(self, user_id: UserId) -> str:
+        return self._user_prefix + user_index_key(user_id)
+
+    @contextmanager
+    def _driver_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(
+                f"Redis could not {action}: {type(exc).__name__}: {exc}", store="redis"
+            ) from exc
+
+    # -- records ----------------------------------------------------------------------
+
+    def get(self, key: str) -> SessionRecord | None:
+        """The record under ``key``: one ``HGETALL``.
+
+        :raises StoreUnavailable: Redis cannot be reached.
+
+        .. versionadded:: 0.1
+        """
+        try:
+            raw = self.client.hgetall(self._record_key(key))
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"Redis could not read a session: {type(exc).__name__}: {exc}",
+                                   store="redis") from exc
+        record = _record(raw)
+        return record if record is not None and record.key == key else None
+
+    def create(self, record: SessionRecord) -> bool:
+        """Insert the record and add it to its user's SET, atomically; ``False`` if the key exists.
+
+        .. versionadded:: 0.1
+        """
+        storage_id = _storage_id(record.key)
+        keys = [self.prefix + storage_id]
+        if record.user_id is not None:
+            keys.append(self._user_key(record.user_id))
+        with self._driver_errors("create a session"):
+            return bool(self._create(keys=keys, args=[record.ttl(), storage_id, *_fields(record)]))
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        """Replace the record if its stored version is ``expected_version`` (one Lua call).
+
+        Moves the record between per-user SETs when its user changes.
+
+        .. versionadded:: 0.1
+        """
+        storage_id = _storage_id(record.key)
+        new_index = user_index_key(record.user_id) if record.user_id is not None else ""
+        with self._driver_errors("save a session"):
+            result = self._set(
+                keys=[self.prefix + storage_id],
+                args=[expected_version, record.ttl(), storage_id, self._user_prefix, new_index, *_fields(record)],
+            )
+        return (SetResult.MISSING, SetResult.CONFLICT, SetResult.SAVED)[int(result)]
+
+    def touch(self, key: str, updated_at: float, expires_at: float) -> bool:
+        """Move ``updated_at``, ``expires_at`` and the key's TTL (one Lua call); ``False`` when gone.
+
+        .. versionadded:: 0.1
+        """
+        ttl = max(1, math.ceil(expires_at - updated_at))
+        with self._driver_errors("touch a session"):
+            return bool(
+                self._touch(keys=[self._record_key(key)],
+                            args=[repr(updated_at), repr(expires_at), ttl, self._user_prefix])
+            )
+
+    def delete(self, key: str) -> bool:
+        """Delete the record and its per-user SET entry atomically; ``True`` when it existed.
+
+        .. versionadded:: 0.1
+        """
+        storage_id = _storage_id(key)
+        with self._driver_errors("delete a session"):
+            return bool(self._delete(keys=[self.prefix + storage_id], args=[self._user_prefix, storage_id, ""]))
+
+    # -- per user ---------------------------------------------------------------------
+
+    def _load(self, record_keys: Sequence[str]) -> list[tuple[str, SessionRecord | None]]:
+        """``HGETALL`` of each key in one pipelined round trip."""
+        if not record_keys:
+            return []
+        with self._driver_errors("read sessions"):
+            pipeline = self.client.pipeline(transaction=False)
+            for record_key in record_keys:
+                pipeline.hgetall(record_key)
+            replies = pipeline.execute()
+        return [(k, _record(reply)) for k, reply in zip(record_keys, replies)]
+
+    def get_all_for_user(self, user_id: UserId) -> list[SessionRecord]:
+        """The user's records: ``SMEMBERS`` then one pipelined read; stale members are pruned.
+
+        .. versionadded:: 0.1
+        """
+        users = self._user_key(user_id)
+        with self._driver_errors("list a user's sessions"):
+            members = sorted(_text(m) for m in cast("set[Any]", self.client.smembers(users)))
+        loaded = self._load([self.prefix + m for m in members])
+        index = user_index_key(user_id)
+        records = [r for _, r in loaded
+                   if r is not None and r.user_id is not None and user_index_key(r.user_id) == index]
+        if len(records) != len(members):
+            with self._driver_errors("prune a user's session index"):
+                self._prune(keys=[users], args=[self.prefix, index])
+        return records
+
+    def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
+        """Delete every record of the user but ``except_key`` in one Lua call; return how many.
+
+        .. versionadded:: 0.1
+        """
+        kept = _storage_id(except_key) if except_key is not None else ""
+        with self._driver_errors("remove a user's sessions"):
+            return int(
+                self._delete_for_user(keys=[self._user_key(user_id)],
+                                      args=[self.prefix, user_index_key(user_id), kept])
+            )
+
+    # -- everything -------------------------------------------------------------------
+
+    def _scan(self, pattern: str, kind: str) -> Iterator[list[str]]:
+        """Batches of keys matching ``pattern`` of Redis type ``kind``."""
+        cursor: Any = 0
+        while True:
+            with self._driver_errors("scan sessions"):
+                cursor, keys = cast(
+                    "tuple[Any, list[Any]]",
+                    self.client.scan(cursor=cursor, match=pattern, count=_SCAN_COUNT, _type=kind),
+                )
+            if keys:
+                yield [_text(k) for k in keys]
+            if int(cursor) == 0:
+                return
+
+    def _scan_records(self) -> Iterator[tuple[str, SessionRecord]]:
+        prefix_length = len(self.prefix)
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"
+        for batch in self._scan(pattern, "hash"):
+            # Keys with a ':' after the prefix are indexes, locks or someone else's.
+            ours = [k for k in batch if ":" not in k[prefix_length:]]
+            for record_key, record in self._load(ours):
+                if record is not None:
+                    yield record_key, record
+
+    def get_all(self) -> list[SessionRecord]:
+        """Every record, found with ``SCAN`` (prefix-matched, hashes only).
+
+        .. versionadded:: 0.1
+        """
+        return [record for _, record in self._scan_records()]
+
+    def purge_expired(self, now: float) -> int:
+        """Delete records with ``expires_at <= now`` and prune the per-user SETs; return how many.
+
+        .. versionadded:: 0.1
+        """
+        expired = [(k, r) for k, r in self._scan_records() if r.expires_at <= now]
+        removed = 0
+        prefix_length = len(self.prefix)
+        with self._driver_errors("purge expired sessions"):
+            for record_key, _record_found in expired:
+                # Re-checked inside the script: a touch in between keeps the session.
+                removed += int(self._delete(keys=[record_key],
+                                            args=[self._user_prefix, record_key[prefix_length:], repr(now)]))
+        user_pattern = _GLOB_SPECIAL.sub(r"\\\1", self._user_prefix) + "*"
+        for batch in self._scan(user_pattern, "set"):
+            with self._driver_errors("prune user session indexes"):
+                for users in batch:
+                    self._prune(keys=[users], args=[self.prefix, users[len(self._user_prefix):]])
+        return removed
+
+    # -- locks ------------------------------------------------------------------------
+
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        """Take the lock with ``SET NX PX``.
+
+        .. versionadded:: 0.1
+        """
+        with self._driver_errors("take a session lock"):
+            return bool(self.client.set(f"{self.prefix}lock:{_storage_id(key)}", token, nx=True,
+                                        px=max(1, math.ceil(ttl * 1000))))
+
+    def release_lock(self, key: str, token: str) -> None:
+        """Free the lock if ``token`` holds it (a Lua compare-and-delete).
+
+        .. versionadded:: 0.1
+        """
+        with self._driver_errors("release a session lock"):
+            self._release(keys=[f"{self.prefix}lock:{_storage_id(key)}"], args=[token])
+
+    def close(self) -> None:
+        """Close the client's connections.
+
+        .. versionadded:: 0.1
+        """
+        self.client.close()

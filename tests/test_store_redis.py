@@ -1,0 +1,216 @@
+"""RedisStore against a private redis-server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from cache_servers import CountingProxy, concurrent_logins_for_one_user, cookie_for
+from kitsession_wsgi import ConfigurationError, SessionManager, SetResult
+from kitsession_wsgi.manager import session_key
+from kitsession_wsgi.stores.redis import RedisStore
+from kitsession_wsgi.testing import DAY, StoreContract, make_record
+from servers import PrivateServer, start_redis
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[PrivateServer]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_store(redis_server: PrivateServer) -> Iterator[RedisStore]:
+    store = RedisStore.from_url(f"redis://{redis_server.address}/0")
+    store.client.flushdb()
+    yield store
+    store.close()
+
+
+class TestRedisContract(StoreContract):
+    @pytest.fixture
+    def store(self, redis_store: RedisStore) -> Iterator[RedisStore]:
+        yield redis_store
+
+
+class TestRedisDecodedResponsesContract(StoreContract):
+    """The same rules on a client created with ``decode_responses=True``."""
+
+    @pytest.fixture
+    def store(self, redis_server: PrivateServer) -> Iterator[RedisStore]:
+        client = redis.Redis(host="127.0.0.1", port=redis_server.port, db=1, decode_responses=True,
+                             socket_timeout=2)
+        client.flushdb()
+        store = RedisStore(client, prefix="app1:")
+        yield store
+        store.close()
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def test_from_url_gives_the_client_short_timeouts_and_one_retry(redis_server: PrivateServer) -> None:
+    store = RedisStore.from_url(f"redis://{redis_server.address}/2")
+    kwargs = store.client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 1.0 and kwargs["socket_connect_timeout"] == 1.0
+    assert kwargs["retry"].get_retries() == 1 and kwargs["db"] == 2
+
+
+@pytest.mark.parametrize("prefix", ["", 5, "x" * 101], ids=repr)
+def test_bad_prefix_is_refused(redis_server: PrivateServer, prefix: object) -> None:
+    with pytest.raises(ConfigurationError, match="prefix"):
+        RedisStore(redis.Redis(port=redis_server.port), prefix=prefix)  # type: ignore[arg-type]
+
+
+# -- layout and TTL ---------------------------------------------------------------------
+
+
+def test_the_whole_record_is_stored_with_a_ttl_in_seconds(redis_store: RedisStore) -> None:
+    record = make_record(redis_store, user_id=5, lifetime=3600)
+    redis_store.create(record)
+    stored = redis_store.client.hgetall(f"sess:{record.key}")
+    assert stored[b"k"] == record.key.encode() and stored[b"ui"] == b"i:5" and stored[b"v"] == b"1"
+    assert stored[b"d"] == record.data.encode() and float(stored[b"e"]) == record.expires_at
+    assert 3590 <= redis_store.client.ttl(f"sess:{record.key}") <= 3600
+    assert redis_store.client.ttl("sess:user:i:5") >= 3590
+
+
+def test_touch_and_set_move_the_ttl(redis_store: RedisStore) -> None:
+    record = make_record(redis_store, user_id="t", lifetime=3600)
+    redis_store.create(record)
+    assert redis_store.touch(record.key, record.updated_at, record.updated_at + 7 * DAY)
+    assert redis_store.client.ttl(f"sess:{record.key}") > 6 * DAY
+    assert redis_store.client.ttl("sess:user:s:t") > 6 * DAY  # the user's SET lives as long as its longest session
+    assert redis_store.set(record.with_changes(version=2, expires_at=record.updated_at + 60), 1) is SetResult.SAVED
+    assert 50 <= redis_store.client.ttl(f"sess:{record.key}") <= 60
+
+
+def test_redis_drops_the_record_on_its_ttl(redis_store: RedisStore) -> None:
+    record = make_record(redis_store)
+    redis_store.create(record)
+    assert redis_store.touch(record.key, time.time(), time.time() + 1)
+    deadline = time.monotonic() + 10
+    while redis_store.get(record.key) is not None:
+        assert time.monotonic() < deadline, "Redis never expired the touched record"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("key", ["has space", "a:b", "user:i:5", "x" * 300, "caf\u00e9", "*"], ids=repr)
+def test_keys_that_are_not_digests_are_hashed_and_still_work(redis_store: RedisStore, key: str) -> None:
+    record = make_record(redis_store, user_id=6).with_changes(key=key)
+    assert redis_store.create(record)
+    got = redis_store.get(key)
+    assert got is not None and got.key == key
+    assert [r.key for r in redis_store.get_all()] == [key]
+    assert [r.key for r in redis_store.get_all_for_user(6)] == [key]
+    assert redis_store.delete(key) is True and redis_store.get_all_for_user(6) == []
+    assert redis_store.client.exists("sess:user:i:5") == 0
+
+
+def test_get_all_skips_indexes_locks_and_foreign_keys(redis_store: RedisStore) -> None:
+    record = make_record(redis_store, user_id=1)
+    redis_store.create(record)
+    redis_store.acquire_lock(record.key, "t", 30)
+    redis_store.client.set("sess:legacy-string", "{}")
+    redis_store.client.hset("sess:other:thing", mapping={"k": "x"})
+    redis_store.client.hset("sess:junk", mapping={"a": "b"})
+    redis_store.client.hset("other:" + record.key, mapping={"k": "x"})
+    assert [r.key for r in redis_store.get_all()] == [record.key]
+
+
+def test_a_prefix_with_glob_characters_only_lists_its_own_records(redis_server: PrivateServer) -> None:
+    client = redis.Redis(port=redis_server.port, db=3)
+    client.flushdb()
+    odd = RedisStore(client, prefix="s[1]*:")
+    plain = RedisStore(client, prefix="s1x:")
+    mine, theirs = make_record(odd), make_record(plain)
+    odd.create(mine)
+    plain.create(theirs)
+    assert [r.key for r in odd.get_all()] == [mine.key]
+    assert odd.purge_expired(time.time() + 10 * DAY) == 1
+    assert plain.get(theirs.key) is not None
+
+
+def test_purge_expired_prunes_user_sets(redis_store: RedisStore) -> None:
+    gone = make_record(redis_store, user_id=9)
+    live = make_record(redis_store, user_id=9)
+    redis_store.create(gone)
+    redis_store.create(live)
+    redis_store.client.delete(f"sess:{gone.key}")  # as Redis's own expiry would
+    assert redis_store.purge_expired(time.time()) == 0
+    assert redis_store.client.smembers("sess:user:i:9") == {live.key.encode()}
+
+
+def test_sign_out_everywhere_never_deletes_a_session_that_moved_to_another_user(redis_store: RedisStore) -> None:
+    record = make_record(redis_store, user_id=40)
+    redis_store.create(record)
+    assert redis_store.set(record.with_changes(user_id=41, version=2), 1) is SetResult.SAVED
+    redis_store.client.sadd("sess:user:i:40", record.key)  # a stale member
+    assert redis_store.get_all_for_user(40) == []
+    assert redis_store.delete_all_for_user(40) == 0
+    got = redis_store.get(record.key)
+    assert got is not None and got.user_id == 41
+
+
+def test_scripts_are_reloaded_after_the_server_forgets_them(redis_store: RedisStore) -> None:
+    record = make_record(redis_store, user_id=2)
+    assert redis_store.create(record)
+    redis_store.client.script_flush()  # what a restart does to the script cache
+    assert redis_store.set(record.with_changes(version=2, data='{"n":2}'), 1) is SetResult.SAVED
+    redis_store.client.script_flush()
+    assert redis_store.touch(record.key, record.updated_at, record.expires_at + 5)
+    redis_store.client.script_flush()
+    assert redis_store.delete(record.key) is True
+
+
+def test_a_foreign_release_leaves_the_lock_held(redis_store: RedisStore) -> None:
+    key = session_key("lock-me")
+    assert redis_store.acquire_lock(key, "a", 30)
+    redis_store.release_lock(key, "b")
+    assert redis_store.client.get(f"sess:lock:{key}") == b"a"
+    assert 0 < redis_store.client.pttl(f"sess:lock:{key}") <= 30_000
+    redis_store.release_lock(key, "a")
+    assert redis_store.client.exists(f"sess:lock:{key}") == 0
+
+
+# -- through the manager ----------------------------------------------------------------
+
+
+def test_reading_an_existing_session_is_exactly_one_hgetall(redis_store: RedisStore) -> None:
+    proxy = CountingProxy(redis_store.client)
+    manager = SessionManager(RedisStore(proxy), keys=["k"])  # type: ignore[arg-type]
+    session = manager.create_session(user_id=5, data={"cart": [1]})
+    cookie = cookie_for(manager, session)
+    redis_store.client.config_resetstat()
+    proxy.calls.clear()
+    loaded = manager.initialize_session({"Cookie": cookie})
+    assert loaded.data == {"cart": [1]} and loaded.user_id == 5 and not loaded.is_new
+    assert manager.commit(loaded) is None
+    assert proxy.calls == ["hgetall"]
+    # Counted by Redis itself: one HGETALL, and nothing else but this test's own RESETSTAT and INFO.
+    stats = redis_store.client.info("commandstats")
+    counted = {name: s["calls"] for name, s in stats.items() if name not in ("cmdstat_info", "cmdstat_config|resetstat")}
+    assert counted == {"cmdstat_hgetall": 1}
+
+
+def test_eight_threads_logging_one_user_in_are_all_indexed(redis_store: RedisStore) -> None:
+    concurrent_logins_for_one_user(SessionManager(redis_store, keys=["k"]))
+
+
+# -- packaging --------------------------------------------------------------------------
+
+
+def test_a_missing_redis_says_how_to_install_it() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "try:\n    import kitsession_wsgi.stores.redis\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'kitsession-wsgi[redis]'" in out.stdout
