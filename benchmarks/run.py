@@ -1,0 +1,1496 @@
+#!/usr/bin/env python
+"""Benchmark kitsession-wsgi against its peers, in one process, with direct WSGI calls.
+
+Run ``make bench`` (installs ``benchmarks/requirements.txt``, then runs this
+script) or ``.venv/bin/python benchmarks/run.py [--quick | --smoke] [--only
+PATTERN] [--markdown FILE]``.  The report is Markdown on stdout; progress goes
+to stderr.  See ``benchmarks/README.md`` for how to read it.
+
+Method (see /work/shared/BENCHMARKS.md for why):
+
+* every request is ``app(environ, start_response)`` with the body drained and
+  closed; each scenario's environ is built once with werkzeug's
+  ``EnvironBuilder`` and copied per call (no test client in the timed loop);
+* every cell is warmed up, then timed in 5 repetitions; each repetition of a
+  cell runs right after a repetition of the bare Flask app (A B A B), and the
+  ratio reported is the median of those adjacent ratios;
+* "read" re-reads an existing session without changing it; "write" changes
+  one key to a value that differs on every request (SQLite skips identical
+  rewrites); after every write cell the stored value is read back through the
+  store's own backend and must be exactly the last value written;
+* store calls are counted by a wrapper swapped in for one pass that is not
+  timed; memcached and Redis commands are counted on the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fnmatch
+import gc
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from werkzeug.test import EnvironBuilder  # noqa: E402
+
+SECRET = "benchmark-secret-key-0123456789abcdef"
+#: ~200 bytes of JSON, like a logged-in user's session
+PAYLOAD: dict[str, Any] = {
+    "user_id": 42,
+    "email": "ada@example.com",
+    "name": "Ada Lovelace",
+    "roles": ["admin", "editor"],
+    "csrf_token": "Zk3tq0xJm2C5b8s9dVQw1eRr7yTu4iOp6aSd0fGh2Jk",
+    "theme": "dark",
+    "locale": "en-GB",
+    "n": 0,
+}
+READ_BODY = b"ada@example.com"
+
+MODES = {
+    # reps, seconds per timed cell, seconds of warm-up, fewest / most requests per cell
+    "full": dict(reps=5, cell_seconds=0.25, warmup_seconds=0.05, min_n=20, max_n=200_000,
+                 scale_small=1_000, scale_large=1_000_000, scale_sqlite_large=1_000_000,
+                 remove_small=10, remove_iterations=60, profile_seconds=2.0),
+    "quick": dict(reps=5, cell_seconds=0.05, warmup_seconds=0.02, min_n=10, max_n=50_000,
+                  scale_small=1_000, scale_large=100_000, scale_sqlite_large=100_000,
+                  remove_small=10, remove_iterations=20, profile_seconds=0.5),
+    "smoke": dict(reps=2, cell_seconds=0.0, warmup_seconds=0.0, min_n=2, max_n=2,
+                  scale_small=100, scale_large=1_000, scale_sqlite_large=1_000,
+                  remove_small=10, remove_iterations=2, profile_seconds=0.0),
+}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Skip(Exception):
+    """A scenario whose dependency is missing: reported as a row with the reason."""
+
+
+class CheckFailed(AssertionError):
+    """A correctness check failed: the run exits non-zero."""
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+# -- one request ------------------------------------------------------------------------
+
+
+class Caller:
+    """Calls a WSGI app with a copy of one environ; keeps the last status, headers and body."""
+
+    __slots__ = ("app", "environ", "status", "headers", "body")
+
+    def __init__(self, app: Any, environ: dict[str, Any]) -> None:
+        self.app = app
+        self.environ = environ
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.body = b""
+
+    def _write(self, data: bytes) -> None:  # pragma: no cover - nobody uses write()
+        raise RuntimeError("write() is not supported")
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.status = status
+        self.headers = headers
+        return self._write
+
+    def __call__(self) -> None:
+        body = self.app(self.environ.copy(), self.start_response)
+        try:
+            self.body = b"".join(body)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
+    def set_cookies(self) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == "set-cookie"]
+
+
+def environ_for(path: str, cookie: str | None = None) -> dict[str, Any]:
+    headers = {"Cookie": cookie} if cookie else {}
+    builder = EnvironBuilder(path=path, method="GET", headers=headers)
+    try:
+        return builder.get_environ()
+    finally:
+        builder.close()
+
+
+def cookie_pair(set_cookie: str) -> str:
+    """``name=value`` of a Set-Cookie header value, as a browser sends it back."""
+    return set_cookie.split(";", 1)[0].strip()
+
+
+def request(app: Any, path: str, cookie: str | None = None) -> Caller:
+    caller = Caller(app, environ_for(path, cookie))
+    caller()
+    return caller
+
+
+# -- scenarios --------------------------------------------------------------------------
+
+
+class Scenario:
+    """One row of the table: an app (or a bare callable) and its checks.
+
+    ``calls`` maps a kind ("read", "write") to a zero-argument callable doing
+    one request; ``checks`` maps the kind to a callable that raises
+    :class:`CheckFailed` when the last request or the store is wrong.
+    """
+
+    def __init__(self, key: str, title: str, *, kind: str = "flask") -> None:
+        self.key = key
+        self.title = title
+        self.kind = kind  # "flask", "wsgi" or "roundtrip"
+        self.calls: dict[str, Callable[[], None]] = {}
+        self.checks: dict[str, Callable[[], None]] = {}
+        self.count_calls: Callable[[], str] | None = None
+        self.count_server: Callable[[], str] | None = None
+        self.cleanup: list[Callable[[], None]] = []
+        self.notes = ""
+        self.skip: str | None = None
+        self.failure: str | None = None
+        self.profile_target: Callable[[], None] | None = None
+
+
+def flask_app(name: str, *, secret: bool, session_getter: Callable[[], Any] | None = None) -> tuple[Any, dict[str, int]]:
+    """A Flask app with the three routes every Flask scenario shares.
+
+    ``/read`` reads one scalar; ``/write`` sets ``n`` to a new value every time;
+    ``/login`` stores the payload.  ``session_getter`` replaces ``flask.session``
+    (Beaker puts its session in the environ).
+    """
+    from flask import Flask
+    from flask import session as flask_session
+
+    app = Flask(name)
+    if secret:
+        app.config["SECRET_KEY"] = SECRET
+    state = {"n": 0}
+    get = session_getter or (lambda: flask_session)
+
+    @app.get("/read")
+    def read() -> str:
+        return str(get().get("email"))
+
+    @app.get("/write")
+    def write() -> str:
+        state["n"] += 1
+        session = get()
+        session["n"] = state["n"]
+        if hasattr(session, "save") and session_getter is not None:
+            session.save()
+        return str(state["n"])
+
+    @app.get("/login")
+    def login() -> str:
+        session = get()
+        session.update(PAYLOAD)
+        if hasattr(session, "save") and session_getter is not None:
+            session.save()
+        return "ok"
+
+    return app, state
+
+
+def attach_flask_cells(scenario: Scenario, app: Any, state: dict[str, int],
+                       stored: Callable[[], dict[str, Any] | None], *, write: bool = True) -> str:
+    """Log in once, then add read and write cells whose checks read the store back."""
+    login = request(app, "/login")
+    check(login.status.startswith("200"), f"login answered {login.status}")
+    cookies = login.set_cookies()
+    check(len(cookies) == 1, f"login set {len(cookies)} cookies")
+    cookie = cookie_pair(cookies[0])
+    read = Caller(app, environ_for("/read", cookie))
+    scenario.calls["read"] = read
+
+    def check_read() -> None:
+        check(read.status.startswith("200"), f"read answered {read.status}")
+        check(read.body == READ_BODY, f"read returned {read.body[:60]!r}")
+        data = stored()
+        check(data is not None and data.get("email") == PAYLOAD["email"], f"store holds {data!r} after reads")
+
+    scenario.checks["read"] = check_read
+    if write:
+        writer = Caller(app, environ_for("/write", cookie))
+        scenario.calls["write"] = writer
+
+        def check_write() -> None:
+            check(writer.status.startswith("200"), f"write answered {writer.status}")
+            check(writer.body == str(state["n"]).encode(), f"write returned {writer.body!r}, expected {state['n']}")
+            data = stored()
+            check(data is not None, "the store lost the session")
+            assert data is not None
+            check(data.get("n") == state["n"], f"store holds n={data.get('n')!r}, expected exactly {state['n']}")
+            check(data.get("email") == PAYLOAD["email"], "the write lost the other keys")
+
+        scenario.checks["write"] = check_write
+    return cookie
+
+
+class CallCounter:
+    """Counts calls of an object's public methods; everything else passes through."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+        self.counts: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if name.startswith("_") or not callable(value):
+            return value
+        counts = self.counts
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return value(*args, **kwargs)
+
+        return counted
+
+
+def describe_counts(counts: Counter[str]) -> str:
+    total = sum(counts.values())
+    if not total:
+        return "0"
+    inner = ", ".join(f"{name}" if n == 1 else f"{name}x{n}" for name, n in sorted(counts.items()))
+    return f"{total} ({inner})"
+
+
+def count_probe(set_counter: Callable[[CallCounter | None], CallCounter | None],
+                probes: list[tuple[str, Caller]]) -> dict[str, Counter[str]]:
+    """Run each probe once with the counter swapped in; return counts per probe."""
+    result: dict[str, Counter[str]] = {}
+    for label, caller in probes:
+        caller()  # warm (caches, connections) outside the count
+        counter = set_counter(None)
+        assert counter is not None
+        counter.counts.clear()
+        caller()
+        result[label] = Counter(counter.counts)
+        set_counter(counter)  # hand it back: the callback restores the original
+    return result
+
+
+# -- servers ------------------------------------------------------------------------------
+
+
+class Servers:
+    """Private memcached and Redis on free ports (tests/servers.py), stopped at the end."""
+
+    def __init__(self) -> None:
+        self._memcached: Any = None
+        self._redis: Any = None
+        self.memcached_error: str | None = None
+        self.redis_error: str | None = None
+
+    def memcached(self) -> Any:
+        if self._memcached is None and self.memcached_error is None:
+            try:
+                from tests.servers import start_memcached
+
+                self._memcached = start_memcached()
+            except BaseException as exc:  # pytest's skip is a BaseException
+                self.memcached_error = f"memcached unavailable: {exc}"
+        if self._memcached is None:
+            raise Skip(self.memcached_error or "memcached unavailable")
+        return self._memcached
+
+    def redis(self) -> Any:
+        if self._redis is None and self.redis_error is None:
+            try:
+                from tests.servers import start_redis
+
+                self._redis = start_redis()
+            except BaseException as exc:
+                self.redis_error = f"redis-server unavailable: {exc}"
+        if self._redis is None:
+            raise Skip(self.redis_error or "redis-server unavailable")
+        return self._redis
+
+    def stop(self) -> None:
+        for server in (self._memcached, self._redis):
+            if server is not None:
+                server.stop()
+
+
+def need(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise Skip(f"{what} not installed ({exc.name or module}); pip install -r benchmarks/requirements.txt") from None
+
+
+def memcached_command_counter(port: int) -> Callable[[], int]:
+    from pymemcache.client.base import Client
+
+    admin = Client(("127.0.0.1", port), no_delay=True)
+    fields = ("cmd_get", "cmd_set", "cmd_touch", "cmd_flush", "delete_hits", "delete_misses",
+              "incr_hits", "incr_misses", "decr_hits", "decr_misses", "cas_hits", "cas_misses", "cas_badval")
+
+    def total() -> int:
+        stats = admin.stats()
+        return sum(int(stats.get(f.encode(), stats.get(f, 0))) for f in fields)
+
+    return total
+
+
+def redis_command_counter(port: int) -> Callable[[], int]:
+    import redis
+
+    admin = redis.Redis(host="127.0.0.1", port=port)
+
+    def total() -> int:
+        # INFO counts itself once per call; the caller takes a difference of two calls
+        return int(admin.info("stats")["total_commands_processed"])
+
+    return total
+
+
+def server_probe(total: Callable[[], int], probes: list[tuple[str, Caller]]) -> str:
+    baseline = total()
+    idle = total() - baseline  # what one INFO / stats call adds by itself
+    parts = []
+    for label, caller in probes:
+        caller()
+        before = total()
+        caller()
+        after = total()
+        parts.append(f"{label} {after - before - idle}")
+    return ", ".join(parts)
+
+
+# -- the scenario builders ------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, mode: str, only: list[str] | None) -> None:
+        self.mode = mode
+        self.settings = MODES[mode]
+        self.only = only
+        self.tmp = Path(tempfile.mkdtemp(prefix="kitsession-bench-"))
+        self.servers = Servers()
+        self.scenarios: list[Scenario] = []
+        self.failures: list[str] = []
+        self.versions: dict[str, str] = {}
+
+    def wanted(self, key: str) -> bool:
+        if key in ("bare", "raw"):
+            return True
+        if not self.only:
+            return True
+        return any(fnmatch.fnmatch(key, p) or p in key for p in self.only)
+
+    def add(self, key: str, title: str, build: Callable[[Scenario], None], *, kind: str = "flask") -> None:
+        if not self.wanted(key):
+            return
+        scenario = Scenario(key, title, kind=kind)
+        log(f"setting up {key}")
+        try:
+            build(scenario)
+        except Skip as exc:
+            scenario.skip = str(exc)
+            scenario.calls.clear()
+        except CheckFailed as exc:
+            scenario.failure = f"setup check failed: {exc}"
+            scenario.calls.clear()
+            self.failures.append(f"{key}: {scenario.failure}")
+        except Exception as exc:  # a peer that cannot run here is a row with the reason, not a crash
+            scenario.failure = f"setup error: {type(exc).__name__}: {exc}"
+            scenario.calls.clear()
+            self.failures.append(f"{key}: {scenario.failure}")
+            log(traceback.format_exc())
+        self.scenarios.append(scenario)
+
+    # baseline rows
+
+    def build_raw(self, scenario: Scenario) -> None:
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "15")])
+            return [READ_BODY]
+
+        caller = Caller(app, environ_for("/read"))
+        scenario.calls["read"] = caller
+        scenario.checks["read"] = lambda: check(caller.body == READ_BODY, "raw app body")
+
+    def build_bare(self, scenario: Scenario) -> None:
+        app, _ = flask_app("bare", secret=False)
+        caller = Caller(app, environ_for("/read"))
+        scenario.calls["read"] = caller
+        scenario.checks["read"] = lambda: check(caller.status.startswith("200") and caller.body == b"None",
+                                                f"bare Flask answered {caller.status} {caller.body!r}")
+        scenario.profile_target = caller
+
+    def build_flask_cookie(self, scenario: Scenario) -> None:
+        app, state = flask_app("flask_cookie", secret=True)
+        serializer = app.session_interface.get_signing_serializer(app)
+        holder: dict[str, Any] = {}
+
+        def stored() -> dict[str, Any] | None:
+            # the "store" is the cookie: decode the last one this app sent
+            writer = holder.get("writer")
+            cookies = writer.set_cookies() if writer is not None and writer.headers else []
+            value = cookie_pair(cookies[-1]).split("=", 1)[1] if cookies else holder["cookie"].split("=", 1)[1]
+            return dict(serializer.loads(value))
+
+        holder["cookie"] = attach_flask_cells(scenario, app, state, stored)
+        holder["writer"] = scenario.calls["write"]
+        scenario.count_calls = lambda: "0 (the data is in the cookie)"
+
+    # Flask-Session 0.8
+
+    def flask_session_app(self, name: str, config: dict[str, Any]) -> tuple[Any, dict[str, int]]:
+        need("flask_session", "Flask-Session")
+        from flask_session import Session as FlaskSessionExtension
+
+        app, state = flask_app(name, secret=True)
+        app.config.update(config)
+        FlaskSessionExtension(app)
+        self.versions.setdefault("Flask-Session", importlib.metadata.version("Flask-Session"))
+        return app, state
+
+    def sid_of(self, cookie: str) -> str:
+        return cookie.split("=", 1)[1]
+
+    def fs_probes(self, app: Any, cookie: str) -> list[tuple[str, Caller]]:
+        return [("read", Caller(app, environ_for("/read", cookie))),
+                ("write", Caller(app, environ_for("/write", cookie))),
+                ("anon", Caller(app, environ_for("/read")))]
+
+    def fs_count(self, interface: Any, attribute: str, probes: list[tuple[str, Caller]]) -> str:
+        original = getattr(interface, attribute)
+        counter = CallCounter(original)
+
+        def swap(returned: CallCounter | None) -> CallCounter | None:
+            if returned is None:
+                setattr(interface, attribute, counter)
+                return counter
+            setattr(interface, attribute, original)
+            return None
+
+        counts = count_probe(swap, probes)
+        return "; ".join(f"{label} {describe_counts(c)}" for label, c in counts.items())
+
+    def build_fs_cachelib(self, scenario: Scenario, refresh: bool) -> None:
+        need("cachelib", "cachelib")
+        from cachelib import SimpleCache
+
+        cache = SimpleCache(threshold=100_000, default_timeout=0)
+        app, state = self.flask_session_app(
+            "fs_cachelib", {"SESSION_TYPE": "cachelib", "SESSION_CACHELIB": cache,
+                            "SESSION_REFRESH_EACH_REQUEST": refresh})
+        holder: dict[str, str] = {}
+        holder["sid"] = self.sid_of(attach_flask_cells(
+            scenario, app, state, lambda: cache.get("session:" + holder["sid"])))
+        cookie = f"session={holder['sid']}"
+        scenario.count_calls = lambda: self.fs_count(app.session_interface, "cache", self.fs_probes(app, cookie))
+
+    def build_fs_memcached(self, scenario: Scenario, refresh: bool) -> None:
+        need("pymemcache", "pymemcache")
+        msgspec = need("msgspec", "msgspec")
+        from pymemcache.client.base import Client
+
+        server = self.servers.memcached()
+        # no_delay=True: pymemcache's default (Nagle + noreply writes) waits ~43 ms per request
+        client = Client(("127.0.0.1", server.port), no_delay=True)
+        app, state = self.flask_session_app(
+            "fs_memcached", {"SESSION_TYPE": "memcached", "SESSION_MEMCACHED": client,
+                             "SESSION_REFRESH_EACH_REQUEST": refresh})
+        reader = Client(("127.0.0.1", server.port), no_delay=True)
+        holder: dict[str, str] = {}
+
+        def stored() -> dict[str, Any] | None:
+            raw = reader.get("session:" + holder["sid"])
+            return None if raw is None else msgspec.msgpack.decode(raw)
+
+        holder["sid"] = self.sid_of(attach_flask_cells(scenario, app, state, stored))
+        cookie = f"session={holder['sid']}"
+        scenario.count_calls = lambda: self.fs_count(app.session_interface, "client", self.fs_probes(app, cookie))
+        total = memcached_command_counter(server.port)
+        scenario.count_server = lambda: server_probe(total, self.fs_probes(app, cookie))
+        scenario.notes = "pymemcache Client(no_delay=True), its default noreply writes"
+
+    def build_fs_redis(self, scenario: Scenario, refresh: bool) -> None:
+        redis = need("redis", "redis-py")
+        msgspec = need("msgspec", "msgspec")
+        server = self.servers.redis()
+        client = redis.Redis(host="127.0.0.1", port=server.port)
+        app, state = self.flask_session_app(
+            "fs_redis", {"SESSION_TYPE": "redis", "SESSION_REDIS": client,
+                         "SESSION_REFRESH_EACH_REQUEST": refresh})
+        reader = redis.Redis(host="127.0.0.1", port=server.port)
+        holder: dict[str, str] = {}
+
+        def stored() -> dict[str, Any] | None:
+            raw = reader.get("session:" + holder["sid"])
+            return None if raw is None else msgspec.msgpack.decode(raw)
+
+        holder["sid"] = self.sid_of(attach_flask_cells(scenario, app, state, stored))
+        cookie = f"session={holder['sid']}"
+        scenario.count_calls = lambda: self.fs_count(app.session_interface, "client", self.fs_probes(app, cookie))
+        total = redis_command_counter(server.port)
+        scenario.count_server = lambda: server_probe(total, self.fs_probes(app, cookie))
+
+    def build_fs_sqlite(self, scenario: Scenario, refresh: bool) -> None:
+        need("sqlalchemy", "SQLAlchemy")
+        need("flask_sqlalchemy", "Flask-SQLAlchemy")
+        msgspec = need("msgspec", "msgspec")
+        from flask_sqlalchemy import SQLAlchemy
+        from flask import Flask  # noqa: F401  (Flask-SQLAlchemy needs the app first)
+
+        path = self.tmp / f"flask_session_{'refresh' if refresh else 'norefresh'}.db"
+        need("flask_session", "Flask-Session")
+        from flask_session import Session as FlaskSessionExtension
+
+        app, state = flask_app("fs_sqlite", secret=True)
+        app.config.update({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "SESSION_TYPE": "sqlalchemy",
+                           "SESSION_REFRESH_EACH_REQUEST": refresh})
+        db = SQLAlchemy(app)
+        app.config["SESSION_SQLALCHEMY"] = db
+        FlaskSessionExtension(app)
+        self.versions.setdefault("SQLAlchemy", importlib.metadata.version("SQLAlchemy"))
+        holder: dict[str, str] = {}
+
+        def stored() -> dict[str, Any] | None:
+            # a separate sqlite3 connection: only committed data counts
+            with contextlib.closing(sqlite3.connect(path)) as connection:
+                row = connection.execute("SELECT data FROM sessions WHERE session_id = ?",
+                                         ("session:" + holder["sid"],)).fetchone()
+            return None if row is None else msgspec.msgpack.decode(row[0])
+
+        holder["sid"] = self.sid_of(attach_flask_cells(scenario, app, state, stored))
+        cookie = f"session={holder['sid']}"
+
+        def count() -> str:
+            from sqlalchemy import event
+
+            with app.app_context():
+                engine = db.engine
+            statements: Counter[str] = Counter()
+
+            def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+                statements[statement.split(None, 1)[0].upper()] += 1
+
+            parts = []
+            event.listen(engine, "before_cursor_execute", on_execute)
+            try:
+                for label, caller in self.fs_probes(app, cookie):
+                    caller()
+                    statements.clear()
+                    caller()
+                    parts.append(f"{label} {describe_counts(statements)} SQL")
+            finally:
+                event.remove(engine, "before_cursor_execute", on_execute)
+            return "; ".join(parts)
+
+        scenario.count_calls = count
+        scenario.notes = "SQLite with its default journal (rollback, synchronous=FULL)"
+
+    # Beaker
+
+    def beaker_stored(self, sid: str) -> dict[str, Any] | None:
+        from beaker.container import MemoryNamespaceManager
+
+        namespace = MemoryNamespaceManager.namespaces.get(sid, dict)
+        entry = namespace.get("session")
+        if entry is None:
+            return None
+        from beaker.util import deserialize
+
+        # Beaker pickles the session even in memory (its default data_serializer)
+        return dict(deserialize(base64.b64decode(entry), "pickle"))
+
+    def build_beaker_flask(self, scenario: Scenario) -> None:
+        need("beaker", "Beaker")
+        from beaker.middleware import SessionMiddleware as BeakerMiddleware
+        from flask import request as flask_request
+
+        inner, state = flask_app("beaker_flask", secret=False,
+                                 session_getter=lambda: flask_request.environ["beaker.session"])
+        app = BeakerMiddleware(inner, {"session.type": "memory", "session.key": "beaker"})
+        self.versions.setdefault("Beaker", importlib.metadata.version("Beaker"))
+        holder: dict[str, str] = {}
+        holder["sid"] = self.sid_of(attach_flask_cells(scenario, app, state, lambda: self.beaker_stored(holder["sid"])))
+        scenario.notes = "session.type=memory, unsigned cookie"
+
+    def build_beaker_wsgi(self, scenario: Scenario) -> None:
+        need("beaker", "Beaker")
+        from beaker.middleware import SessionMiddleware as BeakerMiddleware
+
+        app = BeakerMiddleware(self.raw_session_app("beaker"), {"session.type": "memory", "session.key": "beaker"})
+        holder: dict[str, str] = {}
+        holder["sid"] = self.sid_of(attach_flask_cells(scenario, app, app.wrap_app.state,
+                                                       lambda: self.beaker_stored(holder["sid"])))
+        scenario.notes = "session.type=memory, unsigned cookie"
+
+    def raw_session_app(self, flavour: str) -> Any:
+        """A bare WSGI callable with /read, /write and /login over Beaker's or this library's session."""
+        state = {"n": 0}
+
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            path = environ["PATH_INFO"]
+            if flavour == "beaker":
+                session = environ["beaker.session"]
+                data = session
+            else:
+                session = environ["kitsession"].session
+                data = session.data
+            if path == "/read":
+                body = str(data.get("email")).encode()
+            elif path == "/write":
+                state["n"] += 1
+                data["n"] = state["n"]
+                if flavour == "beaker":
+                    session.save()
+                body = str(state["n"]).encode()
+            else:
+                data.update(PAYLOAD)
+                if flavour == "beaker":
+                    session.save()
+                body = b"ok"
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return [body]
+
+        app.state = state  # type: ignore[attr-defined]
+        return app
+
+    # this library
+
+    def kit_probes(self, app: Any, cookie: str, manager: Any) -> list[tuple[str, Caller]]:
+        from kitsession_wsgi.cookies import encode_cookie_value
+
+        name, value = cookie.split("=", 1)
+        tampered = value[:-3] + ("AAA" if not value.endswith("AAA") else "BBB")
+        unknown = f"{name}={encode_cookie_value(manager.cookie_value('x' * 43))}"
+        return [("read", Caller(app, environ_for("/read", cookie))),
+                ("write", Caller(app, environ_for("/write", cookie))),
+                ("anon", Caller(app, environ_for("/read"))),
+                ("bad sig", Caller(app, environ_for("/read", f"{name}={tampered}"))),
+                ("unknown id", Caller(app, environ_for("/read", unknown)))]
+
+    def kit_wire(self, scenario: Scenario, app: Any, manager: Any, state: dict[str, int],
+                 server_total: Callable[[], int] | None = None) -> None:
+        from kitsession_wsgi.cookies import decode_cookie_value
+        from kitsession_wsgi.manager import session_key
+
+        store = manager.store
+        holder: dict[str, str] = {}
+
+        def stored() -> dict[str, Any] | None:
+            record = store.get(holder["handle"])
+            return None if record is None else json.loads(record.data)
+
+        def bootstrap_stored() -> dict[str, Any] | None:
+            return stored() if "handle" in holder else None
+
+        # the handle is only known after login; attach_flask_cells checks reads later
+        cookie = None
+        login = request(app, "/login")
+        check(login.status.startswith("200"), f"login answered {login.status}")
+        cookies = login.set_cookies()
+        check(len(cookies) == 1, f"login set {len(cookies)} cookies")
+        cookie = cookie_pair(cookies[0])
+        unsigned = manager.signer.unsign(decode_cookie_value(cookie.split("=", 1)[1]))
+        check(unsigned is not None, "the login cookie does not verify")
+        holder["handle"] = session_key(unsigned.session_id)
+        check(bootstrap_stored() == PAYLOAD, "the store does not hold the login payload")
+
+        read = Caller(app, environ_for("/read", cookie))
+        writer = Caller(app, environ_for("/write", cookie))
+        scenario.calls["read"] = read
+        scenario.calls["write"] = writer
+        scenario.profile_target = read
+
+        def check_read() -> None:
+            check(read.status.startswith("200"), f"read answered {read.status}")
+            check(read.body == READ_BODY, f"read returned {read.body[:60]!r}")
+            check(not read.set_cookies(), "a read of an unchanged session set a cookie")
+            check(any(k.lower() == "vary" and "Cookie" in v for k, v in read.headers), "read without Vary: Cookie")
+            data = stored()
+            check(data is not None and data.get("email") == PAYLOAD["email"], f"store holds {data!r} after reads")
+
+        def check_write() -> None:
+            check(writer.status.startswith("200"), f"write answered {writer.status}")
+            check(writer.body == str(state["n"]).encode(), f"write returned {writer.body!r}, expected {state['n']}")
+            data = stored()
+            check(data is not None, "the store lost the session")
+            assert data is not None
+            check(data.get("n") == state["n"], f"store holds n={data.get('n')!r}, expected exactly {state['n']}")
+            check(data.get("email") == PAYLOAD["email"], "the write lost the other keys")
+
+        scenario.checks["read"] = check_read
+        scenario.checks["write"] = check_write
+
+        def count() -> str:
+            original = manager.store
+            counter = CallCounter(original)
+
+            def swap(returned: CallCounter | None) -> CallCounter | None:
+                if returned is None:
+                    manager.store = counter
+                    return counter
+                manager.store = original
+                return None
+
+            counts = count_probe(swap, self.kit_probes(app, cookie, manager))
+            # the issue's rules, checked on every run
+            check(sum(counts["read"].values()) == 1 and counts["read"]["get"] == 1,
+                  f"a read made {dict(counts['read'])} store calls, expected exactly one get")
+            check(sum(counts["anon"].values()) == 0, f"an anonymous request made {dict(counts['anon'])} store calls")
+            check(sum(counts["bad sig"].values()) == 0, f"a bad signature made {dict(counts['bad sig'])} store calls")
+            writes = {"set", "create", "touch", "delete"}
+            check(not any(counts["read"][w] for w in writes), "an unchanged session was written")
+            return "; ".join(f"{label} {describe_counts(c)}" for label, c in counts.items())
+
+        scenario.count_calls = count
+        if server_total is not None:
+            scenario.count_server = lambda: server_probe(server_total, self.kit_probes(app, cookie, manager)[:2])
+
+    def kit_flask(self, name: str, store: Any, **options: Any) -> tuple[Any, Any, dict[str, int]]:
+        from kitsession_wsgi.flask import KitSession
+
+        app, state = flask_app(name, secret=True)
+        KitSession(app, store=store, **options)
+        return app, app.extensions["kitsession"].manager, state
+
+    def build_kit_memory(self, scenario: Scenario, cache: bool = True) -> None:
+        from kitsession_wsgi import MemoryStore
+
+        options = {} if cache else {"cookie_cache_size": 0}
+        app, manager, state = self.kit_flask("kit_memory", MemoryStore(), **options)
+        self.kit_wire(scenario, app, manager, state)
+
+    def build_kit_sqlite(self, scenario: Scenario) -> None:
+        need("peewee", "peewee")
+        try:
+            from kitsession_wsgi.stores.peewee import PeeweeStore
+        except ImportError as exc:
+            raise Skip(f"kitsession_wsgi.stores.peewee not available: {exc}") from None
+        store = PeeweeStore.from_url(f"sqlite:///{self.tmp / 'kit.db'}")
+        store.create_tables()
+        scenario.cleanup.append(store.close)
+        app, manager, state = self.kit_flask("kit_sqlite", store)
+        self.kit_wire(scenario, app, manager, state)
+        scenario.notes = "PeeweeStore.from_url defaults: WAL, synchronous=NORMAL"
+
+    def build_kit_postgres(self, scenario: Scenario) -> None:
+        need("peewee", "peewee")
+        need("psycopg2", "psycopg2")
+        try:
+            from kitsession_wsgi.stores.peewee import PeeweeStore
+        except ImportError as exc:
+            raise Skip(f"kitsession_wsgi.stores.peewee not available: {exc}") from None
+        url = os.environ.get("KITSESSION_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+        store = PeeweeStore.from_url(url, table_name="kitsession_bench", connect_timeout=2)
+        try:
+            store.create_tables()
+            store.clear()
+        except Exception as exc:
+            raise Skip(f"PostgreSQL unavailable at {url}: {type(exc).__name__}: {str(exc).strip()[:80]}") from None
+
+        def drop() -> None:
+            store.drop_tables()
+            store.close()
+
+        scenario.cleanup.append(drop)
+        app, manager, state = self.kit_flask("kit_postgres", store)
+        self.kit_wire(scenario, app, manager, state)
+        scenario.notes = "table kitsession_bench, dropped at the end"
+
+    def build_kit_memcached(self, scenario: Scenario) -> None:
+        need("pymemcache", "pymemcache")
+        try:
+            from kitsession_wsgi.stores.memcached import MemcachedStore
+        except ImportError as exc:
+            raise Skip(f"kitsession_wsgi.stores.memcached not available: {exc}") from None
+        server = self.servers.memcached()
+        store = MemcachedStore.from_servers([server.address])
+        scenario.cleanup.append(store.close)
+        app, manager, state = self.kit_flask("kit_memcached", store)
+        self.kit_wire(scenario, app, manager, state, memcached_command_counter(server.port))
+        scenario.notes = "MemcachedStore.from_servers (same server as Flask-Session)"
+
+    def build_kit_redis(self, scenario: Scenario) -> None:
+        need("redis", "redis-py")
+        try:
+            from kitsession_wsgi.stores.redis import RedisStore
+        except ImportError as exc:
+            raise Skip(f"kitsession_wsgi.stores.redis not available: {exc}") from None
+        server = self.servers.redis()
+        store = RedisStore.from_url(f"redis://127.0.0.1:{server.port}/0")
+        scenario.cleanup.append(store.close)
+        app, manager, state = self.kit_flask("kit_redis", store)
+        self.kit_wire(scenario, app, manager, state, redis_command_counter(server.port))
+        scenario.notes = "RedisStore.from_url (same server as Flask-Session)"
+
+    def build_kit_middleware(self, scenario: Scenario) -> None:
+        from kitsession_wsgi import MemoryStore, SessionManager
+        from kitsession_wsgi.wsgi import SessionMiddleware
+
+        inner = self.raw_session_app("kit")
+        manager = SessionManager(MemoryStore(), keys=[SECRET])
+        app = SessionMiddleware(inner, manager)
+        self.kit_wire(scenario, app, manager, inner.state)
+
+    # one round trip, for the "memory read + 1.15x one round trip" target
+
+    def build_rt_memcached(self, scenario: Scenario) -> None:
+        need("pymemcache", "pymemcache")
+        from pymemcache.client.base import Client
+
+        server = self.servers.memcached()
+        client = Client(("127.0.0.1", server.port), no_delay=True, default_noreply=False)
+        value = json.dumps(PAYLOAD).encode()
+        client.set("bench:roundtrip", value)
+        scenario.calls["read"] = lambda: client.get("bench:roundtrip")
+        scenario.checks["read"] = lambda: check(client.get("bench:roundtrip") == value, "memcached get")
+
+    def build_rt_redis(self, scenario: Scenario) -> None:
+        redis = need("redis", "redis-py")
+        server = self.servers.redis()
+        client = redis.Redis(host="127.0.0.1", port=server.port)
+        value = json.dumps(PAYLOAD).encode()
+        client.set("bench:roundtrip", value)
+        scenario.calls["read"] = lambda: client.get("bench:roundtrip")
+        scenario.checks["read"] = lambda: check(client.get("bench:roundtrip") == value, "redis GET")
+
+    def build_rt_sqlite(self, scenario: Scenario) -> None:
+        peewee = need("peewee", "peewee")
+        database = peewee.SqliteDatabase(str(self.tmp / "roundtrip.db"),
+                                         pragmas={"journal_mode": "wal", "synchronous": "normal"})
+        database.execute_sql("CREATE TABLE t (k VARCHAR(64) PRIMARY KEY, data TEXT)")
+        database.execute_sql("INSERT INTO t VALUES (?, ?)", ("k" * 43, json.dumps(PAYLOAD)))
+        scenario.cleanup.append(database.close)
+
+        def select() -> Any:
+            return database.execute_sql("SELECT data FROM t WHERE k = ?", ("k" * 43,)).fetchall()
+
+        scenario.calls["read"] = select
+        scenario.checks["read"] = lambda: check(len(select()) == 1, "sqlite select")
+
+    # the table
+
+    def build_all(self) -> None:
+        add = self.add
+        add("raw", "raw WSGI callable (harness floor)", self.build_raw, kind="wsgi")
+        add("bare", "bare Flask app (no extension, no SECRET_KEY)", self.build_bare)
+        add("flask-cookie", "Flask's own signed-cookie session", self.build_flask_cookie)
+        add("fs-cachelib", "Flask-Session cachelib memory, defaults",
+            lambda s: self.build_fs_cachelib(s, True))
+        add("fs-cachelib-norefresh", "Flask-Session cachelib memory, refresh off",
+            lambda s: self.build_fs_cachelib(s, False))
+        add("beaker-flask", "Beaker memory around Flask", self.build_beaker_flask)
+        add("beaker-wsgi", "Beaker memory around a bare WSGI callable", self.build_beaker_wsgi, kind="wsgi")
+        add("kit-memory", "kitsession KitSession, MemoryStore", self.build_kit_memory)
+        add("kit-memory-nocache", "kitsession KitSession, MemoryStore, cookie cache off",
+            lambda s: self.build_kit_memory(s, cache=False))
+        add("kit-middleware", "kitsession SessionMiddleware around a bare WSGI callable, MemoryStore",
+            self.build_kit_middleware, kind="wsgi")
+        add("fs-sqlite", "Flask-Session SQLAlchemy on SQLite, defaults", lambda s: self.build_fs_sqlite(s, True))
+        add("fs-sqlite-norefresh", "Flask-Session SQLAlchemy on SQLite, refresh off",
+            lambda s: self.build_fs_sqlite(s, False))
+        add("kit-sqlite", "kitsession KitSession, PeeweeStore on SQLite", self.build_kit_sqlite)
+        add("kit-postgres", "kitsession KitSession, PeeweeStore on PostgreSQL", self.build_kit_postgres)
+        add("fs-memcached", "Flask-Session memcached, defaults", lambda s: self.build_fs_memcached(s, True))
+        add("fs-memcached-norefresh", "Flask-Session memcached, refresh off",
+            lambda s: self.build_fs_memcached(s, False))
+        add("kit-memcached", "kitsession KitSession, MemcachedStore", self.build_kit_memcached)
+        add("fs-redis", "Flask-Session Redis, defaults", lambda s: self.build_fs_redis(s, True))
+        add("fs-redis-norefresh", "Flask-Session Redis, refresh off", lambda s: self.build_fs_redis(s, False))
+        add("kit-redis", "kitsession KitSession, RedisStore", self.build_kit_redis)
+        add("rt-sqlite", "one SQLite primary-key SELECT through peewee execute_sql", self.build_rt_sqlite,
+            kind="roundtrip")
+        add("rt-memcached", "one memcached get (pymemcache, no_delay)", self.build_rt_memcached, kind="roundtrip")
+        add("rt-redis", "one Redis GET (redis-py)", self.build_rt_redis, kind="roundtrip")
+
+    def close(self) -> None:
+        for scenario in self.scenarios:
+            for step in scenario.cleanup:
+                try:
+                    step()
+                except Exception as exc:
+                    log(f"cleanup of {scenario.key} failed: {exc}")
+        self.servers.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- timing -------------------------------------------------------------------------------
+
+
+def timed(call: Callable[[], Any], n: int) -> float:
+    """Microseconds per call over ``n`` calls, with the cyclic GC paused (as timeit does)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        loop = range(n)
+        start = time.perf_counter_ns()
+        for _ in loop:
+            call()
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        if enabled:
+            gc.enable()
+    return elapsed / n / 1000.0
+
+
+def calibrate(call: Callable[[], Any], settings: dict[str, Any]) -> int:
+    """Warm ``call`` up and choose how many calls make one timed cell."""
+    deadline = time.perf_counter() + settings["warmup_seconds"]
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        call()
+        calls += 1
+        if calls >= 3 and time.perf_counter() >= deadline:
+            break
+    per_call = (time.perf_counter() - start) / calls
+    if settings["cell_seconds"] <= 0:
+        return settings["min_n"]
+    n = int(settings["cell_seconds"] / max(per_call, 1e-7))
+    return max(settings["min_n"], min(settings["max_n"], n))
+
+
+class Cell:
+    def __init__(self, scenario: Scenario, kind: str) -> None:
+        self.scenario = scenario
+        self.kind = kind
+        self.n = 0
+        self.times: list[float] = []
+        self.baselines: list[float] = []  # bare Flask, measured right before each repetition
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(t / b for t, b in zip(self.times, self.baselines))
+
+
+def run_cells(bench: Bench) -> dict[tuple[str, str], Cell]:
+    settings = bench.settings
+    bare = next(s for s in bench.scenarios if s.key == "bare")
+    bare_call = bare.calls["read"]
+    cells: dict[tuple[str, str], Cell] = {}
+    for scenario in bench.scenarios:
+        for kind in scenario.calls:
+            cells[(scenario.key, kind)] = Cell(scenario, kind)
+    log("warming up and calibrating")
+    bare_n = calibrate(bare_call, settings)
+    for cell in list(cells.values()):
+        try:
+            cell.n = calibrate(cell.scenario.calls[cell.kind], settings)
+            cell.scenario.checks[cell.kind]()
+        except Exception as exc:
+            fail(bench, cell.scenario, f"{cell.kind} warm-up: {type(exc).__name__}: {exc}")
+            cells.pop((cell.scenario.key, cell.kind))
+    for rep in range(settings["reps"]):
+        log(f"repetition {rep + 1}/{settings['reps']}")
+        order = list(cells.values())
+        if rep % 2:
+            order.reverse()  # position effects cancel out across repetitions
+        for cell in order:
+            if cell.scenario.failure:
+                continue
+            gc.collect()
+            baseline = timed(bare_call, bare_n)
+            try:
+                elapsed = timed(cell.scenario.calls[cell.kind], cell.n)
+                cell.scenario.checks[cell.kind]()
+            except Exception as exc:
+                fail(bench, cell.scenario, f"{cell.kind}: {type(exc).__name__}: {exc}")
+                continue
+            cell.times.append(elapsed)
+            cell.baselines.append(baseline)
+    return {key: cell for key, cell in cells.items() if cell.times and not cell.scenario.failure}
+
+
+def fail(bench: Bench, scenario: Scenario, message: str) -> None:
+    scenario.failure = scenario.failure or message
+    bench.failures.append(f"{scenario.key}: {message}")
+    log(f"FAILED {scenario.key}: {message}")
+
+
+# -- store-size scaling ---------------------------------------------------------------------
+
+
+def fill_memory(store: Any, count: int, user_of: Callable[[int], Any]) -> None:
+    from kitsession_wsgi.manager import session_key
+    from kitsession_wsgi.stores.base import SessionRecord
+
+    now = time.time()
+    text = json.dumps(PAYLOAD, separators=(",", ":"))
+    expires = now + 14 * 86400
+    for i in range(count):
+        store.create(SessionRecord(key=session_key(f"filler-{i}"), data=text, user_id=user_of(i),
+                                   created_at=now, updated_at=now, expires_at=expires, version=1))
+
+
+def fill_sqlite(store: Any, count: int, user_of: Callable[[int], Any]) -> None:
+    """Bulk insert through the store's own table, one transaction, executemany."""
+    from kitsession_wsgi.manager import session_key
+
+    now = time.time()
+    text = json.dumps(PAYLOAD, separators=(",", ":"))
+    expires = now + 14 * 86400
+    database = store.database
+    connection = database.connection()
+    sql = (f"INSERT INTO {store.table_name} (session_key, data, user_id, created_at, updated_at, expires_at, version)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?)")
+    batch = 50_000
+    with database.atomic():
+        for start in range(0, count, batch):
+            rows = [(session_key(f"filler-{i}"), text, store._user_column(user_of(i)), now, now, expires, 1)
+                    for i in range(start, min(count, start + batch))]
+            connection.executemany(sql, rows)
+    database.execute_sql("ANALYZE")
+
+
+def other_user(i: int) -> int:
+    return 100_000 + i // 4  # four sessions per other user
+
+
+def interleaved_pair(call_a: Callable[[], Any], call_b: Callable[[], Any], settings: dict[str, Any],
+                     check_a: Callable[[], None], check_b: Callable[[], None]) -> tuple[float, float, float]:
+    """Median us of a and b, timed A B A B; and the median of the adjacent ratios b/a."""
+    n = min(calibrate(call_a, settings), calibrate(call_b, settings))
+    a_times, b_times = [], []
+    for _ in range(settings["reps"]):
+        gc.collect()
+        a_times.append(timed(call_a, n))
+        check_a()
+        b_times.append(timed(call_b, n))
+        check_b()
+    ratio = statistics.median(b / a for a, b in zip(a_times, b_times))
+    return statistics.median(a_times), statistics.median(b_times), ratio
+
+
+def remove_all_cost(manager: Any, store: Any, iterations: int, user_id: int = 7) -> tuple[float, list[int]]:
+    """Median us of remove_all_sessions_for_user, with 3 fresh sessions of the user each time."""
+    times = []
+    removed = []
+    for _ in range(iterations):
+        sessions = [manager.create_session(user_id=user_id, data={"device": i}) for i in range(3)]
+        keep = sessions[0]
+        gc.disable()
+        start = time.perf_counter_ns()
+        count = manager.remove_all_sessions_for_user(user_id, keep)
+        times.append((time.perf_counter_ns() - start) / 1000)
+        gc.enable()
+        removed.append(count)
+        manager.remove_session(keep)
+    return statistics.median(times), removed
+
+
+def run_scaling(bench: Bench) -> list[dict[str, Any]]:
+    """Read cost at two store sizes; remove_all_sessions_for_user with few and many other users' sessions."""
+    settings = bench.settings
+    rows: list[dict[str, Any]] = []
+    from kitsession_wsgi import MemoryStore
+
+    kinds: list[tuple[str, Callable[[str], Any], Callable[[Any, int, Callable[[int], Any]], None], int]] = [
+        ("memory", lambda label: MemoryStore(), fill_memory, settings["scale_large"]),
+    ]
+    try:
+        from kitsession_wsgi.stores.peewee import PeeweeStore
+
+        def sqlite_store(label: str) -> Any:
+            store = PeeweeStore.from_url(f"sqlite:///{bench.tmp / f'scale-{label}.db'}")
+            store.create_tables()
+            return store
+
+        kinds.append(("SQLite", sqlite_store, fill_sqlite, settings["scale_sqlite_large"]))
+    except ImportError as exc:
+        rows.append({"store": "SQLite", "what": "skipped", "note": f"peewee store unavailable: {exc}"})
+
+    for label, make, fill, large in kinds:
+        if bench.only and not any(p in f"scale-{label.lower()}" or fnmatch.fnmatch(f"scale-{label.lower()}", p)
+                                  for p in bench.only):
+            continue
+        small = settings["scale_small"]
+        log(f"scaling: {label}, {small:,} and {large:,} sessions")
+        apps = {}
+        build_seconds = {}
+        for size in (small, large):
+            store = make(f"{size}")
+            started = time.perf_counter()
+            fill(store, size, other_user)
+            build_seconds[size] = time.perf_counter() - started
+            app, manager, state = bench.kit_flask(f"scale_{label}_{size}", store)
+            scenario = Scenario(f"scale-{label}-{size}", "")
+            bench.kit_wire(scenario, app, manager, state)
+            apps[size] = (scenario, manager, store)
+        gc.collect()
+        gc.freeze()  # a million records must not make every GC pass of the timing slower
+        (sa, ma, store_a), (sb, mb, store_b) = apps[small], apps[large]
+        try:
+            a, b, ratio = interleaved_pair(sa.calls["read"], sb.calls["read"], settings,
+                                           sa.checks["read"], sb.checks["read"])
+            rows.append({"store": label, "what": "read, Flask", "small": small, "large": large,
+                         "a": a, "b": b, "ratio": ratio,
+                         "note": f"filled in {build_seconds[small]:.1f} s / {build_seconds[large]:.1f} s"})
+            # remove_all: few other users' sessions vs the large store
+            few = make("few")
+            fill(few, settings["remove_small"], other_user)
+            few_manager = bench.kit_flask(f"scale_{label}_few", few)[1]
+            iterations = settings["remove_iterations"]
+            times_a, times_b = [], []
+            for _ in range(settings["reps"]):
+                ta, removed_a = remove_all_cost(few_manager, few, iterations)
+                tb, removed_b = remove_all_cost(mb, store_b, iterations)
+                check(set(removed_a) == {2} and set(removed_b) == {2},
+                      f"remove_all_sessions_for_user removed {removed_a} / {removed_b}, expected 2 each time")
+                times_a.append(ta)
+                times_b.append(tb)
+            rows.append({"store": label, "what": "remove_all_sessions_for_user (user with 3 sessions)",
+                         "small": settings["remove_small"], "large": large,
+                         "a": statistics.median(times_a), "b": statistics.median(times_b),
+                         "ratio": statistics.median(b / a for a, b in zip(times_a, times_b)), "note": ""})
+            with contextlib.suppress(Exception):
+                few.close()
+        except CheckFailed as exc:
+            bench.failures.append(f"scaling {label}: {exc}")
+            rows.append({"store": label, "what": "FAILED", "note": str(exc)})
+        finally:
+            gc.unfreeze()
+            for scenario, manager, store in apps.values():
+                with contextlib.suppress(Exception):
+                    store.close()
+            apps.clear()
+            gc.collect()
+    return rows
+
+
+# -- profiles -------------------------------------------------------------------------------
+
+#: (category, file fragment, function names); the innermost matching frame names the category
+PROFILE_RULES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("store get (incl. driver)", "kitsession_wsgi/stores/", ("get",)),
+    ("json loads of the data", "kitsession_wsgi/", ("loads",)),
+    ("commit: change detection (dumps)", "kitsession_wsgi/", ("dumps",)),
+    ("cookie header read", "kitsession_wsgi/cookies.py", ("cookie_header",)),
+    ("cookie parse", "kitsession_wsgi/cookies.py", ("read_cookie",)),
+    ("signature verify", "kitsession_wsgi/signing.py", ("unsign",)),
+    ("id digest (session_key)", "kitsession_wsgi/manager.py", ("session_key",)),
+    ("Session object + expiry checks", "kitsession_wsgi/manager.py", ("_session_from_record",)),
+    ("Session object + expiry checks", "kitsession_wsgi/session.py", ("__init__",)),
+    ("initialize_session (cookie cache hit, rest)", "kitsession_wsgi/manager.py", ("initialize_session",)),
+    ("commit (rest)", "kitsession_wsgi/manager.py", ("commit", "_commit")),
+    ("Vary / session headers", "kitsession_wsgi/wsgi.py", ("add_session_headers",)),
+    ("Flask session interface (open/save, FlaskSession)", "kitsession_wsgi/flask.py",
+     ("open_session", "save_session", "get", "__getitem__", "core", "_state", "__init__", "_load_user",
+      "_release_lock")),
+    ("middleware plumbing", "kitsession_wsgi/wsgi.py", ("__call__", "session_start_response", "session",
+                                                        "commit", "__init__")),
+    ("Flask / werkzeug request handling", "/flask/", ()),
+    ("Flask / werkzeug request handling", "/werkzeug/", ()),
+]
+
+
+def categorize(file_path: str, function: str, inherited: str) -> str:
+    path = file_path.replace(os.sep, "/")
+    if "save_session" in inherited and ("werkzeug/datastructures" in path or "werkzeug/sansio/response" in path):
+        return "Vary / session headers"
+    for category, fragment, functions in PROFILE_RULES:
+        if fragment in path and (not functions or function in functions):
+            if category.startswith("Flask / werkzeug") and inherited != "harness / other":
+                return inherited  # Flask code called from inside the session code stays with its caller
+            if category.startswith("Flask session interface") and function == "save_session":
+                return "Flask session interface (open/save, FlaskSession) save_session"
+            return category
+    return inherited
+
+
+def profile_breakdown(call: Callable[[], Any], seconds: float, measured_us: float) -> tuple[list[tuple[str, float, float]], str]:
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        return [], "pyinstrument not installed (pip install pyinstrument): no breakdown"
+    for _ in range(200):
+        call()
+    profiler = Profiler(interval=0.0001)
+    calls = 0
+    deadline = time.perf_counter() + seconds
+    profiler.start()
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            call()
+        calls += 50
+    session = profiler.stop()
+    root = session.root_frame()
+    totals: Counter[str] = Counter()
+
+    def walk(frame: Any, inherited: str) -> None:
+        category = categorize(frame.file_path or "", frame.function or "", inherited)
+        children_time = sum(child.time for child in frame.children)
+        totals[category] += max(0.0, frame.time - children_time)
+        for child in frame.children:
+            walk(child, category)
+
+    walk(root, "harness / other")
+    grand = sum(totals.values()) or 1.0
+    merged: Counter[str] = Counter()
+    for category, t in totals.items():
+        merged[category.replace(" save_session", "")] += t
+    rows = [(category, t / grand * measured_us, t / grand * 100) for category, t in merged.most_common()]
+    return rows, f"{calls:,} requests sampled every 0.1 ms"
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def version_of(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_description(bench: Bench) -> list[str]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    lines = [
+        f"- machine: {os.cpu_count()} CPUs (nproc), {cpu}; {platform.platform()}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), SQLite {sqlite3.sqlite_version}",
+    ]
+    libraries = ["kitsession-wsgi", "Flask", "Werkzeug", "Flask-Session", "cachelib", "msgspec", "Beaker",
+                 "SQLAlchemy", "Flask-SQLAlchemy", "peewee", "psycopg2-binary", "pymemcache", "redis"]
+    lines.append("- libraries: " + ", ".join(f"{name} {version_of(name)}" for name in libraries))
+    servers = []
+    for binary, flag in (("memcached", "-V"), ("redis-server", "--version")):
+        path = shutil.which(binary)
+        if path:
+            with contextlib.suppress(Exception):
+                out = subprocess.run([path, flag], capture_output=True, text=True, timeout=5).stdout.strip()
+                servers.append(out.split("\n")[0])
+    with contextlib.suppress(Exception):
+        import psycopg2
+
+        url = os.environ.get("KITSESSION_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
+        with contextlib.closing(psycopg2.connect(url, connect_timeout=2)) as connection:
+            servers.append(f"PostgreSQL {connection.server_version // 10000}.{connection.server_version % 100}")
+    if servers:
+        lines.append("- servers (all on 127.0.0.1): " + "; ".join(servers))
+    return lines
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def target_lines(bench: Bench, cells: dict[tuple[str, str], Cell], scaling: list[dict[str, Any]]) -> list[str]:
+    def cell(key: str, kind: str = "read") -> Cell | None:
+        return cells.get((key, kind))
+
+    def per_rep(a: Cell, b: Cell, op: Callable[[float, float], float]) -> float:
+        return statistics.median(op(x, y) for x, y in zip(a.times, b.times))
+
+    lines: list[str] = []
+    if bench.mode == "smoke":
+        return ["| (all) | not evaluated | smoke mode makes no timing claims |"]
+
+    def verdict(name: str, ok: bool | None, detail: str) -> None:
+        mark = "n/a" if ok is None else ("MET" if ok else "MISSED")
+        lines.append(f"| {name} | {mark} | {detail} |")
+
+    mem, mem_w = cell("kit-memory"), cell("kit-memory", "write")
+    cl_off, cl_w = cell("fs-cachelib-norefresh"), cell("fs-cachelib", "write")
+    if mem:
+        verdict("memory via Flask: read <= 1.5x bare Flask", mem.ratio <= 1.5, f"{mem.ratio:.2f}x ({fmt(mem.median)} us)")
+    if mem and cl_off:
+        verdict("memory via Flask: read cheaper than Flask-Session cachelib, refresh off",
+                mem.ratio < cl_off.ratio, f"{mem.ratio:.2f}x vs {cl_off.ratio:.2f}x bare")
+    if mem_w and cl_w:
+        verdict("memory via Flask: write cheaper than Flask-Session cachelib write", mem_w.ratio < cl_w.ratio,
+                f"{mem_w.ratio:.2f}x vs {cl_w.ratio:.2f}x bare ({fmt(mem_w.median)} vs {fmt(cl_w.median)} us)")
+    mw, raw = cell("kit-middleware"), cell("raw")
+    if mw and raw:
+        added = per_rep(mw, raw, lambda x, y: x - y)
+        verdict("middleware around a bare WSGI callable adds <= 15 us per read", added <= 15, f"+{added:.1f} us")
+    for store, rt_key in (("memcached", "rt-memcached"), ("redis", "rt-redis")):
+        kit, peer, rt = cell(f"kit-{store}"), cell(f"fs-{store}"), cell(rt_key)
+        if kit is None:
+            continue
+        if mem and rt:
+            extra = per_rep(kit, mem, lambda x, y: x - y)
+            verdict(f"{store}: read <= memory read + 1.15x one round trip", extra <= 1.15 * rt.median,
+                    f"+{extra:.1f} us over memory; round trip {rt.median:.1f} us (limit +{1.15 * rt.median:.1f})")
+        if peer:
+            speedup = per_rep(peer, kit, lambda x, y: x / y)
+            verdict(f"{store}: read >= 1.5x faster than Flask-Session defaults, same server", speedup >= 1.5,
+                    f"{speedup:.2f}x ({fmt(peer.median)} vs {fmt(kit.median)} us)")
+        verdict(f"{store}: exactly one store call per read", None, "checked by the round-trip pass (see below)")
+    sq = cell("kit-sqlite")
+    if sq and mem:
+        extra = per_rep(sq, mem, lambda x, y: x - y)
+        verdict("Peewee/SQLite read <= memory read + 15 us", extra <= 15, f"+{extra:.1f} us")
+    for row in scaling:
+        if "ratio" in row:
+            verdict(f"flat scaling, {row['store']} {row['what']}: {row['large']:,} vs {row['small']:,} within 10%",
+                    abs(row["ratio"] - 1) <= 0.10, f"{row['ratio']:.2f}x ({fmt(row['a'])} -> {fmt(row['b'])} us)")
+    return lines
+
+
+def report(bench: Bench, cells: dict[tuple[str, str], Cell], counts: dict[str, tuple[str, str]],
+           scaling: list[dict[str, Any]], profiles: dict[str, tuple[list[tuple[str, float, float]], str]],
+           seconds: float) -> str:
+    settings = bench.settings
+    out = ["# kitsession-wsgi benchmark", ""]
+    out += machine_description(bench)
+    out.append(f"- mode: {bench.mode} ({settings['reps']} repetitions, ~{settings['cell_seconds']} s per cell, "
+               f"median reported); run took {seconds:.0f} s; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    if bench.mode == "smoke":
+        out += ["", "**Smoke mode: a couple of requests per cell. Correctness checks only; the times mean nothing.**"]
+    out += ["", "## Requests", "",
+            "us = microseconds per request (median of the repetitions); x bare = median of the ratios to a bare "
+            "Flask app measured right before each repetition. read = existing session, unchanged; write = one "
+            "key set to a new value (checked in the store after every cell).", "",
+            "| scenario | read us | read x bare | write us | write x bare | notes |",
+            "|---|---:|---:|---:|---:|---|"]
+    for scenario in bench.scenarios:
+        if scenario.skip:
+            out.append(f"| {scenario.title} | - | - | - | - | skipped: {scenario.skip} |")
+            continue
+        if scenario.failure:
+            out.append(f"| {scenario.title} | - | - | - | - | **FAILED**: {scenario.failure} |")
+            continue
+        r, w = cells.get((scenario.key, "read")), cells.get((scenario.key, "write"))
+        ratio_r = "-" if r is None or scenario.kind == "roundtrip" else f"{r.ratio:.2f}"
+        ratio_w = "-" if w is None else f"{w.ratio:.2f}"
+        out.append(f"| {scenario.title} | {fmt(r.median if r else None)} | {ratio_r} | "
+                   f"{fmt(w.median if w else None)} | {ratio_w} | {scenario.notes} |")
+    out += ["", "## Targets (issue 8)", "", "| target | verdict | numbers |", "|---|---|---|"]
+    out += target_lines(bench, cells, scaling)
+    out += ["", "## Store round trips per request", "",
+            "Store calls counted by a wrapper swapped in for one untimed pass (after a warm-up request); "
+            "server commands counted from memcached `stats` / Redis `INFO` differences. anon = no cookie; "
+            "bad sig = tampered signature; unknown id = a correctly signed id the store does not hold.", "",
+            "| scenario | store calls per request | server commands per request |", "|---|---|---|"]
+    for scenario in bench.scenarios:
+        if scenario.key in counts:
+            calls, server = counts[scenario.key]
+            out.append(f"| {scenario.title} | {calls} | {server} |")
+    if scaling:
+        out += ["", "## Store size", "",
+                "Same request or call against a small and a large store, timed A B A B.", "",
+                "| store | measured | small | large | us small | us large | large / small | notes |",
+                "|---|---|---:|---:|---:|---:|---:|---|"]
+        for row in scaling:
+            if "ratio" not in row:
+                out.append(f"| {row['store']} | {row['what']} | | | | | | {row.get('note', '')} |")
+                continue
+            out.append(f"| {row['store']} | {row['what']} | {row['small']:,} | {row['large']:,} | {fmt(row['a'])} | "
+                       f"{fmt(row['b'])} | {row['ratio']:.2f} | {row['note']} |")
+    if profiles:
+        out += ["", "## Where a read's microseconds go", "",
+                "pyinstrument samples of the read cell, each sample charged to the innermost session-related "
+                "frame; us = share x the measured median above (sampling inflates small frames a little).", ""]
+        for key, (rows, note) in profiles.items():
+            title = next(s.title for s in bench.scenarios if s.key == key)
+            out += [f"### {title}", "", f"_{note}_", ""]
+            if rows:
+                out += ["| where | us / request | share |", "|---|---:|---:|"]
+                out += [f"| {category} | {us:.1f} | {share:.0f}% |" for category, us, share in rows]
+            out.append("")
+    out += ["", "## Checks", ""]
+    if bench.failures:
+        out += [f"- FAILED: {failure}" for failure in bench.failures]
+    else:
+        checked = sum(1 for s in bench.scenarios if s.calls and not s.skip)
+        out.append(f"- all correctness checks passed ({checked} scenarios)")
+    for scenario in bench.scenarios:
+        state = "skipped" if scenario.skip else ("FAILED" if scenario.failure else "ok")
+        out.append(f"- scenario {scenario.key}: {state}")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer iterations and a smaller large store")
+    mode.add_argument("--smoke", action="store_true",
+                      help="two requests per cell: correctness checks only, no timing claims (for tests)")
+    parser.add_argument("--only", action="append", metavar="PATTERN",
+                        help="scenario keys to run (glob or substring; repeatable); bare Flask always runs")
+    parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the store-size section")
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
+                        help="profile each adapter's read path (default: on in full mode)")
+    parser.add_argument("--list", action="store_true", help="list the scenario keys and exit")
+    args = parser.parse_args(argv)
+    chosen = "smoke" if args.smoke else ("quick" if args.quick else "full")
+    bench = Bench(chosen, args.only)
+    started = time.perf_counter()
+    try:
+        bench.build_all()
+        if args.list:
+            for scenario in bench.scenarios:
+                print(f"{scenario.key}\t{scenario.title}\t{scenario.skip or ''}")
+            return 0
+        cells = run_cells(bench)
+        counts: dict[str, tuple[str, str]] = {}
+        for scenario in bench.scenarios:
+            if scenario.skip or scenario.failure or scenario.count_calls is None:
+                continue
+            try:
+                calls = scenario.count_calls()
+                server = scenario.count_server() if scenario.count_server else "-"
+                counts[scenario.key] = (calls, server)
+            except Exception as exc:
+                fail(bench, scenario, f"round-trip count: {type(exc).__name__}: {exc}")
+        scaling = [] if args.no_scaling else run_scaling(bench)
+        profiles = {}
+        want_profile = args.profile if args.profile is not None else chosen == "full"
+        if want_profile:
+            for scenario in bench.scenarios:
+                if scenario.profile_target is None or scenario.failure or (scenario.key, "read") not in cells:
+                    continue
+                log(f"profiling {scenario.key}")
+                seconds = max(bench.settings["profile_seconds"], 0.3)
+                profiles[scenario.key] = profile_breakdown(scenario.profile_target, seconds,
+                                                           cells[(scenario.key, "read")].median)
+        text = report(bench, cells, counts, scaling, profiles, time.perf_counter() - started)
+    finally:
+        bench.close()
+    sys.stdout.write(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text, encoding="utf-8")
+    return 1 if bench.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
