@@ -412,3 +412,101 @@ def test_new_session_without_data_keeps_the_previous(manager: SessionManager, st
     fresh = manager.new_session(load(manager, old_header))
     assert manager.commit(fresh) is None
     assert not load(manager, old_header).is_new
+
+
+# -- revoking one device by its public handle ----------------------------------------------------
+
+
+def test_remove_session_by_handle_checks_the_owner(manager: SessionManager, store: CountingStore) -> None:
+    mine, my_header = stored_session(manager, store, user_id=0)
+    theirs, their_header = stored_session(manager, store, user_id=1)
+    assert manager.remove_session_by_handle(theirs.handle, user_id=0) is False  # type: ignore[arg-type]
+    assert not load(manager, their_header).is_new
+    assert manager.remove_session_by_handle(mine.handle, user_id=0) is True  # type: ignore[arg-type]
+    assert manager.remove_session_by_handle(mine.handle, user_id=0) is False  # type: ignore[arg-type]
+    assert load(manager, my_header).is_new
+
+
+# -- what the store hands back -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '"a string"', "null", ""], ids=repr)
+def test_unreadable_stored_data_is_removed_not_served(manager: SessionManager, store: CountingStore,
+                                                      text: str) -> None:
+    session, header = stored_session(manager, store)
+    record = store.get(session.handle)
+    assert record is not None
+    store.delete(record.key)
+    store.create(record.with_changes(data=text))
+    loaded = load(manager, header)
+    assert loaded.is_new
+    assert store.get(session.handle) is None
+    assert parse_set_cookie(manager.commit(loaded)).is_removal
+
+
+def test_expiry_metadata_never_collides_with_user_keys(manager: SessionManager, store: CountingStore,
+                                                       clock: Any) -> None:
+    data = {"maxAge": 1, "expires_at": 0, "created_at": "x", "user_id": None, "version": -1}
+    session, header = stored_session(manager, store, data=data)
+    clock.advance(3600)
+    loaded = load(manager, header)
+    assert loaded.data == data
+    assert loaded.expires_at == session.expires_at
+
+
+# -- store outages ----------------------------------------------------------------------------
+
+
+class FlakyStore(CountingStore):
+    down = False
+
+    def get(self, key: str) -> Any:
+        if self.down:
+            from kitsession_wsgi import StoreUnavailable
+
+            raise StoreUnavailable("store is down", store="flaky")
+        return super().get(key)
+
+
+def test_store_outage_raises_instead_of_logging_out(clock: Any) -> None:
+    from kitsession_wsgi import StoreUnavailable
+
+    store = FlakyStore()
+    manager = SessionManager(store, keys="k", clock=clock)
+    _, header = stored_session(manager, store)
+    store.down = True
+    with pytest.raises(StoreUnavailable):
+        load(manager, header)
+    # a forged cookie costs no store call, so it still gets an anonymous session
+    assert load(manager, "session=s%3Aforged.nope").is_new
+    store.down = False
+    assert not load(manager, header).is_new
+
+
+# -- real threads on one session ------------------------------------------------------------
+
+
+def test_eight_threads_changing_different_keys_all_keep_their_change(manager: SessionManager,
+                                                                      store: CountingStore) -> None:
+    import threading
+
+    _, header = stored_session(manager, store, data={})
+    sessions = [load(manager, header) for _ in range(8)]
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def request(index: int) -> None:
+        try:
+            sessions[index].data[f"k{index}"] = index
+            barrier.wait()
+            manager.commit(sessions[index])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert load(manager, header).data == {f"k{i}": i for i in range(8)}

@@ -384,3 +384,18 @@ def test_defaults_match_the_design() -> None:
         None, False, "merge", 524288,
     )
     assert isinstance(manager.store, SessionStore)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        pytest.param("lock", "yes", id="lock-str"),
+        pytest.param("lock", 1, id="lock-int"),
+        pytest.param("lock_timeout", 0, id="lock_timeout-zero"),
+        pytest.param("lock_timeout", "10", id="lock_timeout-str"),
+        pytest.param("lock_ttl", -1, id="lock_ttl-negative"),
+        pytest.param("lock_ttl", True, id="lock_ttl-bool"),
+    ],
+)
+def test_lock_options_are_validated(option: str, value: object) -> None:
+    assert_rejected(option, **{option: value})
