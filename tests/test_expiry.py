@@ -256,3 +256,24 @@ def test_purge_expired_follows_a_lowered_max_age(store: CountingStore, clock: An
     assert lowered.get_all_sessions() == []  # not served: expired under the new policy
     assert lowered.purge_expired() == 1
     assert len(store) == 0
+
+
+@pytest.mark.xfail(reason="core bug: touch_interval >= idle_timeout is accepted, but then no touch can ever happen "
+                          "before the idle deadline: an active session dies idle_timeout after creation",
+                   strict=True)
+@pytest.mark.parametrize("interval", [30, 60], ids=["equal", "longer"])
+def test_touch_interval_not_below_idle_timeout_is_rejected_or_harmless(store: CountingStore, clock: Any,
+                                                                       interval: float) -> None:
+    from kitsession_wsgi import ConfigurationError
+
+    try:
+        manager = SessionManager(store, keys="k", clock=clock, idle_timeout=30, touch_interval=interval)
+    except ConfigurationError as exc:
+        assert exc.option == "touch_interval"
+        return
+    _, header = stored_session(manager, store)
+    for second in range(1, 91):
+        clock.advance(1)
+        session = load(manager, header)
+        assert not session.is_new, f"an active session was lost at t={second}"
+        manager.commit(session)
