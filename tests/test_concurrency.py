@@ -1,0 +1,489 @@
+"""Concurrent requests on ONE session, through SessionMiddleware, on every store.
+
+Eight threads call the WSGI application directly (no HTTP), each carrying the
+same session cookie:
+
+* each thread increments its OWN key: the default merge on conflict must lose
+  nothing (DESIGN.md section 3, rule 8);
+* all threads increment ONE shared key with the session lock on (the manager's
+  ``lock=True`` or the ``session_lock`` decorator): nothing is lost either;
+* the same with the lock off: read-modify-write of one key loses updates by
+  design; the count is reported (``record_property`` and stdout), not asserted.
+
+And the destroy race: a session removed by one request while a slower request
+that loaded it earlier changes it and commits stays removed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kitsession_wsgi import MemoryStore, SessionManager, SessionRecord, SessionStore, SetResult, session_key
+from kitsession_wsgi.wsgi import SessionMiddleware, session_lock
+
+from session_helpers import parse_set_cookie
+from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
+
+THREADS = 8
+#: requests per thread.  8 x 500 everywhere except where a store is too slow for
+#: the CI budget (the whole file must stay under ~3 minutes on 2 cores):
+REQUESTS = {
+    "memory": 500,
+    "sqlite": 500,
+    "postgresql": 500,
+    "mariadb": 500,
+    "memcached": 500,
+    "redis": 500,
+}
+#: the locked runs serialise every request of the session (each one waits for
+#: up to 7 others); MariaDB took ~10 s per locked run at 500, so it runs 250.
+LOCKED_REQUESTS = {**REQUESTS, "mariadb": 250}
+#: a hard cap on any one run, so a deadlock fails the test instead of hanging CI
+RUN_TIMEOUT = 120.0
+
+KEYS = ["a-key-for-tests"]
+
+
+def _app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """Increment ``data[<query string>]`` by one: a read-modify-write of one key."""
+    session = environ["kitsession"].session
+    if session.is_new:
+        # The cookie did not lead to the session: report it instead of creating a new one.
+        start_response("410 Gone", [("Content-Type", "text/plain")])
+        return [b"session lost"]
+    key = environ["QUERY_STRING"]
+    data = session.data
+    data[key] = data.get(key, 0) + 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def _environ(cookie: str, key: str) -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/increment",
+        "QUERY_STRING": key,
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_COOKIE": cookie,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": None,
+        "wsgi.errors": None,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+class Outcome:
+    """What the threads saw: statuses and exceptions, by kind."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.statuses: dict[str, int] = {}
+        self.errors: list[str] = []
+
+    def status(self, status: str) -> None:
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def error(self, exc: BaseException) -> None:
+        with self.lock:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not status.startswith("200")) + len(self.errors)
+
+
+def hammer(app: Any, cookie: str, key_for_thread: Callable[[int], str], per_thread: int) -> Outcome:
+    """``THREADS`` threads each send ``per_thread`` requests; returns what they saw."""
+    outcome = Outcome()
+    start = threading.Barrier(THREADS)
+
+    def worker(index: int) -> None:
+        key = key_for_thread(index)
+        start.wait(timeout=30)
+        for _ in range(per_thread):
+            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                outcome.status(status)
+                for name, value in headers:
+                    if name.lower() == "set-cookie" and parse_set_cookie(value).is_removal:
+                        outcome.status("cookie cleared")
+                return lambda _data: None
+
+            try:
+                body = app(_environ(cookie, key), start_response)
+                b"".join(body)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
+                outcome.error(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(RUN_TIMEOUT)
+        assert not thread.is_alive(), f"a request thread was still running after {RUN_TIMEOUT:.0f}s"
+    return outcome
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, store_servers: Any) -> Iterator[SessionStore]:
+    with open_store(request.param, tmp_path, store_servers) as opened:
+        yield opened
+
+
+@pytest.fixture
+def kind(store: SessionStore, request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["store"])
+
+
+def _stored_session(manager: SessionManager, data: dict[str, int]) -> tuple[str, str]:
+    """A stored session: its ``Cookie`` request header and its store key."""
+    session = manager.create_session(data=data)
+    assert session.id is not None
+    return parse_set_cookie(manager.set_session_cookie(session)).request_header, session_key(session.id)
+
+
+def _stored_data(manager: SessionManager, key: str) -> dict[str, Any]:
+    record = manager.store.get(key)
+    assert record is not None, "the session vanished from the store"
+    data = manager.serializer.loads(record.data)
+    assert isinstance(data, dict)
+    return data
+
+
+MERGE_BUG = (
+    "bug: a save that conflicts twice re-applies keys the first merge took from the store as this "
+    "request's own changes, overwriting other requests' newer values (SessionManager._merge compares "
+    "with _loaded_text, which is never moved to the merged base); and with 8 writers a request "
+    "exhausts merge_retries=10 and raises SessionConflict (a 500 through SessionMiddleware)"
+)
+
+
+def _own_key_params() -> list[Any]:
+    # memory passes only because the GIL makes a second conflict in a row rare; the
+    # deterministic test_a_second_merge_keeps_what_others_saved_meanwhile shows the bug there.
+    return [
+        pytest.param(kind, marks=() if kind == "memory" else pytest.mark.xfail(reason=MERGE_BUG, strict=True))
+        for kind in STORE_KINDS
+    ]
+
+
+@pytest.mark.parametrize("store", _own_key_params(), indirect=True)
+def test_each_thread_its_own_key_loses_nothing(store: SessionStore, kind: str,
+                                                record_property: Callable[[str, object], None]) -> None:
+    per_thread = REQUESTS[kind]
+    manager = SessionManager(store, keys=KEYS)  # on_conflict="merge" is the default
+    thread_keys = [f"t{i}" for i in range(THREADS)]
+    cookie, key = _stored_session(manager, {name: 0 for name in thread_keys})
+
+    outcome = hammer(SessionMiddleware(_app, manager), cookie, lambda i: thread_keys[i], per_thread)
+
+    data = _stored_data(manager, key)
+    lost = {name: per_thread - data[name] for name in thread_keys if data[name] != per_thread}
+    record_property("lost_updates", sum(lost.values()))
+    print(f"\n[own keys, merge] {kind}: lost {sum(lost.values())} of {THREADS * per_thread}, "
+          f"failed requests {outcome.failed_requests} ({outcome.errors[:1]})")
+    assert outcome.errors == [] and outcome.failed_requests == 0, (outcome.statuses, outcome.errors[:3])
+    assert lost == {}, f"{kind}: updates lost per key: {lost} (statuses {outcome.statuses})"
+
+
+@pytest.mark.parametrize("lock_by", ["manager-lock-option", "session_lock-decorator"])
+def test_one_shared_key_with_the_lock_loses_nothing(store: SessionStore, kind: str, lock_by: str,
+                                                    record_property: Callable[[str, object], None]) -> None:
+    per_thread = LOCKED_REQUESTS[kind]
+    if lock_by == "manager-lock-option":
+        manager = SessionManager(store, keys=KEYS, lock=True)
+        app = SessionMiddleware(_app, manager)
+    else:
+        manager = SessionManager(store, keys=KEYS)
+        app = SessionMiddleware(session_lock(_app), manager)
+    cookie, key = _stored_session(manager, {"n": 0})
+
+    outcome = hammer(app, cookie, lambda _i: "n", per_thread)
+
+    final = _stored_data(manager, key)["n"]
+    record_property("lost_updates", THREADS * per_thread - final)
+    assert outcome.errors == [] and outcome.failed_requests == 0, (outcome.statuses, outcome.errors[:5])
+    assert final == THREADS * per_thread, f"{kind}/{lock_by}: lost {THREADS * per_thread - final} updates"
+
+
+def test_one_shared_key_without_the_lock_reports_lost_updates(
+    store: SessionStore, kind: str, record_property: Callable[[str, object], None]
+) -> None:
+    """Not asserted zero: without the lock, concurrent read-modify-writes of one key race."""
+    per_thread = REQUESTS[kind]
+    manager = SessionManager(store, keys=KEYS)
+    cookie, key = _stored_session(manager, {"n": 0})
+
+    outcome = hammer(SessionMiddleware(_app, manager), cookie, lambda _i: "n", per_thread)
+
+    final = _stored_data(manager, key)["n"]
+    lost = THREADS * per_thread - final
+    succeeded = outcome.statuses.get("200 OK", 0)
+    record_property("lost_updates", lost)
+    record_property("failed_requests", outcome.failed_requests)
+    print(f"\n[lost updates without the lock] {kind}: {lost} of {THREADS * per_thread} "
+          f"({outcome.failed_requests} requests failed: {sorted(set(outcome.errors))[:2]})")
+    # The session survives, and no increment is counted twice or out of thin air.
+    assert 1 <= final <= succeeded
+    assert "cookie cleared" not in outcome.statuses
+
+
+# -- destroy vs a slower concurrent save ------------------------------------------------
+
+
+class SlowRequest:
+    """A request through SessionMiddleware that loads the session, then waits to be released.
+
+    ``change`` is applied to the session after the wait, so the request saves
+    data it loaded before another request removed the session.
+    """
+
+    def __init__(self, app_manager: SessionManager, cookie: str, change: Callable[[Any], None]) -> None:
+        self.loaded = threading.Event()
+        self.proceed = threading.Event()
+        self.headers: list[tuple[str, str]] = []
+        self.status = ""
+        self.error: BaseException | None = None
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            session = environ["kitsession"].session
+            assert not session.is_new
+            self.loaded.set()
+            assert self.proceed.wait(30)
+            change(session)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok"]
+
+        self.middleware = SessionMiddleware(app, app_manager)
+        self.environ = _environ(cookie, "slow")
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            self.status = status
+            self.headers = headers
+            return lambda _data: None
+
+        try:
+            b"".join(self.middleware(self.environ, start_response))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            self.error = exc
+
+    def set_cookies(self) -> list[str]:
+        return [value for name, value in self.headers if name.lower() == "set-cookie"]
+
+
+def _logout_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    environ["kitsession"].delete_session()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"bye"]
+
+
+def _write_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    environ["kitsession"].session.data["other"] = "written meanwhile"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def _call(app: Any, cookie: str) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        assert status.startswith("200"), status
+        seen.extend(headers)
+        return lambda _data: None
+
+    b"".join(app(_environ(cookie, "x"), start_response))
+    return seen
+
+
+def _set_data(session: Any) -> None:
+    session.data["slow"] = "changed after the logout"
+
+
+def _replace_data(session: Any) -> None:
+    session.data = {"slow": "replaced after the logout", "id": 7}
+
+
+def _set_user(session: Any) -> None:
+    session.user_id = 99
+
+
+def _read_only(session: Any) -> None:
+    _ = session.data.get("n")
+
+
+CHANGES = {
+    "key-changed": _set_data,
+    "data-replaced": _replace_data,
+    "user-changed": _set_user,
+    "read-only-with-idle-touch": _read_only,
+}
+
+
+@pytest.mark.parametrize("on_conflict", ["merge", "raise", "overwrite"])
+@pytest.mark.parametrize("change", list(CHANGES))
+@pytest.mark.parametrize("written_meanwhile", [False, True], ids=["removed", "written-then-removed"])
+def test_a_removed_session_stays_removed_after_a_slower_save(
+    store: SessionStore, kind: str, change: str, on_conflict: str, written_meanwhile: bool,
+    clock: Any,
+) -> None:
+    # idle_timeout makes an unchanged request touch the session's expiry (a write too).
+    manager = SessionManager(store, keys=KEYS, on_conflict=on_conflict, idle_timeout=3600, touch_interval=1,
+                             clock=clock)
+    cookie, key = _stored_session(manager, {"n": 1})
+    clock.advance(10)  # past the touch interval, so the read-only request wants to touch
+    slow = SlowRequest(manager, cookie, CHANGES[change])
+    slow.thread.start()
+    assert slow.loaded.wait(30)
+
+    if written_meanwhile:  # a version bump first, so the slow save also meets a conflict path
+        _call(SessionMiddleware(_write_app, manager), cookie)
+    logout_headers = _call(SessionMiddleware(_logout_app, manager), cookie)
+    assert any(parse_set_cookie(v).is_removal for n, v in logout_headers if n.lower() == "set-cookie")
+    assert store.get(key) is None
+
+    slow.proceed.set()
+    slow.thread.join(30)
+    assert not slow.thread.is_alive()
+    if slow.error is not None:
+        raise slow.error
+    assert slow.status.startswith("200"), slow.status
+    assert store.get(key) is None, f"{kind}: the slow request brought the removed session back"
+    cookies = [parse_set_cookie(value) for value in slow.set_cookies()]
+    assert [c.is_removal for c in cookies] == [True], (
+        f"{kind}: the slow request should clear the cookie, sent {slow.set_cookies()}"
+    )
+    assert all(record.key != key for record in store.get_all())
+    # The old cookie leads nowhere now.
+    assert manager.initialize_session({"Cookie": cookie}).is_new
+
+
+# -- deterministic reproductions of what the threaded runs found ----------------------------
+
+
+class InterleavingStore(MemoryStore):
+    """A real MemoryStore that runs queued "other requests" just before a ``set``.
+
+    Each queued callable runs once, before the next ``set`` reaches the store,
+    as if another request had committed at that moment.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_set: list[Callable[[], None]] = []
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        if self.before_set:
+            queued, self.before_set = self.before_set, []
+            queued.pop(0)()
+            self.before_set = queued
+        return super().set(record, expected_version)
+
+
+def _other_request_sets(manager: SessionManager, cookie: str, key: str, value: int) -> Callable[[], None]:
+    def run() -> None:
+        other = manager.initialize_session({"Cookie": cookie})
+        other.data[key] = value
+        manager.commit(other)
+
+    return run
+
+
+@pytest.mark.xfail(reason=MERGE_BUG, strict=True)
+def test_a_second_merge_keeps_what_others_saved_meanwhile() -> None:
+    store = InterleavingStore()
+    manager = SessionManager(store, keys=KEYS)
+    cookie, key = _stored_session(manager, {"mine": 0, "theirs": 0})
+    mine = manager.initialize_session({"Cookie": cookie})
+    mine.data["mine"] = 1
+    # Two other requests commit "theirs" = 1, then 2, each just before one of my saves:
+    # my first save conflicts and merges, my second save conflicts and merges again.
+    store.before_set = [
+        _other_request_sets(manager, cookie, "theirs", 1),
+        _other_request_sets(manager, cookie, "theirs", 2),
+    ]
+    manager.commit(mine)
+    assert _stored_data(manager, key) == {"mine": 1, "theirs": 2}
+
+
+def test_a_single_merge_keeps_what_another_request_saved() -> None:
+    store = InterleavingStore()
+    manager = SessionManager(store, keys=KEYS)
+    cookie, key = _stored_session(manager, {"mine": 0, "theirs": 0, "gone": 1})
+    mine = manager.initialize_session({"Cookie": cookie})
+    mine.data["mine"] = 1
+    del mine.data["gone"]
+    store.before_set = [_other_request_sets(manager, cookie, "theirs", 5)]
+    manager.commit(mine)
+    assert _stored_data(manager, key) == {"mine": 1, "theirs": 5}
+
+
+@pytest.mark.xfail(
+    reason="bug: SessionMiddleware lets SessionConflict escape from start_response (the server answers "
+    "500); the Flask adapter answers 409 + Retry-After, and the middleware already answers 503 for "
+    "StoreUnavailable the same way",
+    strict=True,
+)
+def test_session_middleware_answers_409_when_a_save_conflicts() -> None:
+    manager = SessionManager(MemoryStore(), keys=KEYS, on_conflict="raise")
+    cookie, _key = _stored_session(manager, {"n": 0})
+    slow = SlowRequest(manager, cookie, _set_data)
+    slow.thread.start()
+    assert slow.loaded.wait(30)
+    _call(SessionMiddleware(_write_app, manager), cookie)  # saves first: the slow save conflicts
+    slow.proceed.set()
+    slow.thread.join(30)
+    assert slow.error is None, f"the middleware raised {slow.error!r}"
+    assert slow.status.startswith("409")
+
+
+def test_flask_answers_409_when_a_save_conflicts() -> None:
+    flask = pytest.importorskip("flask")
+    from kitsession_wsgi.flask import KitSession
+
+    store = MemoryStore()
+    app = flask.Flask(__name__)
+    app.config["SECRET_KEY"] = KEYS[0]
+    KitSession(app, store=store, on_conflict="raise", secure=False)
+    manager = app.extensions["kitsession"].manager
+    cookie, key = _stored_session(manager, {"n": 0})
+    loaded = threading.Event()
+    proceed = threading.Event()
+
+    @app.post("/slow")
+    def slow_view() -> str:
+        flask.session["slow"] = True
+        loaded.set()
+        assert proceed.wait(30)
+        return "ok"
+
+    @app.post("/fast")
+    def fast_view() -> str:
+        flask.session["fast"] = True
+        return "ok"
+
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(response=app.test_client(use_cookies=False).post(
+            "/slow", headers={"Cookie": cookie})),
+        daemon=True,
+    )
+    thread.start()
+    assert loaded.wait(30)
+    assert app.test_client(use_cookies=False).post("/fast", headers={"Cookie": cookie}).status_code == 200
+    proceed.set()
+    thread.join(30)
+    assert result["response"].status_code == 409
+    assert _stored_data(manager, key) == {"n": 0, "fast": True}
