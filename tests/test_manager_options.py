@@ -399,3 +399,10 @@ def test_defaults_match_the_design() -> None:
 )
 def test_lock_options_are_validated(option: str, value: object) -> None:
     assert_rejected(option, **{option: value})
+
+
+@pytest.mark.xfail(reason="core bug: keys given as a set are accepted; a set has no order, so which key signs "
+                          "(keys[0]) depends on string hash randomisation and differs between worker processes",
+                   strict=True)
+def test_unordered_keys_are_rejected() -> None:
+    assert_rejected("keys", keys={"new", "old"})
