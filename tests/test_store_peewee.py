@@ -485,3 +485,17 @@ def test_postgres_read_survives_a_killed_connection(make_store: Callable[..., Pe
     got = store.get(record.key)  # one transparent retry on a new connection
     assert got is not None and got.key == record.key
     assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != backend
+
+
+def test_a_user_model_of_another_database_is_refused(tmp_path: Path) -> None:
+    User = user_model_for(peewee.SqliteDatabase(str(tmp_path / "users.db")))
+    with pytest.raises(ConfigurationError, match="user_model"):
+        PeeweeStore(peewee.SqliteDatabase(str(tmp_path / "sessions.db")), user_model=User)
+
+
+def test_an_unsupported_database_is_refused_at_construction() -> None:
+    class OtherDatabase(peewee.Database):
+        pass
+
+    with pytest.raises(ConfigurationError, match="database"):
+        PeeweeStore(OtherDatabase("x"))

@@ -151,6 +151,8 @@ class PeeweeStore(SessionStore):
             raise ConfigurationError(
                 "database", f"must be a peewee Database or DatabaseProxy, got {type(database).__name__}"
             )
+        if not isinstance(database, peewee.DatabaseProxy):
+            _dialect(database)  # an unsupported database fails now, not on the first request
         if not isinstance(table_name, str) or not _TABLE_NAME_RE.match(table_name):
             raise ConfigurationError(
                 "table_name", f"must be 1-40 letters, digits or underscores, got {table_name!r}"
@@ -161,6 +163,11 @@ class PeeweeStore(SessionStore):
             raise ConfigurationError("user_model", f"must be a peewee Model class, got {user_model!r}")
         if user_model is not None and not isinstance(user_model._meta.primary_key, peewee.Field):
             raise ConfigurationError("user_model", f"{user_model.__name__} has no single-column primary key")
+        if user_model is not None:
+            bound = user_model._meta.database
+            if isinstance(bound, peewee.Database) and isinstance(database, peewee.Database) and bound is not database:
+                # the join and the foreign key need both tables in one database
+                raise ConfigurationError("user_model", f"{user_model.__name__} is bound to a different database")
         if user_fields is not None:
             if user_model is None:
                 raise ConfigurationError("user_fields", "needs user_model")
@@ -188,10 +195,14 @@ class PeeweeStore(SessionStore):
         self.user_fields = tuple(user_fields) if user_fields is not None else None
         self.purge_batch_size = purge_batch_size
         self.locked_retry_timeout = float(locked_retry_timeout)
-        self._user_key: Any = user_model._meta.primary_key if user_model is not None else None
-        self._user_readers: tuple[tuple[str, Callable[[Any], Any]], ...] = tuple(
-            (name, user_model._meta.fields[name].python_value) for name in self.user_fields or ()
-        ) if user_model is not None else ()
+        self._user_key: Any = None
+        #: (field name, converter from the column value) for each of ``user_fields``
+        self._user_readers: tuple[tuple[str, Callable[[Any], Any]], ...] = ()
+        if user_model is not None:
+            self._user_key = user_model._meta.primary_key
+            self._user_readers = tuple(
+                (name, user_model._meta.fields[name].python_value) for name in self.user_fields or ()
+            )
         self._statements: _Statements | None = None
         self._owns_database = False
 
