@@ -1,0 +1,594 @@
+"""The example apps (examples/flask_app, examples/wsgi_app) through werkzeug's test client.
+
+These run everywhere (SQLite in a temp dir, no server, no browser); the same
+flows in a real browser against a real server are in ``test_browser.py``.
+Pages are read with :mod:`html.parser` (forms, fields, marked elements), never
+with regexes over the HTML.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.security import check_password_hash
+from werkzeug.test import Client, TestResponse
+
+from kitsession_wsgi import MemoryStore, SessionManager
+from kitsession_wsgi.stores.peewee import PeeweeStore
+
+# `python -m pytest` (what `make test` runs) puts the repository root on sys.path;
+# a bare `pytest` does not, and the examples are not an installed package.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from examples.flask_app import create_app  # noqa: E402
+from examples.flask_app.formatting import describe_user_agent, duration, relative_time  # noqa: E402
+from examples.flask_app.models import User  # noqa: E402
+from examples.flask_app.settings import persistent_secret_key  # noqa: E402
+
+PASSWORD = "correct horse battery"
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+SAFARI_IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+                 "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1")
+CHROME_LINUX = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/131.0.0.0 Safari/537.36")
+
+
+# -- reading pages ---------------------------------------------------------------------
+
+
+@dataclass
+class Form:
+    action: str
+    fields: dict[str, str] = field(default_factory=dict)
+    buttons: list[str] = field(default_factory=list)
+
+
+class PageParser(HTMLParser):
+    """Collects forms (action, named input values, button texts) and device rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[Form] = []
+        self.device_rows: list[dict[str, str]] = []
+        self.texts: dict[str, str] = {}
+        self._form: Form | None = None
+        self._capture: tuple[str, list[str]] | None = None
+        self._in_button = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self._form = Form(action=attributes.get("action", ""))
+            self.forms.append(self._form)
+        elif tag == "input" and self._form is not None and "name" in attributes:
+            self._form.fields[attributes["name"]] = attributes.get("value", "")
+        elif tag == "button":
+            self._in_button = True
+        elif tag == "tr" and "data-handle" in attributes:
+            self.device_rows.append({"handle": attributes["data-handle"], "class": attributes.get("class", "")})
+        if "data-testid" in attributes:
+            self._capture = (attributes["data-testid"], [])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._form = None
+        elif tag == "button":
+            self._in_button = False
+        if self._capture is not None and tag in ("span", "div"):
+            name, parts = self._capture
+            self.texts[name] = "".join(parts).strip()
+            self._capture = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_button and self._form is not None:
+            self._form.buttons.append(data.strip())
+        if self._capture is not None:
+            self._capture[1].append(data)
+
+
+def parse(response: TestResponse) -> PageParser:
+    parser = PageParser()
+    parser.feed(response.get_data(as_text=True))
+    return parser
+
+
+def form(response: TestResponse, action: str) -> Form:
+    """The page's form posting to ``action`` (first one)."""
+    for candidate in parse(response).forms:
+        if candidate.action == action:
+            return candidate
+    raise AssertionError(f"no form posting to {action} on the page")
+
+
+def csrf_token(client: FlaskClient, page: str = "/login") -> str:
+    token = form(client.get(page), "/login" if page == "/login" else "/logout").fields["csrf_token"]
+    assert token
+    return token
+
+
+def location_path(response: TestResponse) -> str:
+    return urlsplit(response.headers["Location"]).path
+
+
+# -- fixtures --------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner's own SECRET_KEY / KITSESSION_STORE must not change these tests."""
+    for name in ("SECRET_KEY", "KITSESSION_STORE", "KITSESSION_EXAMPLE_DB"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def database_path(tmp_path: Path) -> Path:
+    return tmp_path / "example.sqlite3"
+
+
+@pytest.fixture
+def app(database_path: Path) -> Iterator[Flask]:
+    yield create_app({"EXAMPLE_DATABASE": str(database_path), "SECRET_KEY": "test-secret", "TESTING": True})
+
+
+def new_client(app: Flask, user_agent: str = CHROME_LINUX) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["HTTP_USER_AGENT"] = user_agent
+    return client
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return new_client(app)
+
+
+def sign_up(client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD) -> TestResponse:
+    token = form(client.get("/signup"), "/signup").fields["csrf_token"]
+    return client.post("/signup", data={"email": email, "password": password, "confirm": password,
+                                        "csrf_token": token})
+
+
+def log_in(client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD) -> TestResponse:
+    token = form(client.get("/login"), "/login").fields["csrf_token"]
+    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+
+
+def signed_in_as(client: FlaskClient) -> str | None:
+    """The e-mail in the header of the home page, or ``None`` when the visitor is anonymous."""
+    return parse(client.get("/")).texts.get("signed-in-as")
+
+
+def manager(app: Flask) -> SessionManager:
+    return app.extensions["kitsession"].manager  # type: ignore[no-any-return]
+
+
+def user_sessions(app: Flask, email: str = "ada@example.com") -> list[Any]:
+    with app.app_context():
+        user = User.get(User.email == email)
+        return manager(app).get_sessions_for_user(user.id)
+
+
+# -- sign up and log in ----------------------------------------------------------------
+
+
+def test_signup_creates_a_hashed_account_and_logs_in(app: Flask, client: FlaskClient) -> None:
+    response = sign_up(client)
+    assert response.status_code == 302 and location_path(response) == "/"
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    assert cookie.http_only and cookie.same_site == "Strict" and cookie.path == "/"
+    assert not cookie.secure  # plain http on localhost: see settings.DEFAULTS
+    assert signed_in_as(client) == "ada@example.com"
+    with app.app_context():
+        user = User.get(User.email == "ada@example.com")
+    assert user.password_hash != PASSWORD and check_password_hash(user.password_hash, PASSWORD)
+
+
+@pytest.mark.parametrize(
+    "email, password, confirm, message",
+    [
+        ("not-an-address", PASSWORD, PASSWORD, "valid e-mail"),
+        ("bob@example.com", "short", "short", "at least 8"),
+        ("bob@example.com", PASSWORD, PASSWORD + "x", "do not match"),
+    ],
+    ids=["bad-email", "short-password", "mismatch"],
+)
+def test_signup_rejects_bad_input_with_400(client: FlaskClient, email: str, password: str, confirm: str,
+                                           message: str) -> None:
+    token = form(client.get("/signup"), "/signup").fields["csrf_token"]
+    response = client.post("/signup", data={"email": email, "password": password, "confirm": confirm,
+                                            "csrf_token": token})
+    assert response.status_code == 400
+    assert message in response.get_data(as_text=True)
+    assert signed_in_as(client) is None
+
+
+def test_signup_with_a_taken_email_is_rejected(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    other = new_client(app)
+    response = sign_up(other, email="ADA@example.com ")
+    assert response.status_code == 400 and "already exists" in response.get_data(as_text=True)
+    assert signed_in_as(other) is None
+
+
+def test_login_replaces_the_anonymous_session_with_a_new_id(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    token = form(client.get("/login"), "/login").fields["csrf_token"]
+    anonymous = client.get_cookie("session")
+    assert anonymous is not None  # the login form's CSRF token lives in an anonymous session
+    anonymous_sessions = len(manager(app).get_all_sessions())
+
+    response = client.post("/login", data={"email": "ada@example.com", "password": PASSWORD, "csrf_token": token})
+
+    assert response.status_code == 302
+    logged_in = client.get_cookie("session")
+    assert logged_in is not None and logged_in.value != anonymous.value
+    # the anonymous session was deleted, not left behind
+    assert len(manager(app).get_all_sessions()) == anonymous_sessions
+    assert signed_in_as(client) == "ada@example.com"
+
+
+def test_failed_login_answers_401_and_the_form_still_works(client: FlaskClient) -> None:
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    token = form(client.get("/login"), "/login").fields["csrf_token"]
+
+    failed = client.post("/login", data={"email": "ada@example.com", "password": "wrong password",
+                                         "csrf_token": token})
+    assert failed.status_code == 401
+    assert "Wrong e-mail address or password" in failed.get_data(as_text=True)
+    assert signed_in_as(client) is None
+
+    # The re-rendered form carries the token of the session that stayed: a retry succeeds.
+    retry = form(failed, "/login").fields["csrf_token"]
+    assert retry == token
+    response = client.post("/login", data={"email": "ada@example.com", "password": PASSWORD, "csrf_token": retry})
+    assert response.status_code == 302 and signed_in_as(client) == "ada@example.com"
+
+
+def test_unknown_email_gives_the_same_answer_as_a_wrong_password(client: FlaskClient) -> None:
+    response = log_in(client, email="nobody@example.com")
+    assert response.status_code == 401
+    assert "Wrong e-mail address or password" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example"],
+                         ids=["scheme-relative", "absolute", "backslash"])
+def test_login_never_redirects_off_site(client: FlaskClient, target: str) -> None:
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    token = form(client.get("/login"), "/login").fields["csrf_token"]
+    response = client.post("/login", data={"email": "ada@example.com", "password": PASSWORD,
+                                           "csrf_token": token, "next": target})
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+def test_login_returns_to_the_page_that_asked_for_it(client: FlaskClient) -> None:
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    bounced = client.get("/devices/")
+    assert location_path(bounced) == "/login"
+    login_page = client.get(bounced.headers["Location"])
+    fields = form(login_page, "/login").fields
+    assert fields["next"] == "/devices/"
+    response = client.post("/login", data={**fields, "email": "ada@example.com", "password": PASSWORD})
+    assert response.headers["Location"] == "/devices/"
+
+
+# -- CSRF ------------------------------------------------------------------------------
+
+POST_ENDPOINTS = ["/login", "/signup", "/logout", "/note", "/devices/revoke", "/devices/revoke-others"]
+
+
+@pytest.mark.parametrize("endpoint", POST_ENDPOINTS)
+@pytest.mark.parametrize("sent", [None, "", "forged-token"], ids=["missing", "empty", "wrong"])
+def test_post_without_the_session_token_is_rejected_with_400(client: FlaskClient, endpoint: str,
+                                                             sent: str | None) -> None:
+    sign_up(client)
+    data = {"email": "ada@example.com", "password": PASSWORD, "confirm": PASSWORD, "note": "x", "handle": "x"}
+    if sent is not None:
+        data["csrf_token"] = sent
+    response = client.post(endpoint, data=data)
+    assert response.status_code == 400
+    assert "did not come from this site" in response.get_data(as_text=True)
+    assert signed_in_as(client) == "ada@example.com"  # nothing happened, the logout included
+
+
+def test_a_token_from_another_session_is_rejected(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    attacker = new_client(app)
+    foreign_token = form(attacker.get("/login"), "/login").fields["csrf_token"]
+    response = client.post("/logout", data={"csrf_token": foreign_token})
+    assert response.status_code == 400
+    assert signed_in_as(client) == "ada@example.com"
+
+
+def test_a_post_without_any_session_is_rejected(client: FlaskClient) -> None:
+    response = client.post("/login", data={"email": "ada@example.com", "password": PASSWORD, "csrf_token": "x"})
+    assert response.status_code == 400
+
+
+def test_login_gives_the_new_session_a_new_token(client: FlaskClient) -> None:
+    anonymous_token = form(client.get("/login"), "/login").fields["csrf_token"]
+    sign_up(client)
+    assert csrf_token(client, "/") != anonymous_token
+    response = client.post("/logout", data={"csrf_token": anonymous_token})
+    assert response.status_code == 400
+
+
+# -- home page: flask.session and flash() ----------------------------------------------
+
+
+def test_home_page_keeps_a_counter_and_a_note_in_flask_session(client: FlaskClient) -> None:
+    sign_up(client)
+    counts = [parse(client.get("/")).texts["visits"] for _ in range(3)]
+    assert counts == ["1", "2", "3"]
+
+    token = csrf_token(client, "/")
+    response = client.post("/note", data={"note": "buy milk", "csrf_token": token}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "Note saved in this session." in page  # flash() shows once
+    assert form(response, "/note").fields["note"] == "buy milk"
+    assert "Note saved" not in client.get("/").get_data(as_text=True)
+
+
+def test_anonymous_home_page_stores_nothing_and_sets_no_cookie(app: Flask, client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+    assert manager(app).get_all_sessions() == []
+
+
+# -- the devices page ------------------------------------------------------------------
+
+
+def test_devices_page_lists_every_session_and_marks_this_one(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    phone = new_client(app, SAFARI_IPHONE)
+    log_in(phone)
+    laptop = new_client(app, FIREFOX)
+    log_in(laptop)
+
+    response = client.get("/devices/")
+    page = response.get_data(as_text=True)
+    rows = parse(response).device_rows
+    sessions = user_sessions(app)
+    assert len(rows) == len(sessions) == 3
+    assert {row["handle"] for row in rows} == {s.handle for s in sessions}
+    current = [row for row in rows if "current" in row["class"]]
+    assert len(current) == 1 and rows[0] is current[0]  # this device first
+    assert "This device" in page
+    for label in ("Chrome 131 on Linux", "Safari 17 on iPhone", "Firefox 133 on Windows"):
+        assert label in page
+    # this device's row offers Log out; every other row offers to sign it out, by handle
+    revoke_forms = [f for f in parse(response).forms if f.action == "/devices/revoke"]
+    assert {f.fields["handle"] for f in revoke_forms} == {row["handle"] for row in rows[1:]}
+    # the page shows handles, never session ids
+    assert phone.get_cookie("session").value.split(".")[0][len("s%3A"):] not in page  # type: ignore[union-attr]
+
+
+def test_devices_page_needs_a_login(client: FlaskClient) -> None:
+    response = client.get("/devices/")
+    assert response.status_code == 302 and location_path(response) == "/login"
+
+
+def test_revoking_one_device_signs_only_that_one_out(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    phone = new_client(app, SAFARI_IPHONE)
+    log_in(phone)
+    laptop = new_client(app, FIREFOX)
+    log_in(laptop)
+    devices_page = client.get("/devices/")
+    phone_form = next(f for f in parse(devices_page).forms
+                      if f.action == "/devices/revoke" and f.fields["handle"] in {
+                          s.handle for s in user_sessions(app) if s.data["user_agent"] == SAFARI_IPHONE})
+
+    response = client.post("/devices/revoke", data=phone_form.fields, follow_redirects=True)
+
+    assert "That device has been signed out." in response.get_data(as_text=True)
+    assert len(parse(response).device_rows) == 2
+    bounced = phone.get("/devices/")
+    assert bounced.status_code == 302 and location_path(bounced) == "/login"
+    assert "signed out from another device" in phone.get("/login").get_data(as_text=True)
+    assert signed_in_as(laptop) == "ada@example.com"
+    assert signed_in_as(client) == "ada@example.com"
+
+
+def test_a_user_cannot_revoke_another_users_session(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    mallory = new_client(app)
+    sign_up(mallory, email="mallory@example.com")
+    ada_handle = user_sessions(app)[0].handle
+
+    response = mallory.post("/devices/revoke", data={"handle": ada_handle, "csrf_token": csrf_token(mallory, "/")},
+                            follow_redirects=True)
+
+    assert "already signed out" in response.get_data(as_text=True)
+    assert signed_in_as(client) == "ada@example.com"
+
+
+def test_sign_out_every_other_device(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    others = [new_client(app, agent) for agent in (SAFARI_IPHONE, FIREFOX)]
+    for other in others:
+        log_in(other)
+    assert len(user_sessions(app)) == 3
+    revoke_others = form(client.get("/devices/"), "/devices/revoke-others")
+
+    response = client.post("/devices/revoke-others", data=revoke_others.fields, follow_redirects=True)
+
+    assert "Signed out 2 other devices." in response.get_data(as_text=True)
+    assert len(user_sessions(app)) == 1
+    for other in others:
+        assert signed_in_as(other) is None
+    assert signed_in_as(client) == "ada@example.com"
+
+
+# -- log out ---------------------------------------------------------------------------
+
+
+def test_logout_deletes_the_session_and_clears_the_cookie(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    stolen = client.get_cookie("session")
+    assert stolen is not None
+    response = client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert response.status_code == 302 and location_path(response) == "/signed-out"
+    assert client.get_cookie("session") is None
+    assert user_sessions(app) == []
+    landing = client.get("/signed-out")
+    assert "You have been signed out" in landing.get_data(as_text=True)
+    assert "Set-Cookie" not in landing.headers  # no new session for the signed-out browser
+
+    replay = new_client(app)
+    replay.set_cookie("session", stolen.value)
+    assert signed_in_as(replay) is None
+
+
+# -- restarts, stores, configuration ---------------------------------------------------
+
+
+def test_sessions_and_accounts_survive_a_restart(database_path: Path) -> None:
+    config = {"EXAMPLE_DATABASE": str(database_path), "SECRET_KEY": "test-secret", "TESTING": True}
+    first = new_client(create_app(config))
+    sign_up(first)
+    cookie = first.get_cookie("session")
+    assert cookie is not None
+
+    restarted = new_client(create_app(config))
+    restarted.set_cookie("session", cookie.value)
+    assert signed_in_as(restarted) == "ada@example.com"
+
+
+def test_the_default_store_is_peewee_in_the_same_sqlite_file(app: Flask, database_path: Path) -> None:
+    store = manager(app).store
+    assert isinstance(store, PeeweeStore)
+    assert Path(store._resolve_database().database) == database_path
+    assert Path(User._meta.database.obj.database) == database_path
+
+
+def test_deleting_an_account_deletes_its_sessions(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    with app.app_context():
+        User.delete().where(User.email == "ada@example.com").execute()
+    assert manager(app).get_all_sessions() == []
+    assert signed_in_as(client) is None
+
+
+def test_kitsession_store_url_switches_the_store(monkeypatch: pytest.MonkeyPatch, database_path: Path) -> None:
+    monkeypatch.setenv("KITSESSION_STORE", "memory")
+    app = create_app({"EXAMPLE_DATABASE": str(database_path), "SECRET_KEY": "test-secret", "TESTING": True})
+    assert isinstance(manager(app).store, MemoryStore)
+    client = new_client(app)
+    sign_up(client)
+    assert signed_in_as(client) == "ada@example.com"
+
+
+def test_environment_selects_database_and_secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("KITSESSION_EXAMPLE_DB", str(tmp_path / "from-env.sqlite3"))
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    app = create_app({"TESTING": True})
+    assert app.config["EXAMPLE_DATABASE"] == str(tmp_path / "from-env.sqlite3")
+    assert app.config["SECRET_KEY"] == "from-env"
+    assert (tmp_path / "from-env.sqlite3").exists()
+
+
+def test_cookie_is_not_secure_and_idle_timeout_is_set(app: Flask) -> None:
+    assert manager(app).secure is False
+    assert manager(app).idle_timeout == 7 * 24 * 3600
+
+
+def test_generated_secret_key_is_persisted_privately(tmp_path: Path) -> None:
+    path = tmp_path / "instance" / "secret_key"
+    key = persistent_secret_key(path)
+    assert len(key) >= 40
+    assert persistent_secret_key(path) == key
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_generated_secret_key_keeps_cookies_valid_across_restarts(tmp_path: Path) -> None:
+    apps = [Flask("a", instance_path=str(tmp_path / "instance")), Flask("b", instance_path=str(tmp_path / "instance"))]
+    from examples.flask_app.settings import load_config
+
+    for flask_app in apps:
+        load_config(flask_app, {"EXAMPLE_DATABASE": str(tmp_path / "db.sqlite3")})
+    assert apps[0].config["SECRET_KEY"] == apps[1].config["SECRET_KEY"]
+
+
+# -- formatting ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "agent, label",
+    [
+        (FIREFOX, "Firefox 133 on Windows"),
+        (SAFARI_IPHONE, "Safari 17 on iPhone"),
+        (CHROME_LINUX, "Chrome 131 on Linux"),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+         "Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0", "Edge 131 on Windows"),
+        ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 "
+         "Safari/537.36", "Headless Chrome 156 on Linux"),
+        ("curl/8.5.0", "curl 8"),
+        ("", "Unknown browser"),
+    ],
+    ids=["firefox", "safari-iphone", "chrome", "edge", "headless", "curl", "empty"],
+)
+def test_describe_user_agent(agent: str, label: str) -> None:
+    assert describe_user_agent(agent) == label
+
+
+@pytest.mark.parametrize(
+    "offset, text",
+    [(0, "just now"), (-59, "just now"), (-120, "2 minutes ago"), (3600, "in 1 hour"),
+     (7 * 86400 - 1, "in 7 days"), (-86400, "1 day ago")],
+)
+def test_relative_time(offset: float, text: str) -> None:
+    assert relative_time(1_000_000 + offset, now=1_000_000) == text
+    assert duration(0) == ""
+
+
+# -- the plain-WSGI example ------------------------------------------------------------
+
+
+@pytest.fixture
+def wsgi_client() -> Client:
+    from examples.wsgi_app import app as wsgi_app
+
+    return Client(wsgi_app)
+
+
+def test_wsgi_example_counts_logs_in_and_out(wsgi_client: Client) -> None:
+    from examples.wsgi_app import manager as wsgi_manager
+
+    assert "Visits this session: <b>1</b>" in wsgi_client.get("/").get_data(as_text=True)
+    assert "Visits this session: <b>2</b>" in wsgi_client.get("/").get_data(as_text=True)
+    anonymous = wsgi_client.get_cookie("session")
+    assert anonymous is not None
+
+    response = wsgi_client.post("/login", data={"name": "grace"})
+    assert response.status_code == 303
+    logged_in = wsgi_client.get_cookie("session")
+    assert logged_in is not None and logged_in.value != anonymous.value
+    assert "Hello, grace." in wsgi_client.get("/").get_data(as_text=True)
+    assert len(wsgi_manager.get_sessions_for_user("grace")) == 1
+
+    response = wsgi_client.post("/logout")
+    assert response.status_code == 303
+    assert wsgi_client.get_cookie("session") is None
+    assert wsgi_manager.get_sessions_for_user("grace") == []
+    assert "Hello, stranger." in wsgi_client.get("/").get_data(as_text=True)
+
+
+def test_wsgi_example_answers_404_for_unknown_paths(wsgi_client: Client) -> None:
+    assert wsgi_client.get("/nope").status_code == 404
