@@ -178,6 +178,11 @@ class Scenario:
         self.skip: str | None = None
         self.failure: str | None = None
         self.profile_target: Callable[[], None] | None = None
+        # kitsession scenarios: the store, the logged-in session's handle, the manager, the cookie
+        self.store: Any = None
+        self.handle = ""
+        self.manager: Any = None
+        self.cookie = ""
 
 
 def flask_app(name: str, *, secret: bool, session_getter: Callable[[], Any] | None = None) -> tuple[Any, dict[str, int]]:
@@ -399,6 +404,7 @@ class Bench:
         self.scenarios: list[Scenario] = []
         self.failures: list[str] = []
         self.versions: dict[str, str] = {}
+        self.load_at_start = ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
     def wanted(self, key: str) -> bool:
         if key in ("bare", "raw"):
@@ -720,6 +726,8 @@ class Bench:
         check(unsigned is not None, "the login cookie does not verify")
         holder["handle"] = session_key(unsigned.session_id)
         check(bootstrap_stored() == PAYLOAD, "the store does not hold the login payload")
+        scenario.store, scenario.handle, scenario.manager = store, holder["handle"], manager
+        scenario.cookie = cookie
 
         read = Caller(app, environ_for("/read", cookie))
         writer = Caller(app, environ_for("/write", cookie))
@@ -807,7 +815,8 @@ class Bench:
         except ImportError as exc:
             raise Skip(f"kitsession_wsgi.stores.peewee not available: {exc}") from None
         url = os.environ.get("KITSESSION_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
-        store = PeeweeStore.from_url(url, table_name="kitsession_bench", connect_timeout=2)
+        # a table of this run only: concurrent runs (a test and a benchmark) never share it
+        store = PeeweeStore.from_url(url, table_name=f"kitsession_bench_{os.getpid()}", connect_timeout=2)
         try:
             store.create_tables()
             store.clear()
@@ -821,7 +830,7 @@ class Bench:
         scenario.cleanup.append(drop)
         app, manager, state = self.kit_flask("kit_postgres", store)
         self.kit_wire(scenario, app, manager, state)
-        scenario.notes = "table kitsession_bench, dropped at the end"
+        scenario.notes = "a table of this run, dropped at the end"
 
     def build_kit_memcached(self, scenario: Scenario) -> None:
         need("pymemcache", "pymemcache")
@@ -1187,6 +1196,110 @@ def run_scaling(bench: Bench) -> list[dict[str, Any]]:
     return rows
 
 
+# -- component costs ------------------------------------------------------------------------
+
+
+def component_cells(bench: Bench) -> list[tuple[str, str, Callable[[], Any]]]:
+    """(group, label, call) for the pieces of a read, each timed on its own."""
+    from kitsession_wsgi.cookies import cookie_header, decode_cookie_value, read_cookie
+    from kitsession_wsgi.manager import session_key
+    from kitsession_wsgi.serialization import JSONSerializer
+
+    by_key = {s.key: s for s in bench.scenarios if not s.skip and not s.failure}
+    items: list[tuple[str, str, Callable[[], Any]]] = []
+    text = json.dumps(PAYLOAD, separators=(",", ":"))
+    plain = JSONSerializer()
+    items += [("data codec", "json.loads (stdlib)", lambda: json.loads(text)),
+              ("data codec", "JSONSerializer.dumps (stdlib, compact)", lambda: plain.dumps(PAYLOAD))]
+    with contextlib.suppress(ImportError):
+        from kitsession_wsgi.flask import FlaskSessionSerializer
+
+        tagged = FlaskSessionSerializer()
+        items += [("data codec", "FlaskSessionSerializer.loads (Flask tagged JSON)", lambda: tagged.loads(text)),
+                  ("data codec", "FlaskSessionSerializer.dumps (Flask tagged JSON)", lambda: tagged.dumps(PAYLOAD))]
+    with contextlib.suppress(ImportError):
+        import msgspec
+
+        decoder, encoder = msgspec.json.Decoder(), msgspec.json.Encoder()
+        items += [("data codec", "msgspec.json decode (same JSON text)", lambda: decoder.decode(text)),
+                  ("data codec", "msgspec.json encode", lambda: encoder.encode(PAYLOAD))]
+    memory = by_key.get("kit-memory")
+    if memory is not None:
+        manager = memory.manager
+        environ = environ_for("/read", memory.cookie)
+        header = cookie_header(environ)
+        assert header is not None
+        value = read_cookie(header, manager.name)
+        assert value is not None and manager.signer is not None
+        session_id = manager.signer.unsign(value).session_id
+        uncached = by_key.get("kit-memory-nocache")
+        items += [
+            ("cookie", "cookie_header(environ)", lambda: cookie_header(environ)),
+            ("cookie", "read_cookie(header) (werkzeug parse_cookie + unquote)", lambda: read_cookie(header, "session")),
+            ("cookie", "CookieSigner.unsign (HMAC-SHA256, constant-time compare)",
+             lambda: manager.signer.unsign(value)),
+            ("cookie", "session_key(id) (SHA-256 digest)", lambda: session_key(session_id)),
+            ("core", "initialize_session(environ), cookie cache hit, MemoryStore",
+             lambda: manager.initialize_session(environ)),
+            ("core", "initialize_session + commit (unchanged), cookie cache hit",
+             lambda: manager.commit(manager.initialize_session(environ))),
+        ]
+        if uncached is not None:
+            environ_nc = environ_for("/read", uncached.cookie)
+            items.append(("core", "initialize_session(environ), cookie cache off",
+                          lambda: uncached.manager.initialize_session(environ_nc)))
+        items.append(("store get", "MemoryStore.get", lambda: memory.store.get(memory.handle)))
+    sqlite_s = by_key.get("kit-sqlite")
+    if sqlite_s is not None:
+        database = sqlite_s.store.database
+        table = sqlite_s.store.table_name
+        sql = f"SELECT session_key, data, user_id, created_at, updated_at, expires_at, version FROM {table} WHERE session_key = ?"
+        items += [("store get", "SQLite: raw execute_sql SELECT by primary key", lambda: database.execute_sql(sql, (sqlite_s.handle,)).fetchall()),
+                  ("store get", "SQLite: PeeweeStore.get", lambda: sqlite_s.store.get(sqlite_s.handle))]
+    pg = by_key.get("kit-postgres")
+    if pg is not None:
+        items.append(("store get", "PostgreSQL: PeeweeStore.get", lambda: pg.store.get(pg.handle)))
+    mc = by_key.get("kit-memcached")
+    if mc is not None:
+        from pymemcache.client.base import Client
+
+        port = bench.servers.memcached().port
+        bare_client = Client(("127.0.0.1", port), no_delay=True, default_noreply=False)
+        item_key = next(iter(k for k in [mc.store.key_prefix + mc.handle]))
+        items += [("store get", "memcached: pymemcache Client.get of the same item", lambda: bare_client.get(item_key)),
+                  ("store get", "memcached: the store's own client .get of the same item", lambda: mc.store.client.get(item_key)),
+                  ("store get", "memcached: MemcachedStore.get", lambda: mc.store.get(mc.handle))]
+    rd = by_key.get("kit-redis")
+    if rd is not None:
+        import redis
+
+        port = bench.servers.redis().port
+        client = redis.Redis(host="127.0.0.1", port=port)
+        record_key = rd.store._record_key(rd.handle) if hasattr(rd.store, "_record_key") else None
+        client.set("bench:string", json.dumps(PAYLOAD) + "x" * 100)
+        items.append(("store get", "Redis: GET of a ~300-byte string", lambda: client.get("bench:string")))
+        if record_key is not None:
+            items.append(("store get", "Redis: HGETALL of the session's hash", lambda: client.hgetall(record_key)))
+        items.append(("store get", "Redis: RedisStore.get", lambda: rd.store.get(rd.handle)))
+    return items
+
+
+def run_components(bench: Bench) -> list[tuple[str, str, float]]:
+    settings = bench.settings
+    rows = []
+    items = component_cells(bench)
+    times: dict[str, list[float]] = {label: [] for _, label, _ in items}
+    counts = {}
+    for _, label, call in items:
+        counts[label] = calibrate(call, settings)
+    for _ in range(settings["reps"]):
+        for _, label, call in items:
+            times[label].append(timed(call, counts[label]))
+    for group, label, _ in items:
+        rows.append((group, label, statistics.median(times[label])))
+    return rows
+
+
 # -- profiles -------------------------------------------------------------------------------
 
 #: (category, file fragment, function names); the innermost matching frame names the category
@@ -1279,8 +1392,11 @@ def machine_description(bench: Bench) -> list[str]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines = [
         f"- machine: {os.cpu_count()} CPUs (nproc), {cpu}; {platform.platform()}",
+        f"- load average when the run started: {bench.load_at_start}; at the end: {load} "
+        "(other work on the machine inflates absolute times; the interleaved ratios hold better)",
         f"- Python {platform.python_version()} ({platform.python_implementation()}), SQLite {sqlite3.sqlite_version}",
     ]
     libraries = ["kitsession-wsgi", "Flask", "Werkzeug", "Flask-Session", "cachelib", "msgspec", "Beaker",
@@ -1367,7 +1483,7 @@ def target_lines(bench: Bench, cells: dict[tuple[str, str], Cell], scaling: list
 
 def report(bench: Bench, cells: dict[tuple[str, str], Cell], counts: dict[str, tuple[str, str]],
            scaling: list[dict[str, Any]], profiles: dict[str, tuple[list[tuple[str, float, float]], str]],
-           seconds: float) -> str:
+           components: list[tuple[str, str, float]], seconds: float) -> str:
     settings = bench.settings
     out = ["# kitsession-wsgi benchmark", ""]
     out += machine_description(bench)
@@ -1415,6 +1531,13 @@ def report(bench: Bench, cells: dict[tuple[str, str], Cell], counts: dict[str, t
                 continue
             out.append(f"| {row['store']} | {row['what']} | {row['small']:,} | {row['large']:,} | {fmt(row['a'])} | "
                        f"{fmt(row['b'])} | {row['ratio']:.2f} | {row['note']} |")
+    if components:
+        out += ["", "## Pieces of a read, each timed alone", "",
+                "Isolated micro-benchmarks (median of the repetitions). Inside a full request each piece costs "
+                "more (cold caches: BENCHMARKS.md measured about 3x), so use them to compare alternatives, and "
+                "the profiles below for the in-place split.", "",
+                "| group | piece | us |", "|---|---|---:|"]
+        out += [f"| {group} | {label} | {value:.2f} |" for group, label, value in components]
     if profiles:
         out += ["", "## Where a read's microseconds go", "",
                 "pyinstrument samples of the read cell, each sample charged to the innermost session-related "
@@ -1447,6 +1570,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="PATTERN",
                         help="scenario keys to run (glob or substring; repeatable); bare Flask always runs")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
+    parser.add_argument("--reps", type=int, metavar="N", help="repetitions per cell (default 5; 2 with --smoke)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the store-size section")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=None,
                         help="profile each adapter's read path (default: on in full mode)")
@@ -1454,6 +1578,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     chosen = "smoke" if args.smoke else ("quick" if args.quick else "full")
     bench = Bench(chosen, args.only)
+    if args.reps:
+        bench.settings = {**bench.settings, "reps": max(1, args.reps)}
     started = time.perf_counter()
     try:
         bench.build_all()
@@ -1472,6 +1598,7 @@ def main(argv: list[str] | None = None) -> int:
                 counts[scenario.key] = (calls, server)
             except Exception as exc:
                 fail(bench, scenario, f"round-trip count: {type(exc).__name__}: {exc}")
+        components = run_components(bench) if chosen != "smoke" else []
         scaling = [] if args.no_scaling else run_scaling(bench)
         profiles = {}
         want_profile = args.profile if args.profile is not None else chosen == "full"
@@ -1483,7 +1610,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = max(bench.settings["profile_seconds"], 0.3)
                 profiles[scenario.key] = profile_breakdown(scenario.profile_target, seconds,
                                                            cells[(scenario.key, "read")].median)
-        text = report(bench, cells, counts, scaling, profiles, time.perf_counter() - started)
+        text = report(bench, cells, counts, scaling, profiles, components, time.perf_counter() - started)
     finally:
         bench.close()
     sys.stdout.write(text)
