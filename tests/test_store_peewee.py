@@ -499,3 +499,16 @@ def test_an_unsupported_database_is_refused_at_construction() -> None:
 
     with pytest.raises(ConfigurationError, match="database"):
         PeeweeStore(OtherDatabase("x"))
+
+
+def test_a_reinitialised_proxy_moves_the_store_along(tmp_path: Path) -> None:
+    proxy = peewee.DatabaseProxy()
+    store = PeeweeStore(proxy, table_name=unique_table())
+    proxy.initialize(peewee.SqliteDatabase(str(tmp_path / "first.db")))
+    store.create_tables()
+    first = make_record(store)
+    store.create(first)
+    proxy.initialize(peewee.SqliteDatabase(str(tmp_path / "second.db")))
+    store.create_tables()
+    assert store.get(first.key) is None
+    assert store.get_all() == []

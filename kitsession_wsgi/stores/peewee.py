@@ -204,6 +204,7 @@ class PeeweeStore(SessionStore):
                 (name, user_model._meta.fields[name].python_value) for name in self.user_fields or ()
             )
         self._statements: _Statements | None = None
+        self._proxy = database if isinstance(database, peewee.DatabaseProxy) else None
         self._owns_database = False
 
     # -- construction helpers ----------------------------------------------------------
@@ -338,7 +339,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         quote = _quoter(statements.database)
         self._write(statements, f"DELETE FROM {quote(self.table_name)}", (), retry=True)
         self._write(statements, f"DELETE FROM {quote(self.lock_table_name)}", (), retry=True)
@@ -356,6 +357,13 @@ class PeeweeStore(SessionStore):
                 database.close()
 
     # -- prepared statements ------------------------------------------------------------
+
+    def _ready(self) -> _Statements:
+        """The prepared statements, rendered again when a DatabaseProxy was pointed elsewhere."""
+        statements = self._statements
+        if statements is None or (self._proxy is not None and self._proxy.obj is not statements.database):
+            statements = self._prepare()
+        return statements
 
     def _prepare(self) -> _Statements:
         """Render every statement for this database.
@@ -584,7 +592,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         rows = self._read(statements, statements.get, (key,))
         return self._record(rows[0], key) if rows else None
 
@@ -596,7 +604,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         params = (
             record.key, record.data, self._user_column(record.user_id), record.created_at,
             record.updated_at, record.expires_at, record.version,
@@ -617,7 +625,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         params = (
             record.data, self._user_column(record.user_id), record.created_at, record.updated_at,
             record.expires_at, record.version, record.key, expected_version,
@@ -640,7 +648,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         if self._write(statements, statements.touch, (updated_at, expires_at, key), retry=True):
             return True
         # MySQL reports 0 for a matched row whose values did not change.
@@ -653,7 +661,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         return self._write(statements, statements.delete, (key,), retry=True) > 0
 
     def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
@@ -663,7 +671,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         user = self._user_column(user_id)
         if except_key is None:
             return self._write(statements, statements.delete_for_user, (user,), retry=True)
@@ -676,7 +684,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         return [self._record(row) for row in self._read(statements, statements.get_all_for_user, (self._user_column(user_id),))]
 
     def get_all(self) -> list[SessionRecord]:
@@ -686,7 +694,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         return [self._record(row) for row in self._read(statements, statements.get_all, ())]
 
     def purge_expired(self, now: float) -> int:
@@ -700,7 +708,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         removed = 0
         while True:
             batch = self._write(statements, statements.purge, (now,), retry=True)
@@ -722,7 +730,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         now = time.time()
         if self._write(statements, statements.lock_take_over, (token, now + ttl, key, token, now), retry=True):
             return True
@@ -747,7 +755,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        statements = self._statements or self._prepare()
+        statements = self._ready()
         self._write(statements, statements.lock_release, (key, token), retry=True)
 
 
