@@ -268,6 +268,29 @@ def test_anonymous_request_writes_nothing_and_sets_no_cookie(
     assert "Cache-Control" not in response.headers
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [pytest.param("sessionid", "abc", id="other-cookie-named-sessionid"),
+     pytest.param("theme", "session-dark", id="value-mentions-session"),
+     pytest.param("Session", "abc", id="other-case")],
+)
+def test_similar_foreign_cookie_is_not_cleared(client: FlaskClient, store: FlakyStore, name: str, value: str) -> None:
+    client.set_cookie(name, value)
+    response = client.get("/peek")
+    assert response.status_code == 200
+    assert response.headers.getlist("Set-Cookie") == []
+    assert store.writes() == 0 and store.calls["get"] == 0
+
+
+def test_session_transaction_helper_works(client: FlaskClient, store: FlakyStore) -> None:
+    with client.session_transaction() as test_session:
+        test_session["cart"] = ["from-test"]
+    assert read(client)["data"] == {"cart": ["from-test"]}
+    with client.session_transaction() as test_session:
+        assert test_session["cart"] == ["from-test"]
+    assert len(store.get_all()) == 1
+
+
 # -- login: configured cookie ------------------------------------------------------------------
 
 
@@ -518,6 +541,7 @@ def test_cookie_signed_with_old_secret_key_is_accepted_and_resigned(store: Flaky
         pytest.param({"get"}, "/login", True, id="loading-in-login"),
         pytest.param({"get"}, "/logout", True, id="loading-in-logout"),
         pytest.param({"create"}, "/login", False, id="saving-new-login"),
+        pytest.param({"create"}, "/login", True, id="saving-re-login-keeps-previous"),
         pytest.param({"create"}, "/set?k=v", False, id="saving-new-anonymous"),
         pytest.param({"set"}, "/set?k=v", True, id="saving-existing"),
         pytest.param({"delete"}, "/logout", True, id="deleting-in-logout"),
@@ -627,6 +651,16 @@ def test_every_vary_header_of_the_app_is_kept(app: Flask, client: FlaskClient) -
 
     tokens = vary_tokens(client.get("/two-vary"))
     assert sorted(tokens) == ["accept-encoding", "accept-language", "cookie"]
+
+
+@pytest.mark.xfail(
+    reason="bug: the Flask adapter turns the app's `Vary: *` into `Vary: *, Cookie` "
+    "(the WSGI adapter leaves `*` alone; `*` already covers Cookie)",
+    strict=True,
+)
+def test_vary_star_is_left_alone(client: FlaskClient) -> None:
+    response = client.get("/own-headers", query_string={"vary": "*"})
+    assert response.headers.getlist("Vary") == ["*"]
 
 
 @pytest.mark.parametrize(
@@ -878,6 +912,34 @@ def test_current_session_user_id_and_handle(client: FlaskClient, store: FlakySto
     (record,) = store.get_all()
     assert who is not None
     assert who["user_id"] == 77 and who["handle"] == record.key
+
+
+@pytest.mark.xfail(
+    reason="bug: flask.session.clear() (Flask's usual logout idiom) empties the data but keeps "
+    "the session's user_id: current_session.user_id, the stored record's user_id and the "
+    "user_loader (g.user) still see the user",
+    strict=True,
+)
+def test_session_clear_makes_the_session_anonymous(store: FlakyStore) -> None:
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = SECRET
+    add_routes(app)
+    extension = KitSession(app, store=store)
+    extension.user_loader(lambda user_id: {"id": user_id})
+
+    @app.route("/clear")
+    def clear() -> Any:
+        session.clear()
+        return "ok"
+
+    client = app.test_client()
+    log_in(client)
+    assert client.get("/whoami").json["g_user"] == {"id": 5}  # type: ignore[index]
+    client.get("/clear")
+    who = client.get("/whoami").json
+    assert who is not None
+    assert who["user_id"] is None and who["g_user"] is None
+    assert [r.user_id for r in store.get_all()] == [None]
 
 
 def test_user_loader_puts_user_on_g_and_current_session(store: FlakyStore) -> None:

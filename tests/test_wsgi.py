@@ -303,6 +303,20 @@ def test_anonymous_read_with_a_bogus_cookie_costs_no_store_call(client: Client, 
     assert store.writes() == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [pytest.param("sessionid", "abc", id="other-cookie-named-sessionid"),
+     pytest.param("theme", "session-dark", id="value-mentions-session"),
+     pytest.param("Session", "abc", id="other-case")],
+)
+def test_similar_foreign_cookie_is_not_cleared(client: Client, store: FlakyStore, name: str, value: str) -> None:
+    client.set_cookie(name, value)
+    response = get(client, "/read")
+    assert response.status_code == 200
+    assert response.headers.getlist("Set-Cookie") == []
+    assert store.writes() == 0 and store.calls["get"] == 0
+
+
 # -- login: cookie attributes ------------------------------------------------------------
 
 
@@ -524,6 +538,7 @@ def test_cookie_signed_with_old_key_is_accepted_and_resigned(store: FlakyStore, 
         pytest.param({"get"}, "/login", True, id="loading-in-login"),
         pytest.param({"get"}, "/logout", True, id="loading-in-logout"),
         pytest.param({"create"}, "/login", False, id="saving-new-login"),
+        pytest.param({"create"}, "/login", True, id="saving-re-login-keeps-previous"),
         pytest.param({"create"}, "/set?k=v", False, id="saving-new-anonymous"),
         pytest.param({"set"}, "/set?k=v", True, id="saving-existing"),
         pytest.param({"delete"}, "/logout", True, id="deleting-in-logout"),
