@@ -512,3 +512,29 @@ def test_a_reinitialised_proxy_moves_the_store_along(tmp_path: Path) -> None:
     store.create_tables()
     assert store.get(first.key) is None
     assert store.get_all() == []
+
+
+def test_a_uuid_user_key_comes_back_as_text(tmp_path: Path) -> None:
+    import uuid
+
+    database = peewee.SqliteDatabase(str(tmp_path / "uuid.db"), pragmas={"foreign_keys": 1})
+
+    class Account(peewee.Model):
+        id = peewee.UUIDField(primary_key=True, default=uuid.uuid4)
+        email = peewee.CharField()
+
+        class Meta:
+            table_name = unique_table("accounts")
+
+    Account._meta.set_database(database)
+    database.create_tables([Account])
+    store = PeeweeStore(database, table_name=unique_table(), user_model=Account, user_fields=["email"])
+    store.create_tables()
+    account = Account.create(email="eve@example.com")
+    manager = SessionManager(store)
+    session = manager.create_session(user_id=str(account.id), data={"n": 1})
+    assert session.id is not None
+    loaded = manager.get_session(session.id)
+    assert loaded is not None and loaded.user_id == str(account.id)
+    assert loaded.user == {"email": "eve@example.com"}
+    assert manager.remove_all_sessions_for_user(str(account.id)) == 1

@@ -121,8 +121,9 @@ class PeeweeStore(SessionStore):
         ``<table_name>_locks``.
     :param user_model: a peewee model whose primary key ``user_id`` refers to.
         Makes ``user_id`` a real foreign key (``ON DELETE CASCADE``: deleting a
-        user signs them out); user ids are then stored and returned as the
-        model's primary-key type.
+        user signs them out); user ids are then stored as the model's primary
+        key and returned as its Python value (an int or str; other key types,
+        such as a UUID, come back as their str).
     :param user_fields: names of ``user_model`` fields to load with every
         session, in the same query (a ``LEFT JOIN``), as ``record.user`` (a
         dict with exactly these keys; ``None`` for an anonymous session).
@@ -563,6 +564,8 @@ class PeeweeStore(SessionStore):
             user_id = None
         elif self._user_key is not None:
             user_id = self._user_key.python_value(stored_user)
+            if isinstance(user_id, bool) or not isinstance(user_id, (int, str)):
+                user_id = str(user_id)  # e.g. a UUID key: sessions hold int or str user ids
         else:
             if isinstance(stored_user, bytes):  # MySQL VARBINARY
                 stored_user = stored_user.decode("utf-8")
