@@ -1110,3 +1110,69 @@ def test_session_lock_on_a_new_session_does_not_lock(client: FlaskClient, store:
     assert client.get("/counter").json == {"n": 1}
     assert client.get("/counter").json == {"n": 2}
     assert store._locks == {}
+
+
+# -- two overlapping requests of one session --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("slow_change", "fast_path", "expected"),
+    [
+        pytest.param("set-a", "/set?b=fast", {"a": "slow", "b": "fast", "old": "x", "cart": ["apple"]},
+                     id="different-keys-both-kept"),
+        pytest.param("append-cart", "/set?b=fast", {"b": "fast", "old": "x", "cart": ["apple", "kiwi"]},
+                     id="nested-append-and-other-key-both-kept"),
+        pytest.param("delete-old", "/set?b=fast", {"b": "fast", "cart": ["apple"]},
+                     id="deleted-key-stays-deleted"),
+        pytest.param("set-a", "/logout?status=200", None, id="logout-is-not-undone-by-slower-request"),
+    ],
+)
+def test_overlapping_requests_keep_both_changes(
+    app: Flask, store: FlakyStore, slow_change: str, fast_path: str, expected: dict[str, Any] | None
+) -> None:
+    loaded, proceed = threading.Event(), threading.Event()
+
+    @app.route("/slow")
+    def slow() -> Any:
+        session.get("old")  # loads the session before the fast request saves
+        loaded.set()
+        assert proceed.wait(timeout=30)
+        if slow_change == "set-a":
+            session["a"] = "slow"
+        elif slow_change == "append-cart":
+            session["cart"].append("kiwi")
+        else:
+            del session["old"]
+        return "ok"
+
+    @app.route("/seed-cart")
+    def seed_cart() -> Any:
+        session["cart"] = ["apple"]
+        session["old"] = "x"
+        return "ok"
+
+    setup = app.test_client()
+    cookie = cookie_of(log_in(setup)).raw_value
+    assert setup.get("/seed-cart").status_code == 200
+
+    slow_client, fast_client = app.test_client(), app.test_client()
+    slow_client.set_cookie("session", cookie)
+    fast_client.set_cookie("session", cookie)
+    responses: list[TestResponse] = []
+    thread = threading.Thread(target=lambda: responses.append(slow_client.get("/slow")))
+    thread.start()
+    assert loaded.wait(timeout=30)
+    fast = fast_client.get(fast_path)
+    assert fast.status_code == 200
+    proceed.set()
+    thread.join()
+    assert responses[0].status_code == 200
+
+    if expected is None:
+        assert store.get_all() == [], "a slower request must not bring a removed session back"
+        assert cookie_of(responses[0]).is_removal
+    else:
+        (record,) = store.get_all()
+        data = json.loads(record.data)
+        data.pop("id"), data.pop("name")
+        assert data == expected

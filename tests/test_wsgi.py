@@ -897,3 +897,66 @@ def test_without_lock_updates_are_lost_report_only(
     lost = THREADS * REQUESTS - final
     record_property("lost_updates_without_lock", lost)
     print(f"\nWSGI without session_lock: {lost} of {THREADS * REQUESTS} increments lost")
+
+
+# -- two overlapping requests of one session -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("slow_change", "fast_path", "expected"),
+    [
+        pytest.param("set-a", "/set?b=fast", {"a": "slow", "b": "fast", "old": "x"}, id="different-keys-both-kept"),
+        pytest.param("delete-old", "/set?b=fast", {"b": "fast"}, id="deleted-key-stays-deleted"),
+        pytest.param("replace-data", "/set?b=fast", {"b": "fast", "old": "x", "r": 1},
+                     id="replaced-dict-merged-by-key"),
+        pytest.param("set-a", "/logout", None, id="logout-is-not-undone-by-slower-request"),
+    ],
+)
+def test_overlapping_requests_keep_both_changes(
+    manager: SessionManager, store: FlakyStore, slow_change: str, fast_path: str,
+    expected: dict[str, Any] | None
+) -> None:
+    loaded, proceed = threading.Event(), threading.Event()
+
+    def slow(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        session = environ["kitsession"].session
+        session.data.get("old")
+        loaded.set()
+        assert proceed.wait(timeout=30)
+        if slow_change == "set-a":
+            session.data["a"] = "slow"
+        elif slow_change == "delete-old":
+            del session.data["old"]
+        else:
+            session.data = {**session.data, "r": 1}
+        return respond(start_response, {"ok": True})
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            return slow(environ, start_response)
+        return application(environ, start_response)
+
+    middleware = SessionMiddleware(app, manager)
+    setup = Client(middleware)
+    cookie = cookie_of(log_in(setup)).raw_value
+    get(setup, "/set", query_string={"old": "x"})
+
+    slow_client, fast_client = Client(middleware), Client(middleware)
+    slow_client.set_cookie("session", cookie)
+    fast_client.set_cookie("session", cookie)
+    responses: list[TestResponse] = []
+    thread = threading.Thread(target=lambda: responses.append(get(slow_client, "/slow")))
+    thread.start()
+    assert loaded.wait(timeout=30)
+    assert get(fast_client, fast_path).status_code == 200
+    proceed.set()
+    thread.join()
+    assert responses[0].status_code == 200
+
+    if expected is None:
+        assert store.get_all() == [], "a slower request must not bring a removed session back"
+        assert cookie_of(responses[0]).is_removal
+    else:
+        (record,) = store.get_all()
+        data = json.loads(record.data)
+        assert {k: v for k, v in data.items() if k not in ("id", "name")} == expected
