@@ -1176,3 +1176,31 @@ def test_overlapping_requests_keep_both_changes(
         data = json.loads(record.data)
         data.pop("id"), data.pop("name")
         assert data == expected
+
+
+# -- data the store must not take ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param("/set?big=" + "x" * 400, id="over-max-data-bytes"),
+     pytest.param("/unserialisable", id="not-json-serialisable")],
+)
+def test_data_that_cannot_be_stored_answers_500_and_keeps_the_stored_session(
+    store: FlakyStore, path: str
+) -> None:
+    app = make_app(store, config={"KITSESSION_MAX_DATA_BYTES": 300})
+
+    @app.route("/unserialisable")
+    def unserialisable() -> Any:
+        session["thing"] = object()
+        return "ok"
+
+    client = app.test_client()
+    log_in(client)
+    (before,) = store.get_all()
+    response = client.get(path)
+    assert response.status_code == 500
+    assert session_cookies(response) == []
+    assert store.get_all() == [before]
+    assert read(client)["data"] == {"id": 5, "name": "ada"}

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from kitsession_wsgi import SessionManager, StoreUnavailable
+from kitsession_wsgi import SessionDataError, SessionManager, StoreUnavailable
 from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 from kitsession_wsgi.stores.base import SessionRecord, SetResult
@@ -960,3 +960,14 @@ def test_overlapping_requests_keep_both_changes(
         (record,) = store.get_all()
         data = json.loads(record.data)
         assert {k: v for k, v in data.items() if k not in ("id", "name")} == expected
+
+
+def test_data_over_max_data_bytes_raises_and_keeps_the_stored_session(store: FlakyStore, clock: FakeClock) -> None:
+    manager = SessionManager(store, keys=[KEY], clock=clock, max_data_bytes=300)
+    client = Client(SessionMiddleware(application, manager))
+    log_in(client)
+    (before,) = store.get_all()
+    with pytest.raises(SessionDataError, match="max_data_bytes"):
+        get(client, "/set", query_string={"big": "x" * 400})
+    assert store.get_all() == [before]
+    assert get(client, "/read").json["data"] == {"id": 5, "name": "ada"}  # type: ignore[index]
