@@ -971,3 +971,32 @@ def test_data_over_max_data_bytes_raises_and_keeps_the_stored_session(store: Fla
         get(client, "/set", query_string={"big": "x" * 400})
     assert store.get_all() == [before]
     assert get(client, "/read").json["data"] == {"id": 5, "name": "ada"}  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("rolling", "advance", "touched"),
+    [
+        pytest.param(False, 30, False, id="within-touch-interval-no-write"),
+        pytest.param(False, 61, True, id="after-touch-interval-one-touch"),
+        pytest.param(True, 61, True, id="rolling-touch-resends-cookie"),
+    ],
+)
+def test_idle_timeout_activity_only_touches_once_per_interval(
+    store: FlakyStore, clock: FakeClock, rolling: bool, advance: float, touched: bool
+) -> None:
+    manager = SessionManager(store, keys=[KEY], clock=clock, idle_timeout=600, rolling=rolling)
+    client = Client(SessionMiddleware(application, manager))
+    log_in(client)
+    store.reset()
+    clock.advance(advance)
+    response = get(client, "/read")
+    assert response.json["user_id"] == 5  # type: ignore[index]
+    assert store.calls["touch"] == int(touched)
+    assert store.calls["set"] == store.calls["create"] == 0
+    if rolling:
+        rolled = cookie_of(response)
+        assert rolled.max_age == 600 and rolled.expires == clock.now + 600
+    else:
+        assert session_cookies(response) == []
+    assert get(client, "/read").status_code == 200
+    assert store.calls["touch"] == int(touched), "a second request in the same interval does not touch again"
