@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import inspect
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -157,11 +155,7 @@ def open_store(kind: str, tmp_path: Path, servers: _Servers = SERVERS) -> Iterat
     elif kind == "redis":
         from kitsession_wsgi.stores.redis import RedisStore
 
-        url = servers.redis_url()
-        options: dict[str, Any] = {}
-        if "prefix" in inspect.signature(RedisStore.from_url).parameters:
-            options["prefix"] = _unique("kt") + ":"
-        store = RedisStore.from_url(url, **options)
+        store = RedisStore.from_url(servers.redis_url(), prefix=_unique("kt") + ":")
         try:
             yield store
         finally:
