@@ -1204,3 +1204,39 @@ def test_data_that_cannot_be_stored_answers_500_and_keeps_the_stored_session(
     assert session_cookies(response) == []
     assert store.get_all() == [before]
     assert read(client)["data"] == {"id": 5, "name": "ada"}
+
+
+def test_outage_is_logged_once_per_outage(
+    client: FlaskClient, store: FlakyStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    log_in(client)
+    caplog.set_level("WARNING", logger="kitsession_wsgi")
+
+    def outage_errors() -> int:
+        return sum(1 for r in caplog.records if r.levelname == "ERROR" and "unavailable" in r.getMessage())
+
+    store.failing = {"get"}
+    assert [client.get("/read").status_code for _ in range(3)] == [503, 503, 503]
+    assert outage_errors() == 1
+    store.failing = set()
+    client.get("/set", query_string={"k": "v"})  # a successful save ends the outage
+    store.failing = {"get"}
+    assert client.get("/read").status_code == 503
+    assert outage_errors() == 2
+
+
+def test_sign_out_other_devices_from_a_request(app: Flask, store: FlakyStore) -> None:
+    @app.route("/sign-out-others")
+    def sign_out_others() -> Any:
+        removed = remove_all_sessions_for_user(current_session.user_id, current_session)  # type: ignore[arg-type]
+        return jsonify(removed=removed)
+
+    this_device, other_device, third_device = app.test_client(), app.test_client(), app.test_client()
+    for device in (this_device, other_device, third_device):
+        log_in(device)
+    assert len(store.get_all()) == 3
+    assert this_device.get("/sign-out-others").json == {"removed": 2}
+    assert read(this_device)["user_id"] == 5
+    assert read(other_device)["user_id"] is None
+    assert read(third_device)["user_id"] is None
+    assert len(store.get_all()) == 1
