@@ -800,7 +800,7 @@ def test_missing_key_raises_key_error(app: Flask, client: FlaskClient) -> None:
         pytest.param(lambda: session["prefs"].update(theme="dark"), {"prefs": {"lang": "en", "theme": "dark"}},
                      id="dict-update-in-place"),
         pytest.param(lambda: session.setdefault("l", []).append(1), {"l": [1]}, id="setdefault-new-list-append"),
-        pytest.param(lambda: session.get("cart").append("fig"), {"cart": ["apple", "fig"]}, id="get-then-append"),
+        pytest.param(lambda: session.get("cart", []).append("fig"), {"cart": ["apple", "fig"]}, id="get-then-append"),
         pytest.param(lambda: session["deep"]["x"].append(2), {"deep": {"x": [1, 2]}}, id="two-levels-deep"),
         pytest.param(lambda: [v.append("z") for k, v in session.items() if k == "cart"],
                      {"cart": ["apple", "z"]}, id="items-view-mutation"),

@@ -13,6 +13,7 @@ from flask.testing import FlaskCliRunner
 
 from kitsession_wsgi import MemoryStore, Session
 from kitsession_wsgi.flask import KitSession, create_session, current_session, set_session_cookie
+from kitsession_wsgi.stores.base import UserId
 
 from conftest import FakeClock
 from session_helpers import parse_set_cookie
@@ -44,15 +45,16 @@ def world(clock: FakeClock) -> Fixture:
         return jsonify(user_id=current_session.user_id)
 
     sessions: dict[str, Session] = {}
+    rows: list[tuple[str, UserId | None, dict[str, Any]]] = [
+        ("five-a", 5, {"device": "phone"}),
+        ("five-b", 5, {"device": "laptop"}),
+        ("six", 6, {}),
+        ("str-five", "5", {}),
+        ("alice", "alice", {}),
+        ("anonymous", None, {"cart": ["apple"]}),
+    ]
     with app.app_context():
-        for name, user_id, data in [
-            ("five-a", 5, {"device": "phone"}),
-            ("five-b", 5, {"device": "laptop"}),
-            ("six", 6, {}),
-            ("str-five", "5", {}),
-            ("alice", "alice", {}),
-            ("anonymous", None, {"cart": ["apple"]}),
-        ]:
+        for name, user_id, data in rows:
             sessions[name] = create_session(user_id=user_id, data=data)
             clock.advance(1)
     return Fixture(app, store, clock, sessions)
