@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from kitsession_wsgi import SessionDataError, SessionManager, StoreUnavailable
+from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager, StoreUnavailable
 from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 from kitsession_wsgi.stores.base import SessionRecord, SetResult
@@ -1000,3 +1000,15 @@ def test_idle_timeout_activity_only_touches_once_per_interval(
         assert session_cookies(response) == []
     assert get(client, "/read").status_code == 200
     assert store.calls["touch"] == int(touched), "a second request in the same interval does not touch again"
+
+
+@pytest.mark.xfail(
+    reason="bug: SessionMiddleware does not validate retry_after: any value is accepted at "
+    "construction and written as it is into the Retry-After header of the 503",
+    strict=True,
+)
+@pytest.mark.parametrize("bad", [-1, "soon", None, True, 2.5], ids=repr)
+def test_retry_after_is_validated_at_construction(manager: SessionManager, bad: object) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SessionMiddleware(application, manager, retry_after=bad)  # type: ignore[arg-type]
+    assert info.value.option == "retry_after"
