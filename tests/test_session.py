@@ -151,7 +151,6 @@ CHANGES = [
     pytest.param(lambda d: d["nested"]["deep"].append(4), id="append-to-nested-list"),
     pytest.param(lambda d: d["nested"].__setitem__("flag", False), id="change-nested-dict"),
     pytest.param(lambda d: d["nested"]["deep"].clear(), id="clear-nested-list"),
-    pytest.param(lambda d: d.clear(), id="clear-everything"),
 ]
 DATA = {"n": 1, "nested": {"deep": [1, 2, 3], "flag": True}}
 
@@ -168,6 +167,17 @@ def test_in_place_changes_are_saved(manager: SessionManager, store: CountingStor
 
     assert store.calls["set"] == 1
     assert load(manager, header).data == expected
+
+
+def test_clearing_everything_in_place_stays_cleared(manager: SessionManager, store: CountingStore) -> None:
+    """Whether the core stores an empty session or removes it, the old data never comes back."""
+    original, header = stored_session(manager, store, data=DATA)
+    loaded = load(manager, header)
+    loaded.data.clear()
+    manager.commit(loaded)
+    assert load(manager, header).data == {}
+    record = store.get(original.handle)  # type: ignore[arg-type]
+    assert record is None or record.data == "{}"
 
 
 @pytest.mark.parametrize(
