@@ -526,6 +526,23 @@ def test_generated_secret_key_keeps_cookies_valid_across_restarts(tmp_path: Path
     assert apps[0].config["SECRET_KEY"] == apps[1].config["SECRET_KEY"]
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com", "::"])
+def test_the_server_refuses_to_listen_beyond_loopback(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str], host: str) -> None:
+    from examples.flask_app.__main__ import main
+
+    monkeypatch.setenv("HOST", host)
+    assert main() == 2
+    assert "loopback address only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"])
+def test_loopback_hosts_are_accepted(host: str) -> None:
+    from examples.flask_app.__main__ import is_loopback
+
+    assert is_loopback(host)
+
+
 # -- formatting ------------------------------------------------------------------------
 
 

@@ -80,7 +80,7 @@ def main() -> int:
         return 2
     app = create_app()
     server = create_server(AccessLog(app), host=host, port=port, threads=8, ident="kitsession-example")
-    bound_port = server.effective_port  # type: ignore[union-attr]
+    bound_port = server.effective_port
     shown_host = f"[{host}]" if ":" in host else host
     print(f"kitsession example running on http://{shown_host}:{bound_port}/  (Ctrl+C to stop)", flush=True)
     # A SIGTERM (from `kill`, a process manager or the tests) shuts down like Ctrl+C.

@@ -1,7 +1,9 @@
 """The example's users, in the same SQLite file as the sessions.
 
 The models are bound to :data:`database`, a :class:`peewee.DatabaseProxy` that
-:func:`open_database` points at a real SQLite file when an app is created.
+:func:`open_database` points at a real SQLite file when an app is created.  A
+peewee model is bound to one database per process, so the app created last
+owns it: fine for a server (one app) and for tests (one app at a time).
 """
 
 from __future__ import annotations

@@ -45,13 +45,15 @@ def home(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return respond(start_response, "200 OK", PAGE.format(greeting=f"Hello, {who}.", visits=session.data["visits"]))
 
 
-def router(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    view = {("POST", "/login"): login, ("POST", "/logout"): logout, ("GET", "/"): home}.get(
-        (environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")))
+ROUTES: dict[tuple[str, str], t.Callable[..., t.Iterable[bytes]]] = {
+    ("POST", "/login"): login, ("POST", "/logout"): logout, ("GET", "/"): home}
+
+
+def router(environ: Environ, start_response: StartResponse) -> t.Iterable[bytes]:
+    view = ROUTES.get((environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")))
     return view(environ, start_response) if view else respond(start_response, "404 Not Found", "Not found")
 
 
-# Plain http on localhost, hence secure=False (see examples/flask_app/README.md).
 manager = SessionManager(MemoryStore(), keys=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(32),
-                         secure=False, idle_timeout=3600)
+                         secure=False, idle_timeout=3600)  # secure=False: plain http on localhost
 app = SessionMiddleware(router, manager)
