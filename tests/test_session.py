@@ -322,3 +322,24 @@ def test_non_str_keys_are_rejected(manager: SessionManager, store: CountingStore
     with pytest.raises(TypeError):
         manager.create_session(data={key: "a", str(key): "b"})
     assert len(store) == 0
+
+
+@pytest.mark.xfail(reason="core bug: a user id taken from the data outlives the data; after clearing the session "
+                          "(Flask's session.clear() logout idiom) the record keeps user_id, so the user loader "
+                          "still logs the user in and 'your devices' still lists the session", strict=True)
+@pytest.mark.parametrize(
+    "empty",
+    [
+        pytest.param(lambda s: s.data.clear(), id="clear-in-place"),
+        pytest.param(lambda s: setattr(s, "data", {}), id="assign-empty"),
+    ],
+)
+def test_removing_the_id_from_the_data_ends_the_user_link(manager: SessionManager, store: CountingStore,
+                                                          empty: Any) -> None:
+    _, header = stored_session(manager, store, data={"id": 5, "email": "alice@example.com"})
+    loaded = load(manager, header)
+    assert loaded.user_id == 5
+    empty(loaded)
+    manager.commit(loaded)
+    assert load(manager, header).user_id is None
+    assert manager.get_sessions_for_user(5) == []
