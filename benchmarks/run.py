@@ -952,20 +952,32 @@ class Bench:
 # -- timing -------------------------------------------------------------------------------
 
 
-def timed(call: Callable[[], Any], n: int) -> float:
-    """Microseconds per call over ``n`` calls, with the cyclic GC paused (as timeit does)."""
+def timed_both(call: Callable[[], Any], n: int) -> tuple[float, float]:
+    """Wall-clock and this thread's CPU microseconds per call over ``n`` calls, GC paused (as timeit does).
+
+    Wall clock is the figure that counts (it includes waiting for a server); CPU
+    time leaves out the time other processes took this core, so on a busy
+    machine it is the steadier figure for work done in this process.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
         loop = range(n)
+        cpu_start = time.thread_time_ns()
         start = time.perf_counter_ns()
         for _ in loop:
             call()
         elapsed = time.perf_counter_ns() - start
+        cpu = time.thread_time_ns() - cpu_start
     finally:
         if enabled:
             gc.enable()
-    return elapsed / n / 1000.0
+    return elapsed / n / 1000.0, cpu / n / 1000.0
+
+
+def timed(call: Callable[[], Any], n: int) -> float:
+    """Wall-clock microseconds per call (see :func:`timed_both`)."""
+    return timed_both(call, n)[0]
 
 
 def calibrate(call: Callable[[], Any], settings: dict[str, Any]) -> int:
@@ -992,6 +1004,8 @@ class Cell:
         self.n = 0
         self.times: list[float] = []
         self.baselines: list[float] = []  # bare Flask, measured right before each repetition
+        self.cpu_times: list[float] = []
+        self.cpu_baselines: list[float] = []
 
     @property
     def median(self) -> float:
@@ -1000,6 +1014,10 @@ class Cell:
     @property
     def ratio(self) -> float:
         return statistics.median(t / b for t, b in zip(self.times, self.baselines))
+
+    @property
+    def cpu_ratio(self) -> float:
+        return statistics.median(t / b for t, b in zip(self.cpu_times, self.cpu_baselines) if b > 0)
 
 
 def run_cells(bench: Bench) -> dict[tuple[str, str], Cell]:
@@ -1028,15 +1046,17 @@ def run_cells(bench: Bench) -> dict[tuple[str, str], Cell]:
             if cell.scenario.failure:
                 continue
             gc.collect()
-            baseline = timed(bare_call, bare_n)
+            baseline, baseline_cpu = timed_both(bare_call, bare_n)
             try:
-                elapsed = timed(cell.scenario.calls[cell.kind], cell.n)
+                elapsed, cpu = timed_both(cell.scenario.calls[cell.kind], cell.n)
                 cell.scenario.checks[cell.kind]()
             except Exception as exc:
                 fail(bench, cell.scenario, f"{cell.kind}: {type(exc).__name__}: {exc}")
                 continue
             cell.times.append(elapsed)
             cell.baselines.append(baseline)
+            cell.cpu_times.append(cpu)
+            cell.cpu_baselines.append(baseline_cpu)
     return {key: cell for key, cell in cells.items() if cell.times and not cell.scenario.failure}
 
 
@@ -1223,6 +1243,7 @@ def component_cells(bench: Bench) -> list[tuple[str, str, Callable[[], Any]]]:
         decoder, encoder = msgspec.json.Decoder(), msgspec.json.Encoder()
         items += [("data codec", "msgspec.json decode (same JSON text)", lambda: decoder.decode(text)),
                   ("data codec", "msgspec.json encode", lambda: encoder.encode(PAYLOAD))]
+    items += candidate_codec_cells(text)
     memory = by_key.get("kit-memory")
     if memory is not None:
         manager = memory.manager
@@ -1235,6 +1256,8 @@ def component_cells(bench: Bench) -> list[tuple[str, str, Callable[[], Any]]]:
         uncached = by_key.get("kit-memory-nocache")
         items += [
             ("cookie", "cookie_header(environ)", lambda: cookie_header(environ)),
+            ("cookie", "candidate: environ.get('HTTP_COOKIE') (what an adapter already holds)",
+             lambda: environ.get("HTTP_COOKIE")),
             ("cookie", "read_cookie(header) (werkzeug parse_cookie + unquote)", lambda: read_cookie(header, "session")),
             ("cookie", "CookieSigner.unsign (HMAC-SHA256, constant-time compare)",
              lambda: manager.signer.unsign(value)),
@@ -1249,6 +1272,8 @@ def component_cells(bench: Bench) -> list[tuple[str, str, Callable[[], Any]]]:
             items.append(("core", "initialize_session(environ), cookie cache off",
                           lambda: uncached.manager.initialize_session(environ_nc)))
         items.append(("store get", "MemoryStore.get", lambda: memory.store.get(memory.handle)))
+        items += session_construction_cells(memory.store.get(memory.handle), session_id)
+        items += vary_cells()
     sqlite_s = by_key.get("kit-sqlite")
     if sqlite_s is not None:
         database = sqlite_s.store.database
@@ -1269,6 +1294,7 @@ def component_cells(bench: Bench) -> list[tuple[str, str, Callable[[], Any]]]:
         items += [("store get", "memcached: pymemcache Client.get of the same item", lambda: bare_client.get(item_key)),
                   ("store get", "memcached: the store's own client .get of the same item", lambda: mc.store.client.get(item_key)),
                   ("store get", "memcached: MemcachedStore.get", lambda: mc.store.get(mc.handle))]
+        items += memcached_decode_cells(mc.store.client.get(item_key))
     rd = by_key.get("kit-redis")
     if rd is not None:
         import redis
@@ -1284,20 +1310,156 @@ def component_cells(bench: Bench) -> list[tuple[str, str, Callable[[], Any]]]:
     return items
 
 
+def candidate_codec_cells(text: str) -> list[tuple[str, str, Callable[[], Any]]]:
+    """Faster codecs that produce the same results, measured here to size the suggestions."""
+    try:
+        from kitsession_wsgi.flask import FlaskSessionSerializer
+    except ImportError:
+        return []
+    tagged = FlaskSessionSerializer()
+    tags = set(tagged._tagged.tags)
+    plain_scalars = (str, int, float, bool, type(None))
+
+    def untagged_loads(value: str) -> Any:
+        # Flask's tag keys all start with a space; a text with no '" ' and no \u0020
+        # has no such key, and json.loads alone gives exactly what the tagged loads gives
+        if '" ' not in value and "\\u0020" not in value:
+            return json.loads(value)
+        return tagged.loads(value)
+
+    def plain(value: Any) -> bool:
+        kind = type(value)
+        if kind in plain_scalars:
+            return True
+        if kind is list:
+            return all(plain(item) for item in value)
+        if kind is dict:
+            if len(value) == 1 and next(iter(value)) in tags:
+                return False
+            return all(type(k) is str and plain(v) for k, v in value.items())
+        return False
+
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    def plain_dumps(data: dict[str, Any]) -> str:
+        return encoder.encode(data) if plain(data) else tagged.dumps(data)
+
+    check(untagged_loads(text) == tagged.loads(text), "candidate loads differs")
+    check(json.loads(plain_dumps(PAYLOAD)) == PAYLOAD, "candidate dumps differs")
+    return [
+        ("candidate codec", "tagged loads with a no-tag fast path ('\" ' not in text -> json.loads)",
+         lambda: untagged_loads(text)),
+        ("candidate codec", "tagged dumps with a plain-JSON fast path (type walk + prebuilt encoder)",
+         lambda: plain_dumps(PAYLOAD)),
+        ("candidate codec", "the type walk alone", lambda: plain(PAYLOAD)),
+        ("candidate codec", "prebuilt JSONEncoder.encode (instead of json.dumps(..., options) per call)",
+         lambda: encoder.encode(PAYLOAD)),
+    ]
+
+
+def session_construction_cells(record: Any, session_id: str) -> list[tuple[str, str, Callable[[], Any]]]:
+    from kitsession_wsgi.session import Session
+
+    data = dict(PAYLOAD)
+
+    def via_init() -> Any:
+        session = Session(id=session_id, handle=record.key, data=data, user_id=record.user_id, user=record.user,
+                          created_at=record.created_at, updated_at=record.updated_at,
+                          expires_at=record.expires_at, is_new=False)
+        session._user_id_explicit = False
+        session._loaded_text = record.data
+        session._loaded_user_id = record.user_id
+        session._version = record.version
+        return session
+
+    new = object.__new__
+
+    def via_new() -> Any:
+        session = new(Session)
+        session.id = session_id
+        session.handle = record.key
+        session.user = record.user
+        session.created_at = record.created_at
+        session.updated_at = record.updated_at
+        session.expires_at = record.expires_at
+        session.is_new = False
+        session._data = data
+        session._data_touched = False
+        session._user_id = session._loaded_user_id = record.user_id
+        session._user_id_explicit = False
+        session._loaded_text = record.data
+        session._version = record.version
+        session._send_cookie = session._clear_cookie = session._destroyed = False
+        session._replaces = None
+        session._lock_token = None
+        return session
+
+    return [("core", "Session for a record: Session(...) + 4 attributes (as _session_from_record)", via_init),
+            ("core", "candidate: Session built with object.__new__ and slot assignments", via_new)]
+
+
+def vary_cells() -> list[tuple[str, str, Callable[[], Any]]]:
+    from werkzeug.datastructures import Headers
+
+    base = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "15")]
+
+    def set_item() -> Any:
+        headers = Headers(base)
+        if "Vary" in headers:
+            pass
+        else:
+            headers["Vary"] = "Cookie"
+        return headers
+
+    def add() -> Any:
+        headers = Headers(base)
+        if "Vary" not in headers:
+            headers.add("Vary", "Cookie")
+        return headers
+
+    def append() -> Any:
+        headers = Headers(base)
+        headers._list.append(("Vary", "Cookie"))
+        return headers
+
+    return [("headers", "Headers(...) + 'Vary' in + headers['Vary'] = 'Cookie' (as save_session)", set_item),
+            ("headers", "candidate: Headers(...) + 'Vary' in + headers.add('Vary', 'Cookie')", add),
+            ("headers", "floor: Headers(...) + a plain list append", append)]
+
+
+def memcached_decode_cells(raw: bytes) -> list[tuple[str, str, Callable[[], Any]]]:
+    from kitsession_wsgi.stores import memcached as memcached_store
+    from kitsession_wsgi.stores.base import SessionRecord
+
+    record = memcached_store._decode(raw)
+    if record is None:
+        return []
+    header = json.dumps([record.key, record.user_id, record.created_at, record.updated_at, record.expires_at,
+                         record.version], separators=(",", ":"))
+    flat = header.encode() + b"\n" + record.data.encode()
+
+    def flat_decode() -> Any:
+        head, _, data = flat.partition(b"\n")
+        key, user_id, created, updated, expires, version = json.loads(head)
+        return SessionRecord(key=key, data=data.decode(), user_id=user_id, created_at=created, updated_at=updated,
+                             expires_at=expires, version=version)
+
+    check(flat_decode() == record, "candidate memcached decode differs")
+    return [("store get", f"memcached: _decode of the item ({len(raw)} bytes, data JSON inside JSON)",
+             lambda: memcached_store._decode(raw)),
+            ("store get", f"candidate: header line + raw data ({len(flat)} bytes)", flat_decode)]
+
+
 def run_components(bench: Bench) -> list[tuple[str, str, float]]:
-    settings = bench.settings
-    rows = []
+    """Each piece in 3x the repetitions, a third as long each; the minimum (noise only ever adds)."""
+    settings = {**bench.settings, "cell_seconds": bench.settings["cell_seconds"] / 3}
     items = component_cells(bench)
     times: dict[str, list[float]] = {label: [] for _, label, _ in items}
-    counts = {}
-    for _, label, call in items:
-        counts[label] = calibrate(call, settings)
-    for _ in range(settings["reps"]):
+    counts = {label: calibrate(call, settings) for _, label, call in items}
+    for _ in range(3 * settings["reps"]):
         for _, label, call in items:
             times[label].append(timed(call, counts[label]))
-    for group, label, _ in items:
-        rows.append((group, label, statistics.median(times[label])))
-    return rows
+    return [(group, label, min(times[label])) for group, label, _ in items]
 
 
 # -- profiles -------------------------------------------------------------------------------
@@ -1446,17 +1608,22 @@ def target_lines(bench: Bench, cells: dict[tuple[str, str], Cell], scaling: list
     mem, mem_w = cell("kit-memory"), cell("kit-memory", "write")
     cl_off, cl_w = cell("fs-cachelib-norefresh"), cell("fs-cachelib", "write")
     if mem:
-        verdict("memory via Flask: read <= 1.5x bare Flask", mem.ratio <= 1.5, f"{mem.ratio:.2f}x ({fmt(mem.median)} us)")
+        verdict("memory via Flask: read <= 1.5x bare Flask", mem.ratio <= 1.5,
+                f"{mem.ratio:.2f}x ({fmt(mem.median)} us); CPU time {mem.cpu_ratio:.2f}x")
     if mem and cl_off:
         verdict("memory via Flask: read cheaper than Flask-Session cachelib, refresh off",
-                mem.ratio < cl_off.ratio, f"{mem.ratio:.2f}x vs {cl_off.ratio:.2f}x bare")
+                mem.ratio < cl_off.ratio, f"{mem.ratio:.2f}x vs {cl_off.ratio:.2f}x bare; CPU time "
+                f"{mem.cpu_ratio:.2f}x vs {cl_off.cpu_ratio:.2f}x")
     if mem_w and cl_w:
         verdict("memory via Flask: write cheaper than Flask-Session cachelib write", mem_w.ratio < cl_w.ratio,
-                f"{mem_w.ratio:.2f}x vs {cl_w.ratio:.2f}x bare ({fmt(mem_w.median)} vs {fmt(cl_w.median)} us)")
+                f"{mem_w.ratio:.2f}x vs {cl_w.ratio:.2f}x bare ({fmt(mem_w.median)} vs {fmt(cl_w.median)} us); "
+                f"CPU time {mem_w.cpu_ratio:.2f}x vs {cl_w.cpu_ratio:.2f}x")
     mw, raw = cell("kit-middleware"), cell("raw")
     if mw and raw:
         added = per_rep(mw, raw, lambda x, y: x - y)
-        verdict("middleware around a bare WSGI callable adds <= 15 us per read", added <= 15, f"+{added:.1f} us")
+        added_cpu = statistics.median(x - y for x, y in zip(mw.cpu_times, raw.cpu_times))
+        verdict("middleware around a bare WSGI callable adds <= 15 us per read", added <= 15,
+                f"+{added:.1f} us; CPU time +{added_cpu:.1f} us")
     for store, rt_key in (("memcached", "rt-memcached"), ("redis", "rt-redis")):
         kit, peer, rt = cell(f"kit-{store}"), cell(f"fs-{store}"), cell(rt_key)
         if kit is None:
@@ -1473,7 +1640,8 @@ def target_lines(bench: Bench, cells: dict[tuple[str, str], Cell], scaling: list
     sq = cell("kit-sqlite")
     if sq and mem:
         extra = per_rep(sq, mem, lambda x, y: x - y)
-        verdict("Peewee/SQLite read <= memory read + 15 us", extra <= 15, f"+{extra:.1f} us")
+        extra_cpu = statistics.median(x - y for x, y in zip(sq.cpu_times, mem.cpu_times))
+        verdict("Peewee/SQLite read <= memory read + 15 us", extra <= 15, f"+{extra:.1f} us; CPU time +{extra_cpu:.1f} us")
     for row in scaling:
         if "ratio" in row:
             verdict(f"flat scaling, {row['store']} {row['what']}: {row['large']:,} vs {row['small']:,} within 10%",
@@ -1494,21 +1662,25 @@ def report(bench: Bench, cells: dict[tuple[str, str], Cell], counts: dict[str, t
     out += ["", "## Requests", "",
             "us = microseconds per request (median of the repetitions); x bare = median of the ratios to a bare "
             "Flask app measured right before each repetition. read = existing session, unchanged; write = one "
-            "key set to a new value (checked in the store after every cell).", "",
-            "| scenario | read us | read x bare | write us | write x bare | notes |",
-            "|---|---:|---:|---:|---:|---|"]
+            "key set to a new value (checked in the store after every cell). \"x bare, CPU\" is the same ratio in "
+            "this thread's CPU time: steadier on a busy machine, but blind to time spent waiting for a server "
+            "(memcached, Redis, PostgreSQL, SQLite's fsync), so use it only for in-process stores.", "",
+            "| scenario | read us | read x bare | write us | write x bare | read x bare, CPU | write x bare, CPU | notes |",
+            "|---|---:|---:|---:|---:|---:|---:|---|"]
     for scenario in bench.scenarios:
         if scenario.skip:
-            out.append(f"| {scenario.title} | - | - | - | - | skipped: {scenario.skip} |")
+            out.append(f"| {scenario.title} | - | - | - | - | - | - | skipped: {scenario.skip} |")
             continue
         if scenario.failure:
-            out.append(f"| {scenario.title} | - | - | - | - | **FAILED**: {scenario.failure} |")
+            out.append(f"| {scenario.title} | - | - | - | - | - | - | **FAILED**: {scenario.failure} |")
             continue
         r, w = cells.get((scenario.key, "read")), cells.get((scenario.key, "write"))
         ratio_r = "-" if r is None or scenario.kind == "roundtrip" else f"{r.ratio:.2f}"
         ratio_w = "-" if w is None else f"{w.ratio:.2f}"
+        cpu_r = "-" if r is None or scenario.kind == "roundtrip" else f"{r.cpu_ratio:.2f}"
+        cpu_w = "-" if w is None else f"{w.cpu_ratio:.2f}"
         out.append(f"| {scenario.title} | {fmt(r.median if r else None)} | {ratio_r} | "
-                   f"{fmt(w.median if w else None)} | {ratio_w} | {scenario.notes} |")
+                   f"{fmt(w.median if w else None)} | {ratio_w} | {cpu_r} | {cpu_w} | {scenario.notes} |")
     out += ["", "## Targets (issue 8)", "", "| target | verdict | numbers |", "|---|---|---|"]
     out += target_lines(bench, cells, scaling)
     out += ["", "## Store round trips per request", "",
@@ -1533,7 +1705,9 @@ def report(bench: Bench, cells: dict[tuple[str, str], Cell], counts: dict[str, t
                        f"{fmt(row['b'])} | {row['ratio']:.2f} | {row['note']} |")
     if components:
         out += ["", "## Pieces of a read, each timed alone", "",
-                "Isolated micro-benchmarks (median of the repetitions). Inside a full request each piece costs "
+                "Isolated micro-benchmarks: the fastest of 15 short repetitions (preemption by other work only "
+                "ever adds time, so the minimum is the stable figure here). \"candidate\" rows are possible "
+                "changes implemented in run.py only, to size the suggestions. Inside a full request each piece costs "
                 "more (cold caches: BENCHMARKS.md measured about 3x), so use them to compare alternatives, and "
                 "the profiles below for the in-place split.", "",
                 "| group | piece | us |", "|---|---|---:|"]
