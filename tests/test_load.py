@@ -107,26 +107,46 @@ def create_app(store_url: str) -> Any:
 
 
 def serve(port: int, store_url: str) -> None:  # pragma: no cover - runs in the subprocess
+    import faulthandler
+
     import waitress
+
+    # SIGUSR1 dumps every server thread's stack to stderr: how a hang is diagnosed.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     waitress.serve(create_app(store_url), host="127.0.0.1", port=port, threads=8, _quiet=True,
                    connection_limit=200, channel_timeout=60)
 
 
+@dataclass
+class Server:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stacks(self) -> str:
+        """The server threads' stacks (faulthandler on SIGUSR1) and the tail of its stderr."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGUSR1)
+            time.sleep(1)
+        return self.log.read_text(errors="replace")[-6000:]
+
+
 @pytest.fixture
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[int]:
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     store = request.param
     store_url = "memory" if store == "memory" else f"sqlite:///{tmp_path / 'load.db'}"
     port = free_port()
+    log = tmp_path / "server.log"
     code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_load; test_load.serve({port}, {store_url!r})"
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=HERE.parent, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with log.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=HERE.parent, start_new_session=True,
+                                   stdout=log_file, stderr=log_file)
+    running = Server(port, process, log)
     try:
         if not wait_for_port(port, timeout=30):
-            process.kill()
-            _, err = process.communicate(timeout=10)
-            pytest.fail(f"the waitress server did not start: {err.decode(errors='replace')[-2000:]}")
-        yield port
+            pytest.fail(f"the waitress server did not start: {running.stacks()}")
+        yield running
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)
@@ -135,8 +155,6 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[int]:
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 # -- the client side -------------------------------------------------------------------------
@@ -287,7 +305,8 @@ class Browser:
             self.connection.close()
 
 
-def run_load(port: int, total_requests: int) -> Tally:
+def run_load(server: Server, total_requests: int) -> Tally:
+    port = server.port
     tally = Tally()
     deadline = time.monotonic() + DEADLINE_SECONDS
     browsers = [Browser(i, port, tally, deadline) for i in range(CLIENTS)]
@@ -298,14 +317,21 @@ def run_load(port: int, total_requests: int) -> Tally:
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()) + 5)
     stuck = sum(thread.is_alive() for thread in threads)
-    assert stuck == 0, f"{stuck} client threads were still running at the {DEADLINE_SECONDS:.0f}s deadline"
+    assert stuck == 0, (f"{stuck} client threads were still running at the {DEADLINE_SECONDS:.0f}s deadline; "
+                        f"server stacks:\n{server.stacks()}")
+    if any("stopped" in problem for problem in tally.problems):
+        pytest.fail(f"clients stopped early: {tally.problems[:5]}\nserver stacks:\n{server.stacks()}")
 
     # Exactly one live session per client that holds a cookie: anonymous reads stored
     # nothing, logouts and re-logins removed the old session.
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SOCKET_TIMEOUT)
-    connection.request("GET", "/_live")
-    live = json.loads(connection.getresponse().read())["count"]
-    connection.close()
+    try:
+        connection.request("GET", "/_live")
+        live = json.loads(connection.getresponse().read())["count"]
+    except OSError as exc:
+        pytest.fail(f"the server stopped answering after the load ({exc}); its stacks:\n{server.stacks()}")
+    finally:
+        connection.close()
     holding = sum(b.cookie is not None for b in browsers)
     if live != holding:
         tally.problem(f"the store holds {live} live sessions, but {holding} clients hold a cookie")
@@ -324,7 +350,7 @@ def _report(tally: Tally, total: int, elapsed: float, store: str) -> None:
 
 
 @pytest.mark.parametrize("server", STORES, indirect=True)
-def test_load_2000_mixed_requests_over_http(server: int, request: pytest.FixtureRequest) -> None:
+def test_load_2000_mixed_requests_over_http(server: Server, request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     tally = run_load(server, 2_000)
     _report(tally, 2_000, time.monotonic() - started, request.node.callspec.params["server"])
@@ -332,7 +358,7 @@ def test_load_2000_mixed_requests_over_http(server: int, request: pytest.Fixture
 
 @pytest.mark.load
 @pytest.mark.parametrize("server", STORES, indirect=True)
-def test_load_20000_mixed_requests_over_http(server: int, request: pytest.FixtureRequest) -> None:
+def test_load_20000_mixed_requests_over_http(server: Server, request: pytest.FixtureRequest) -> None:
     if not RUN_BIG and "load" not in (request.config.getoption("markexpr", "") or ""):
         pytest.skip("20,000 requests take 60-90 s per store here: set KITSESSION_LOAD=1 or run -m load")
     started = time.monotonic()
