@@ -9,6 +9,8 @@ with regexes over the HTML.
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import stat
 import sys
 from collections.abc import Iterator
@@ -37,6 +39,8 @@ from examples.flask_app import create_app  # noqa: E402
 from examples.flask_app.formatting import describe_user_agent, duration, relative_time  # noqa: E402
 from examples.flask_app.models import User  # noqa: E402
 from examples.flask_app.settings import persistent_secret_key  # noqa: E402
+from servers import MYSQL_URL, POSTGRES_URL, service_missing  # noqa: E402
+from stores import STORE_KINDS, store_servers  # noqa: E402, F401 (store_servers is a fixture)
 
 PASSWORD = "correct horse battery"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
@@ -493,6 +497,54 @@ def test_kitsession_store_url_switches_the_store(monkeypatch: pytest.MonkeyPatch
     client = new_client(app)
     sign_up(client)
     assert signed_in_as(client) == "ada@example.com"
+
+
+def store_url(kind: str, tmp_path: Path, servers: Any) -> str:
+    """The ``KITSESSION_STORE`` URL a user would write for a store of ``kind``."""
+    if kind == "memory":
+        return "memory"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'sessions.sqlite3'}"
+    if kind in ("postgresql", "mariadb"):
+        url = POSTGRES_URL if kind == "postgresql" else MYSQL_URL
+        parts = urlsplit(url)
+        try:
+            socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2).close()
+        except OSError:
+            service_missing(f"{kind} is not reachable at {url}")
+        return url
+    if kind == "memcached":
+        return f"memcached://{servers.memcached_address()}"
+    assert kind == "redis"
+    return str(servers.redis_url())
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_every_store_url_runs_the_devices_flow(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               store_servers: Any) -> None:
+    """KITSESSION_STORE alone moves the sessions; sign in twice, sign out the other, log out."""
+    monkeypatch.setenv("KITSESSION_STORE", store_url(kind, tmp_path, store_servers))
+    app = create_app({"EXAMPLE_DATABASE": str(tmp_path / "users.sqlite3"), "SECRET_KEY": "test", "TESTING": True})
+    expected_store = {"memory": "MemoryStore", "memcached": "MemcachedStore", "redis": "RedisStore"}.get(kind, "PeeweeStore")
+    assert type(manager(app).store).__name__ == expected_store
+    # Shared servers keep sessions between runs: start this run's user ids somewhere unused.
+    with app.app_context():
+        User.create(id=secrets.randbelow(10**9) + 10**6, email="placeholder@example.com", password_hash="!")
+    laptop = new_client(app)
+    sign_up(laptop)
+    phone = new_client(app, FIREFOX)
+    log_in(phone)
+    assert len(user_sessions(app)) == 2
+
+    revoke = form(laptop.get("/devices/"), "/devices/revoke-others")
+    response = laptop.post("/devices/revoke-others", data=revoke.fields, follow_redirects=True)
+
+    assert "Signed out 1 other device." in response.get_data(as_text=True)
+    assert signed_in_as(phone) is None
+    assert signed_in_as(laptop) == "ada@example.com"
+    laptop.post("/logout", data={"csrf_token": csrf_token(laptop, "/")})
+    assert laptop.get_cookie("session") is None
+    assert user_sessions(app) == []
 
 
 def test_environment_selects_database_and_secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
