@@ -310,6 +310,14 @@ class PeeweeStore(SessionStore):
         }
         session_model = type("KitSessionRow", (peewee.Model,), session_fields)
         lock_model = type("KitSessionLockRow", (peewee.Model,), lock_fields)
+        if self.user_model is not None:
+            # peewee registers every foreign key on the referenced model too;
+            # these throwaway DDL models must not pile up on the application's
+            # User (its recursive deletes would visit them).  The database's
+            # ON DELETE CASCADE does that job.
+            user_meta = self.user_model._meta
+            user_meta.backrefs.pop(user_column, None)
+            user_meta.model_backrefs.pop(session_model, None)
         return session_model, lock_model
 
     def create_tables(self, safe: bool = True) -> None:
