@@ -39,6 +39,7 @@ from examples.flask_app import create_app  # noqa: E402
 from examples.flask_app.formatting import describe_user_agent, duration, relative_time  # noqa: E402
 from examples.flask_app.models import User  # noqa: E402
 from examples.flask_app.settings import persistent_secret_key  # noqa: E402
+from conftest import FakeClock  # noqa: E402
 from servers import MYSQL_URL, POSTGRES_URL, service_missing  # noqa: E402
 from stores import STORE_KINDS, store_servers  # noqa: E402, F401 (store_servers is a fixture)
 
@@ -71,6 +72,8 @@ class PageParser(HTMLParser):
         self._form: Form | None = None
         self._capture: tuple[str, list[str]] | None = None
         self._in_button = False
+        self._in_time = False
+        self._time_label = ""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {name: value or "" for name, value in attrs}
@@ -83,6 +86,10 @@ class PageParser(HTMLParser):
             self._in_button = True
         elif tag == "tr" and "data-handle" in attributes:
             self.device_rows.append({"handle": attributes["data-handle"], "class": attributes.get("class", "")})
+        elif tag == "td" and self.device_rows and "data-label" in attributes:
+            self._in_time = True
+            self.device_rows[-1][attributes["data-label"]] = ""
+            self._time_label = attributes["data-label"]
         if "data-testid" in attributes:
             self._capture = (attributes["data-testid"], [])
 
@@ -91,6 +98,8 @@ class PageParser(HTMLParser):
             self._form = None
         elif tag == "button":
             self._in_button = False
+        elif tag == "td":
+            self._in_time = False
         if self._capture is not None and tag in ("span", "div"):
             name, parts = self._capture
             self.texts[name] = "".join(parts).strip()
@@ -101,6 +110,8 @@ class PageParser(HTMLParser):
             self._form.buttons.append(data.strip())
         if self._capture is not None:
             self._capture[1].append(data)
+        if self._in_time:
+            self.device_rows[-1][self._time_label] += data.strip()
 
 
 def parse(response: TestResponse) -> PageParser:
@@ -381,6 +392,34 @@ def test_devices_page_lists_every_session_and_marks_this_one(app: Flask, client:
     assert {f.fields["handle"] for f in revoke_forms} == {row["handle"] for row in rows[1:]}
     # the page shows handles, never session ids
     assert phone.get_cookie("session").value.split(".")[0][len("s%3A"):] not in page  # type: ignore[union-attr]
+
+
+def test_last_active_moves_with_activity_and_the_page_shows_it(database_path: Path) -> None:
+    clock = FakeClock()
+    app = create_app({"EXAMPLE_DATABASE": str(database_path), "SECRET_KEY": "test-secret", "TESTING": True,
+                      "KITSESSION_CLOCK": clock})
+    laptop = new_client(app)
+    sign_up(laptop)
+    phone = new_client(app, FIREFOX)
+    log_in(phone)
+    signed_in_at = clock.now
+
+    clock.advance(2 * 3600)
+    rows = parse(laptop.get("/devices/")).device_rows
+
+    laptop_row, phone_row = rows
+    assert "current" in laptop_row["class"]
+    assert laptop_row["Signed in"] == "2 hours ago" and laptop_row["Last active"] == "just now"
+    assert phone_row["Signed in"] == "2 hours ago" and phone_row["Last active"] == "2 hours ago"
+    assert laptop_row["Expires"] == phone_row["Expires"] == "in 7 days"
+    sessions = {s.handle: s for s in user_sessions(app)}
+    assert sessions[laptop_row["handle"]].updated_at == clock.now
+    assert sessions[laptop_row["handle"]].expires_at == clock.now + 7 * 86400
+    assert sessions[phone_row["handle"]].updated_at == signed_in_at
+
+    clock.advance(7 * 86400 - 60)  # the phone has been idle for a week: signed out by the server
+    assert signed_in_as(phone) is None
+    assert signed_in_as(laptop) == "ada@example.com"
 
 
 def test_devices_page_needs_a_login(client: FlaskClient) -> None:

@@ -34,26 +34,33 @@ class Device:
     is_current: bool
 
     @classmethod
-    def from_session(cls, session: Session, current_handle: str | None) -> Device:
-        """The row for a listed session; ``is_current`` when it is the requesting browser's."""
+    def from_session(cls, session: Session, current_handle: str | None, now: float) -> Device:
+        """The row for a listed session; ``is_current`` when it is the requesting browser's.
+
+        The requesting browser is active ``now``: the store records this
+        request's activity only when the response is committed, after the page
+        is rendered.
+        """
         data = session.data
         user_agent = str(data.get("user_agent", ""))
+        is_current = session.handle == current_handle
         return cls(
             handle=session.handle or "",
             browser=describe_user_agent(user_agent),
             user_agent=user_agent,
             ip=str(data.get("ip", "")),
             created_at=session.created_at,
-            last_active=session.updated_at,
+            last_active=now if is_current else session.updated_at,
             expires_at=session.expires_at,
-            is_current=session.handle == current_handle,
+            is_current=is_current,
         )
 
 
 def list_devices() -> list[Device]:
     """The user's devices: this one first, then the most recently active."""
     current_handle = current_session.handle
-    devices = [Device.from_session(s, current_handle) for s in get_sessions_for_user(g.user.id)]
+    now = get_manager().clock()
+    devices = [Device.from_session(s, current_handle, now) for s in get_sessions_for_user(g.user.id)]
     devices.sort(key=lambda device: (not device.is_current, -device.last_active))
     return devices
 

@@ -8,6 +8,8 @@ import time
 
 from flask import Flask
 
+from kitsession_wsgi.flask import get_manager
+
 #: (pattern, name) in priority order: Edge and Opera also claim to be Chrome, Chrome claims Safari.
 _BROWSERS = (
     (re.compile(r"Edg(?:e|A|iOS)?/(\d+)"), "Edge"),
@@ -73,12 +75,17 @@ def relative_time(timestamp: float, now: float | None = None) -> str:
     return f"in {amount}" if seconds > 0 else f"{amount} ago"
 
 
+def relative_to_session_clock(timestamp: float) -> str:
+    """:func:`relative_time` measured on the sessions' clock (``KITSESSION_CLOCK``), which set the times."""
+    return relative_time(timestamp, now=get_manager().clock())
+
+
 def init_formatting(app: Flask) -> None:
     """Register the filters on ``app``'s Jinja environment."""
     app.jinja_env.filters.update(
         absolute_time=absolute_time,
         duration=duration,
         iso_time=iso_time,
-        relative_time=relative_time,
+        relative_time=relative_to_session_clock,
         user_agent=describe_user_agent,
     )
