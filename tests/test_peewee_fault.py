@@ -101,6 +101,9 @@ def test_outage_raises_store_unavailable_and_recovers_without_a_new_store(
         manager.create_session(user_id=8, data={"during": "outage"})
 
     private_postgres.start()
+    # The first call after the restart is a write on a dead connection: retried, not a 503.
+    fresh = manager.create_session(user_id=9, data={"after": "restart"})
+    assert fresh.id is not None and outage_store.get(session_key(fresh.id)) is not None
     got = outage_store.get(key)
     assert got is not None and got.user_id == 7
     loaded = manager.initialize_session({"Cookie": cookie})

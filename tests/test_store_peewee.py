@@ -488,6 +488,76 @@ def test_postgres_read_survives_a_killed_connection(make_store: Callable[..., Pe
     assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != backend
 
 
+def test_postgres_write_survives_a_killed_connection(make_store: Callable[..., PeeweeStore]) -> None:
+    store = make_store("postgres")
+    record = make_record(store)
+    store.create(record)
+    killer = db_url.connect(POSTGRES_URL)
+    try:
+        for _ in range(2):
+            backend = store.database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+            killer.execute_sql("SELECT pg_terminate_backend(%s)", (backend,))
+            time.sleep(0.1)
+            if _ == 0:
+                assert store.create(make_record(store)) is True  # the first call after the kill is a write
+            else:
+                saved = store.set(record.with_changes(data='{"n":1}', version=2), 1)
+                assert saved is SetResult.SAVED
+    finally:
+        killer.close()
+    got = store.get(record.key)
+    assert got is not None and got.data == '{"n":1}'
+
+
+def lose_the_first_answer(database: peewee.Database, statement: str) -> list[str]:
+    """Fault injection: run the first ``statement`` for real, then fail as if the connection dropped.
+
+    The database really applies the write; only its answer is lost, the case
+    where a blind retry would misreport a fresh insert as a duplicate.
+    """
+    calls: list[str] = []
+    original = database.execute_sql
+
+    def flaky(sql: str, params: Any = None) -> Any:
+        calls.append(sql)
+        cursor = original(sql, params)
+        if sql.lstrip().upper().startswith(statement) and calls.count(sql) == 1:
+            raise peewee.OperationalError("server closed the connection unexpectedly")
+        return cursor
+
+    database.execute_sql = flaky  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_create_whose_answer_was_lost_still_reports_success(
+    make_store: Callable[..., PeeweeStore], dialect: str
+) -> None:
+    store = make_store(dialect)
+    record = make_record(store, user_id=5)
+    calls = lose_the_first_answer(store.database, "INSERT")
+    assert store.create(record) is True
+    assert sum(sql.lstrip().startswith("INSERT") for sql in calls) == 2  # it was retried
+    assert store.create(record.with_changes(data='{"other":1}')) is False  # a real duplicate stays False
+    got = store.get(record.key)
+    assert got is not None and got.data == record.data
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_save_whose_answer_was_lost_still_reports_saved(
+    make_store: Callable[..., PeeweeStore], dialect: str
+) -> None:
+    store = make_store(dialect)
+    record = make_record(store)
+    store.create(record)
+    calls = lose_the_first_answer(store.database, "UPDATE")
+    assert store.set(record.with_changes(data='{"n":1}', version=2), 1) is SetResult.SAVED
+    assert sum(sql.lstrip().startswith("UPDATE") for sql in calls) == 2
+    assert store.set(record.with_changes(data='{"n":9}', version=2), 1) is SetResult.CONFLICT
+    got = store.get(record.key)
+    assert got is not None and got.data == '{"n":1}' and got.version == 2
+
+
 def test_a_user_model_of_another_database_is_refused(tmp_path: Path) -> None:
     User = user_model_for(peewee.SqliteDatabase(str(tmp_path / "users.db")))
     with pytest.raises(ConfigurationError, match="user_model"):

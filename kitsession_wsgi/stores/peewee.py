@@ -86,7 +86,7 @@ class _Statements:
     get_all_for_user: str
     insert: str
     update: str
-    version_of: str
+    stored: str
     touch: str
     delete: str
     delete_for_user: str
@@ -350,8 +350,8 @@ class PeeweeStore(SessionStore):
         """
         statements = self._ready()
         quote = _quoter(statements.database)
-        self._write(statements, f"DELETE FROM {quote(self.table_name)}", (), retry=True)
-        self._write(statements, f"DELETE FROM {quote(self.lock_table_name)}", (), retry=True)
+        self._write(statements, f"DELETE FROM {quote(self.table_name)}", ())
+        self._write(statements, f"DELETE FROM {quote(self.lock_table_name)}", ())
 
     def close(self) -> None:
         """Close this thread's connection if the store opened the database (:meth:`from_url`).
@@ -446,7 +446,10 @@ class PeeweeStore(SessionStore):
                 f"{quote('updated_at')} = {p}, {expires} = {p}, {quote('version')} = {p} "
                 f"WHERE {key} = {p} AND {quote('version')} = {p}"
             ),
-            version_of=f"SELECT {quote('version')} FROM {table} WHERE {key} = {p}",
+            stored=(
+                f"SELECT {quote('version')}, {quote('data')}, {user}, {quote('created_at')} "
+                f"FROM {table} WHERE {key} = {p}"
+            ),
             touch=f"UPDATE {table} SET {quote('updated_at')} = {p}, {expires} = {p} WHERE {key} = {p}",
             delete=f"DELETE FROM {table} WHERE {key} = {p}",
             delete_for_user=f"DELETE FROM {table} WHERE {user} = {p}",
@@ -473,23 +476,42 @@ class PeeweeStore(SessionStore):
         try:
             rows: list[tuple[Any, ...]] = statements.database.execute_sql(sql, params).fetchall()
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            rows = self._recover(statements, exc, sql, params, fetch=True, retry=True)
+            rows = self._recover(statements, exc, sql, params, fetch=True)
         return rows
 
-    def _write(self, statements: _Statements, sql: str, params: Sequence[Any], *, retry: bool) -> int:
-        """Rows changed by a statement.
+    def _write_noting_retry(self, statements: _Statements, sql: str, params: Sequence[Any]) -> tuple[int, bool]:
+        """Like :meth:`_write`, and whether the statement had to be run again.
 
-        ``retry`` marks statements that are safe to run twice (deletes, touches,
-        locks): only those are repeated after a connection error, because the
-        first attempt may have been applied before the connection dropped.
+        On MySQL, which has no ``ON CONFLICT DO NOTHING``, an INSERT of an
+        existing key counts as 0 rows instead of raising.
+        """
+        retried = False
+        try:
+            try:
+                return int(statements.database.execute_sql(sql, params).rowcount), False
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                retried = True
+                return int(self._recover(statements, exc, sql, params, fetch=False)), True
+        except peewee.IntegrityError as exc:
+            if statements.dialect == "mysql" and _mysql_error_number(exc) == _MYSQL_DUPLICATE_KEY:
+                return 0, retried
+            raise
+
+    def _write(self, statements: _Statements, sql: str, params: Sequence[Any]) -> int:
+        """Rows changed by a statement; retried once on a fresh connection after a connection error.
+
+        A retry is safe for every write of this store even when the first
+        attempt was applied and only its answer was lost: deletes, touches and
+        locks are idempotent, and ``create`` and ``set`` recognise their own
+        row when the row count says nothing happened.
         """
         try:
             return int(statements.database.execute_sql(sql, params).rowcount)
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            return int(self._recover(statements, exc, sql, params, fetch=False, retry=retry))
+            return int(self._recover(statements, exc, sql, params, fetch=False))
 
     def _recover(
-        self, statements: _Statements, exc: Exception, sql: str, params: Sequence[Any], *, fetch: bool, retry: bool
+        self, statements: _Statements, exc: Exception, sql: str, params: Sequence[Any], *, fetch: bool
     ) -> Any:
         """Retry a failed statement where that is safe, else raise StoreUnavailable."""
         database = statements.database
@@ -512,10 +534,10 @@ class PeeweeStore(SessionStore):
             elif statements.dialect == "sqlite" and _is_sqlite_programming_error(message):
                 raise exc  # a missing table is a setup mistake, not an outage
             else:
+                # A server restart leaves every pooled thread connection dead;
+                # one retry on a new connection hides that from the request.
                 self._discard_connection(database)
-                # psycopg2 and pymysql raise InterfaceError on a connection
-                # already known dead, before sending anything: always safe to retry.
-                if reconnected or not (retry or isinstance(exc, peewee.InterfaceError)):
+                if reconnected:
                     raise StoreUnavailable(
                         f"{statements.dialect} session store unavailable: {message.strip()}",
                         store=type(self).__name__,
@@ -616,18 +638,18 @@ class PeeweeStore(SessionStore):
         .. versionadded:: 0.1
         """
         statements = self._ready()
+        user = self._user_column(record.user_id)
         params = (
-            record.key, record.data, self._user_column(record.user_id), record.created_at,
-            record.updated_at, record.expires_at, record.version,
+            record.key, record.data, user, record.created_at, record.updated_at, record.expires_at, record.version,
         )
-        if statements.dialect != "mysql":
-            return self._write(statements, statements.insert, params, retry=False) == 1
-        try:
-            return self._write(statements, statements.insert, params, retry=False) == 1
-        except peewee.IntegrityError as exc:
-            if _mysql_error_number(exc) == _MYSQL_DUPLICATE_KEY:
-                return False
-            raise
+        inserted, retried = self._write_noting_retry(statements, statements.insert, params)
+        if inserted or not retried:
+            return bool(inserted)
+        # The INSERT ran twice: the first attempt may have committed and only
+        # its answer died with the connection.  Keys are random digests, so a
+        # row equal to ours is ours.
+        rows = self._read(statements, statements.stored, (record.key,))
+        return bool(rows) and _same_row(rows[0], record, user, compare_created=True)
 
     def set(self, record: SessionRecord, expected_version: int) -> SetResult:
         """Replace the record if its stored version is ``expected_version``; never inserts.
@@ -637,18 +659,22 @@ class PeeweeStore(SessionStore):
         .. versionadded:: 0.1
         """
         statements = self._ready()
+        user = self._user_column(record.user_id)
         params = (
-            record.data, self._user_column(record.user_id), record.created_at, record.updated_at,
+            record.data, user, record.created_at, record.updated_at,
             record.expires_at, record.version, record.key, expected_version,
         )
-        if self._write(statements, statements.update, params, retry=False):
+        updated, retried = self._write_noting_retry(statements, statements.update, params)
+        if updated:
             return SetResult.SAVED
-        rows = self._read(statements, statements.version_of, (record.key,))
+        rows = self._read(statements, statements.stored, (record.key,))
         if not rows:
             return SetResult.MISSING
-        # MySQL counts changed rows, not matched ones: an UPDATE that matched
-        # and wrote identical values reports 0.
-        if statements.dialect == "mysql" and int(rows[0][0]) == expected_version == record.version:
+        # Two ways a row count of 0 can still mean "saved": a retried UPDATE
+        # whose first attempt committed, and MySQL, which counts changed rows
+        # rather than matched ones (an UPDATE writing identical values reports 0).
+        unchanged_on_mysql = statements.dialect == "mysql" and record.version == expected_version
+        if (retried or unchanged_on_mysql) and _same_row(rows[0], record, user, compare_created=False):
             return SetResult.SAVED
         return SetResult.CONFLICT
 
@@ -660,10 +686,10 @@ class PeeweeStore(SessionStore):
         .. versionadded:: 0.1
         """
         statements = self._ready()
-        if self._write(statements, statements.touch, (updated_at, expires_at, key), retry=True):
+        if self._write(statements, statements.touch, (updated_at, expires_at, key)):
             return True
         # MySQL reports 0 for a matched row whose values did not change.
-        return statements.dialect == "mysql" and bool(self._read(statements, statements.version_of, (key,)))
+        return statements.dialect == "mysql" and bool(self._read(statements, statements.stored, (key,)))
 
     def delete(self, key: str) -> bool:
         """Remove the record; ``True`` when one was removed.
@@ -673,7 +699,7 @@ class PeeweeStore(SessionStore):
         .. versionadded:: 0.1
         """
         statements = self._ready()
-        return self._write(statements, statements.delete, (key,), retry=True) > 0
+        return self._write(statements, statements.delete, (key,)) > 0
 
     def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
         """Remove every record of ``user_id`` but ``except_key``, in one statement.
@@ -685,8 +711,8 @@ class PeeweeStore(SessionStore):
         statements = self._ready()
         user = self._user_column(user_id)
         if except_key is None:
-            return self._write(statements, statements.delete_for_user, (user,), retry=True)
-        return self._write(statements, statements.delete_for_user_except, (user, except_key), retry=True)
+            return self._write(statements, statements.delete_for_user, (user,))
+        return self._write(statements, statements.delete_for_user_except, (user, except_key))
 
     def get_all_for_user(self, user_id: UserId) -> list[SessionRecord]:
         """Every record of ``user_id`` (an index lookup).
@@ -722,11 +748,11 @@ class PeeweeStore(SessionStore):
         statements = self._ready()
         removed = 0
         while True:
-            batch = self._write(statements, statements.purge, (now,), retry=True)
+            batch = self._write(statements, statements.purge, (now,))
             removed += batch
             if batch < self.purge_batch_size:
                 break
-        self._write(statements, statements.lock_purge, (time.time(),), retry=True)
+        self._write(statements, statements.lock_purge, (time.time(),))
         return removed
 
     def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
@@ -743,14 +769,10 @@ class PeeweeStore(SessionStore):
         """
         statements = self._ready()
         now = time.time()
-        if self._write(statements, statements.lock_take_over, (token, now + ttl, key, token, now), retry=True):
+        if self._write(statements, statements.lock_take_over, (token, now + ttl, key, token, now)):
             return True
-        try:
-            if self._write(statements, statements.lock_insert, (key, token, now + ttl), retry=True):
-                return True
-        except peewee.IntegrityError as exc:
-            if _mysql_error_number(exc) != _MYSQL_DUPLICATE_KEY:
-                raise
+        if self._write_noting_retry(statements, statements.lock_insert, (key, token, now + ttl))[0]:
+            return True
         # MySQL reports 0 for an UPDATE that matched but changed nothing, so
         # re-read the holder rather than trusting the row counts alone.
         rows = self._read(statements, statements.lock_holder, (key,))
@@ -767,7 +789,7 @@ class PeeweeStore(SessionStore):
         .. versionadded:: 0.1
         """
         statements = self._ready()
-        self._write(statements, statements.lock_release, (key, token), retry=True)
+        self._write(statements, statements.lock_release, (key, token))
 
 
 def _dialect(database: Any) -> str:
@@ -779,6 +801,19 @@ def _dialect(database: Any) -> str:
         return "mysql"
     raise ConfigurationError(
         "database", f"{type(database).__name__} is not a SQLite, PostgreSQL or MySQL peewee database"
+    )
+
+
+def _same_row(row: Sequence[Any], record: SessionRecord, user: Any, *, compare_created: bool) -> bool:
+    """Whether a ``stored`` row (version, data, user_id, created_at) is what ``record`` wrote."""
+    version, data, stored_user, created_at = row
+    if isinstance(stored_user, bytes):  # MySQL VARBINARY
+        stored_user = stored_user.decode("utf-8")
+    return (
+        int(version) == record.version
+        and data == record.data
+        and stored_user == user
+        and (not compare_created or float(created_at) == record.created_at)
     )
 
 
