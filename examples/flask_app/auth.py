@@ -13,15 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import peewee
-from flask import (
-    Blueprint,
-    flash,
-    g,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -88,6 +80,17 @@ def start_user_session(session: Session, user: User) -> None:
     }
 
 
+def signup_error(email: str, password: str, confirm: str) -> str | None:
+    """What is wrong with a sign-up form, or ``None``."""
+    if "@" not in email or len(email) > 254:
+        return "Enter a valid e-mail address."
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters."
+    if password != confirm:
+        return "The two passwords do not match."
+    return None
+
+
 @bp.get("/signup")
 def signup_form() -> ResponseReturnValue:
     """The sign-up form."""
@@ -102,19 +105,14 @@ def signup(session: Session) -> ResponseReturnValue:
     """Create an account and log it in."""
     email = normalize_email(request.form.get("email", ""))
     password = request.form.get("password", "")
-    error = None
-    if "@" not in email or len(email) > 254:
-        error = "Enter a valid e-mail address."
-    elif len(password) < MIN_PASSWORD_LENGTH:
-        error = f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters."
-    elif password != request.form.get("confirm", ""):
-        error = "The two passwords do not match."
+    error = signup_error(email, password, request.form.get("confirm", ""))
+    user = None
     if error is None:
         try:
             user = User.create(email=email, password_hash=generate_password_hash(password))
-        except peewee.IntegrityError:
+        except peewee.IntegrityError:  # the unique index, also under concurrent sign-ups
             error = "An account with this e-mail address already exists. Log in instead?"
-    if error is not None:
+    if user is None:
         return render_template("signup.html", email=email, error=error), 400
     start_user_session(session, user)
     flash("Welcome! Your account is ready.", "success")
