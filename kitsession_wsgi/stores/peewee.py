@@ -112,6 +112,14 @@ class PeeweeStore(SessionStore):
     threaded WSGI server.  An in-memory SQLite database is per connection, so
     each thread would see its own empty store: use a file.
 
+    Outages: on a connection error (peewee ``OperationalError`` or
+    ``InterfaceError``) the store closes this thread's connection and runs the
+    statement once more on a new one, so the stale connections a database
+    restart leaves behind cost no request.  If that fails too it raises
+    :class:`~kitsession_wsgi.StoreUnavailable` (the driver error chained), and
+    the next call connects afresh: no restart of the process is needed.  SQLite's
+    "database is locked" is retried for ``locked_retry_timeout`` seconds.
+
     :param database: a peewee ``SqliteDatabase``, ``PostgresqlDatabase`` or
         ``MySQLDatabase`` (or a subclass, or a ``DatabaseProxy`` initialised
         with one before the first call).  The database must connect on demand
@@ -505,10 +513,7 @@ class PeeweeStore(SessionStore):
         locks are idempotent, and ``create`` and ``set`` recognise their own
         row when the row count says nothing happened.
         """
-        try:
-            return int(statements.database.execute_sql(sql, params).rowcount)
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            return int(self._recover(statements, exc, sql, params, fetch=False))
+        return self._write_noting_retry(statements, sql, params)[0]
 
     def _recover(
         self, statements: _Statements, exc: Exception, sql: str, params: Sequence[Any], *, fetch: bool
@@ -534,10 +539,11 @@ class PeeweeStore(SessionStore):
             elif statements.dialect == "sqlite" and _is_sqlite_programming_error(message):
                 raise exc  # a missing table is a setup mistake, not an outage
             else:
-                # A server restart leaves every pooled thread connection dead;
-                # one retry on a new connection hides that from the request.
+                # A server restart leaves every thread's connection dead; one
+                # retry on a new connection hides that from the request.  Inside
+                # the application's transaction there is no new connection to take.
                 self._discard_connection(database)
-                if reconnected:
+                if reconnected or database.in_transaction():
                     raise StoreUnavailable(
                         f"{statements.dialect} session store unavailable: {message.strip()}",
                         store=type(self).__name__,
