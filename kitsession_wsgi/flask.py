@@ -37,7 +37,7 @@ from werkzeug.local import LocalProxy
 from . import signals
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
-from .serialization import describe_serialization_error
+from .serialization import check_keys, describe_serialization_error
 from .session import Session
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
@@ -48,7 +48,7 @@ logger = logging.getLogger("kitsession_wsgi")
 MANAGER_OPTIONS = (
     "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
     "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
-    "cookie_cache_size", "merge_retries",
+    "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl",
 )
 #: options of the extension itself (not passed to the manager)
 EXTENSION_OPTIONS = ("retry_after", "store")
@@ -66,6 +66,7 @@ class FlaskSessionSerializer:
         self._tagged = TaggedJSONSerializer()
 
     def dumps(self, data: dict[str, t.Any]) -> str:
+        check_keys(data)
         try:
             return self._tagged.dumps(data)
         except (TypeError, ValueError) as exc:
@@ -181,7 +182,9 @@ class FlaskSession(SessionMixin):
         return self._writable().pop(key, *default)
 
     def clear(self) -> None:
+        """Empty the session and end its user link (Flask's logout idiom); the record is removed."""
         self._writable().clear()
+        self.core.user_id = None
 
     def __repr__(self) -> str:
         return f"<FlaskSession {self._core!r}>"

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import math
+import random
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ from .cookies import (
 )
 from .errors import ConfigurationError, SessionConflict, SessionDataError
 from .serialization import JSONSerializer, Serializer
-from .session import Session, validate_user_id
+from .session import Session, user_id_from_data, validate_user_id
 from .signing import CookieSigner, normalize_keys
 from .stores.base import SessionRecord, SessionStore, SetResult, UserId
 
@@ -63,8 +64,18 @@ def session_key(session_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+#: Longer Cookie headers are verified every time, so the cache holds at most
+#: ``cookie_cache_size`` x 4 KiB, whatever clients send.
+_CACHEABLE_HEADER_LENGTH = 4096
 #: ``_identify`` result for a session cookie that is present but not acceptable
 _INVALID = "invalid"
+
+
+class _ChangeSet(NamedTuple):
+    updated: dict[str, Any]
+    deleted: list[str]
+    user_id_changed: bool
+    user_id: UserId | None
 
 
 class _CookieIdentity(NamedTuple):
@@ -153,7 +164,7 @@ class SessionManager:
         touch_interval: int | float | timedelta | None = None,
         serializer: Serializer | None = None,
         cookie_cache_size: int = 4096,
-        merge_retries: int = 10,
+        merge_retries: int = 50,
         lock: bool = False,
         lock_timeout: int | float | timedelta = 10.0,
         lock_ttl: int | float | timedelta = 30.0,
@@ -215,6 +226,10 @@ class SessionManager:
         interval = _seconds("touch_interval", touch_interval, allow_none=True)
         if interval is None and self.idle_timeout is not None:
             interval = min(60.0, self.idle_timeout / 10)
+        if interval is not None and self.idle_timeout is not None and interval >= self.idle_timeout:
+            raise ConfigurationError(
+                "touch_interval", f"must be shorter than idle_timeout ({self.idle_timeout:g}s), or active sessions expire"
+            )
         self.touch_interval = interval
 
         if not callable(clock):
@@ -236,6 +251,18 @@ class SessionManager:
         self.cookie_cache_size = cookie_cache_size
         self._cookie_cache: dict[str, _CookieIdentity] = {}
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self._check_cookie_attributes()
+
+    def _check_cookie_attributes(self) -> None:
+        """Build both cookies once now, so a value werkzeug cannot write fails here, not per request."""
+        try:
+            self.remove_session_cookie()
+        except (ValueError, UnicodeError) as exc:
+            raise ConfigurationError("domain", f"{self.domain!r} cannot be written in a cookie: {exc}") from exc
+        try:
+            self.set_session_cookie("0" * 43)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise ConfigurationError("max_age", f"{self.max_age:g}s cannot be written as a cookie expiry: {exc}") from exc
 
     # -- reading a request ------------------------------------------------------------
 
@@ -259,7 +286,7 @@ class SessionManager:
                 # A cookie we cannot accept is cleared; an absent one costs nothing.
                 return self._anonymous(clear_cookie=found is not None)
             identity = found
-            if self.cookie_cache_size:
+            if self.cookie_cache_size and len(header) <= _CACHEABLE_HEADER_LENGTH:
                 if len(self._cookie_cache) >= self.cookie_cache_size:
                     self._cookie_cache.clear()
                 self._cookie_cache[header] = identity
@@ -315,11 +342,8 @@ class SessionManager:
             signals.expired.send(self, handle=record.key)
             logger.info("expired session %s removed", self.log_reference(record.key))
             return None
-        try:
-            data = self.serializer.loads(record.data)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = self._readable(record.data)
+        if data is None:
             logger.error("session %s holds unreadable data; removed", self.log_reference(record.key))
             self.store.delete(record.key)
             return None
@@ -424,9 +448,15 @@ class SessionManager:
             if not session._data and session._user_id is None:
                 return self.remove_session_cookie() if session._clear_cookie else None
             self._save(session)
-        elif session._user_id != session._loaded_user_id or (
-            session._data_touched and self.serializer.dumps(session._data) != session._loaded_text
-        ):
+        elif session._data_touched and self.serializer.dumps(session._data) != session._loaded_text:
+            if not session._user_id_explicit:
+                self._follow_data_user(session)
+            if not session._data and session._user_id is None:
+                # Emptied (Flask's session.clear() logout idiom): nothing left to keep.
+                self.remove_session(session)
+                return self.remove_session_cookie()
+            self._save(session)
+        elif session._user_id != session._loaded_user_id:
             self._save(session)
         elif self.touch_interval is not None:
             self._touch(session)
@@ -436,6 +466,19 @@ class SessionManager:
             session._send_cookie = False
             return self.set_session_cookie(session)
         return None
+
+    def _follow_data_user(self, session: Session) -> None:
+        """Apply the seed's user rule to data changed in place.
+
+        ``data["id"] = 5`` links the session to user 5; data that named a user
+        and no longer does (or was emptied, as ``flask.session.clear()`` does)
+        ends the link, so clearing the session logs the user out.
+        """
+        derived = user_id_from_data(session._data)
+        if derived is not None:
+            session._user_id = derived
+        elif not session._data or user_id_from_data(self._loads_object(session._loaded_text)) is not None:
+            session._user_id = None
 
     def _deadline(self, created_at: float, now: float) -> float:
         absolute = created_at + self.max_age
@@ -474,7 +517,8 @@ class SessionManager:
         assert session.handle is not None
         expected = session._version
         user_id = session._user_id
-        for _attempt in range(self.merge_retries + 1):
+        changes: _ChangeSet | None = None
+        for attempt in range(self.merge_retries + 1):
             record = SessionRecord(
                 key=session.handle,
                 data=text,
@@ -488,6 +532,7 @@ class SessionManager:
             if result is SetResult.SAVED:
                 session._loaded_text = text
                 session._loaded_user_id = user_id
+                session._user_id = user_id
                 session._version = record.version
                 session.updated_at = now
                 session.expires_at = record.expires_at
@@ -500,39 +545,60 @@ class SessionManager:
                 return
             if self.on_conflict == "raise":
                 raise SessionConflict("the session was changed by another request", handle=session.handle)
+            if attempt >= 2:
+                # Many writers on one session: step aside briefly so the retries spread out.
+                time.sleep(random.uniform(0, 0.001 * min(attempt, 10)))
             current = self.store.get(session.handle)
             if current is None or now >= current.expires_at:
                 self._mark_destroyed(session)
                 return
-            if self.on_conflict == "overwrite":
-                expected = current.version
-                continue
-            merged, user_id = self._merge(session, current)
-            text = self._serialize(merged)
             expected = current.version
+            if self.on_conflict == "overwrite":
+                continue
+            if changes is None:
+                # What THIS request changed, against what it loaded; computed once,
+                # so later merges never mistake other requests' values for ours.
+                changes = self._changes(session)
+            merged = self._loads_object(current.data)
+            merged.update(changes.updated)
+            for key in changes.deleted:
+                merged.pop(key, None)
+            user_id = changes.user_id if changes.user_id_changed else current.user_id
+            text = self._serialize(merged)
             session._data = merged
         raise SessionConflict(
             f"the session kept changing under this request ({self.merge_retries} merges)", handle=session.handle
         )
 
-    def _merge(self, session: Session, current: SessionRecord) -> tuple[dict[str, Any], UserId | None]:
-        """Re-apply this request's changed and deleted keys on top of the stored data."""
-        dumps = self.serializer.dumps
-        original = self.serializer.loads(session._loaded_text)
-        merged = self.serializer.loads(current.data)
-        if not isinstance(original, dict) or not isinstance(merged, dict):
-            merged = {}
-        for key, value in session._data.items():
-            if key not in original or dumps({key: value}) != dumps({key: original[key]}):
-                merged[key] = value
-        for key in original:
-            if key not in session._data:
-                merged.pop(key, None)
-        user_id = session._user_id if session._user_id != session._loaded_user_id else current.user_id
-        return merged, user_id
+    def _readable(self, text: str) -> dict[str, Any] | None:
+        """Stored data as a dict, or ``None`` when it is corrupt or not a JSON object."""
+        try:
+            data = self.serializer.loads(text)
+        except (ValueError, TypeError, RecursionError):
+            # Whatever a damaged or hostile record holds, it is never a 500.
+            return None
+        return data if isinstance(data, dict) else None
 
-    def _insert(self, session: Session, text: str, now: float) -> None:
+    def _loads_object(self, text: str) -> dict[str, Any]:
+        """Stored data as a dict; unreadable data reads as empty."""
+        return self._readable(text) or {}
+
+    def _changes(self, session: Session) -> _ChangeSet:
+        """The keys this request set or deleted, compared with what it loaded."""
+        dumps = self.serializer.dumps
+        original = self._loads_object(session._loaded_text)
+        updated = {
+            key: value
+            for key, value in session._data.items()
+            if key not in original or dumps({key: value}) != dumps({key: original[key]})
+        }
+        deleted = [key for key in original if key not in session._data]
+        user_id_changed = session._user_id != session._loaded_user_id
+        return _ChangeSet(updated, deleted, user_id_changed, session._user_id)
+
+    def _insert(self, session: Session, text: str, now: float, *, created_at: float | None = None) -> None:
         user_id = session._user_id
+        created_at = now if created_at is None else created_at
         for _attempt in range(_CREATE_ATTEMPTS):
             session_id = self.store.create_id()
             key = session_key(session_id)
@@ -540,9 +606,9 @@ class SessionManager:
                 key=key,
                 data=text,
                 user_id=user_id,
-                created_at=now,
+                created_at=created_at,
                 updated_at=now,
-                expires_at=self._deadline(now, now),
+                expires_at=self._deadline(created_at, now),
                 version=1,
             )
             if self.store.create(record):
@@ -551,7 +617,8 @@ class SessionManager:
             raise SessionConflict(f"store.create_id() returned taken ids {_CREATE_ATTEMPTS} times")
         session.id = session_id
         session.handle = key
-        session.created_at = session.updated_at = now
+        session.created_at = created_at
+        session.updated_at = now
         session.expires_at = record.expires_at
         session.is_new = False
         session._loaded_text = text
@@ -657,15 +724,13 @@ class SessionManager:
         for record in records:
             if now >= record.expires_at or now >= record.created_at + self.max_age:
                 continue
-            try:
-                data = self.serializer.loads(record.data)
-            except ValueError:
-                continue
-            if not isinstance(data, dict):
+            data = self._readable(record.data)
+            if data is None:
                 continue
             session = Session(handle=record.key, data=data, user_id=record.user_id, user=record.user,
                               created_at=record.created_at, updated_at=record.updated_at,
                               expires_at=record.expires_at, is_new=False)
+            session._user_id_explicit = False
             session._loaded_text = record.data
             session._version = record.version
             sessions.append(session)
@@ -682,23 +747,25 @@ class SessionManager:
         return self._listed(self.store.get_all_for_user(user_id))
 
     def regenerate(self, session: Session) -> Session:
-        """Give ``session`` a new id, keeping its data; the old id stops working at once.
+        """Give ``session`` a new id, keeping its data and lifetime; the old id stops working at once.
 
         The defence against session fixation when privileges change.  A
-        session not stored yet gets its id when it is first saved anyway.
+        session not stored yet gets its id when it is first saved anyway; a
+        session another request removed stays removed.
         """
         if session.is_new or session._destroyed:
             return session
         old_key = session.handle
+        assert old_key is not None
         self.release(session)
+        if not self.store.delete(old_key):
+            self._mark_destroyed(session)
+            return session
         replacement = self.new_session(user_id=session._user_id)
         replacement._data = session._data
-        self._insert(replacement, self._serialize(session._data), self.clock())
-        assert old_key is not None
-        self.store.delete(old_key)
+        self._insert(replacement, self._serialize(session._data), self.clock(), created_at=session.created_at)
         session.id = replacement.id
         session.handle = replacement.handle
-        session.created_at = replacement.created_at
         session.updated_at = replacement.updated_at
         session.expires_at = replacement.expires_at
         session._loaded_text = replacement._loaded_text

@@ -41,6 +41,7 @@ class JSONSerializer:
     """
 
     def dumps(self, data: dict[str, Any]) -> str:
+        check_keys(data)
         try:
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -52,6 +53,15 @@ class JSONSerializer:
     @staticmethod
     def _dumps_one(value: Any) -> str:
         return json.dumps(value, allow_nan=False)
+
+
+def check_keys(data: dict[str, Any]) -> None:
+    """Reject non-str top-level keys: JSON would turn ``1`` into ``"1"`` and merge duplicates."""
+    for key in data:
+        if type(key) is not str:
+            raise SessionSerializationError(
+                None, f"session data keys must be str, got {key!r} ({type(key).__name__})"
+            )
 
 
 def describe_serialization_error(

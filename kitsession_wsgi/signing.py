@@ -48,6 +48,11 @@ def normalize_keys(keys: str | bytes | Sequence[str | bytes] | None) -> tuple[by
         return ()
     if isinstance(keys, (str, bytes)):
         keys = [keys]
+    if not isinstance(keys, Sequence):
+        # A set or dict has no order, and keys[0] is the one that signs.
+        raise ConfigurationError(
+            "keys", f"must be a str, bytes or an ordered sequence (list or tuple), got {type(keys).__name__}"
+        )
     normalized: list[bytes] = []
     for index, key in enumerate(keys):
         if isinstance(key, str):

@@ -250,9 +250,6 @@ def test_merge_keeps_the_other_requests_login(manager: SessionManager, store: Co
     assert store.get(original.handle).user_id == 42  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(reason="core bug: after a merge, session.user_id still holds the stale value while the store "
-                          "holds the other request's user; a later save on that object writes the stale user back",
-                   strict=True)
 def test_merged_session_reflects_the_stored_user(manager: SessionManager, store: CountingStore) -> None:
     original, first, second, header = two_requests(manager, store)
     first.user_id = 42
@@ -344,8 +341,6 @@ def test_regenerate_of_a_new_session_writes_nothing(manager: SessionManager, sto
     assert session.is_new and store.writes() == 0
 
 
-@pytest.mark.xfail(reason="core bug: regenerate() of a session another request removed (logout) inserts a new "
-                          "record with the old data: the removed session is resurrected", strict=True)
 def test_regenerate_does_not_resurrect_a_removed_session(manager: SessionManager, store: CountingStore) -> None:
     _, first, second, _ = two_requests(manager, store)
     manager.remove_session(first)

@@ -313,10 +313,6 @@ def test_non_json_data_names_the_key_on_commit(manager: SessionManager, store: C
     assert load(manager, header).data == {"fine": 1}
 
 
-@pytest.mark.xfail(reason="core bug: non-str top-level keys are silently turned into strings by json.dumps "
-                          "({1: 'a'} reads back as {'1': 'a'}; {1: 'a', '1': 'b'} stores duplicate keys and loses "
-                          "one) instead of raising the 'keys must be str' error the serializer has for them",
-                   strict=True)
 @pytest.mark.parametrize("key", [1, 1.5, None, True], ids=["int", "float", "None", "bool"])
 def test_non_str_keys_are_rejected(manager: SessionManager, store: CountingStore, key: Any) -> None:
     with pytest.raises(TypeError):
@@ -324,9 +320,6 @@ def test_non_str_keys_are_rejected(manager: SessionManager, store: CountingStore
     assert len(store) == 0
 
 
-@pytest.mark.xfail(reason="core bug: a user id taken from the data outlives the data; after clearing the session "
-                          "(Flask's session.clear() logout idiom) the record keeps user_id, so the user loader "
-                          "still logs the user in and 'your devices' still lists the session", strict=True)
 @pytest.mark.parametrize(
     "empty",
     [
