@@ -356,8 +356,9 @@ def memcached_command_counter(port: int) -> Callable[[], int]:
     from pymemcache.client.base import Client
 
     admin = Client(("127.0.0.1", port), no_delay=True)
+    # cmd_get counts get and gets; cmd_set counts set, add, append and cas (cas_* are subsets)
     fields = ("cmd_get", "cmd_set", "cmd_touch", "cmd_flush", "delete_hits", "delete_misses",
-              "incr_hits", "incr_misses", "decr_hits", "decr_misses", "cas_hits", "cas_misses", "cas_badval")
+              "incr_hits", "incr_misses", "decr_hits", "decr_misses")
 
     def total() -> int:
         stats = admin.stats()
@@ -1685,7 +1686,9 @@ def report(bench: Bench, cells: dict[tuple[str, str], Cell], counts: dict[str, t
     out += target_lines(bench, cells, scaling)
     out += ["", "## Store round trips per request", "",
             "Store calls counted by a wrapper swapped in for one untimed pass (after a warm-up request); "
-            "server commands counted from memcached `stats` / Redis `INFO` differences. anon = no cookie; "
+            "server commands counted from memcached `stats` / Redis `INFO` differences (memcached: one per "
+            "get/gets/set/add/cas/delete/touch, each a round trip here; Redis: commands run inside a Lua script "
+            "count too, so a script is one round trip but several commands). anon = no cookie; "
             "bad sig = tampered signature; unknown id = a correctly signed id the store does not hold.", "",
             "| scenario | store calls per request | server commands per request |", "|---|---|---|"]
     for scenario in bench.scenarios:
@@ -1722,6 +1725,19 @@ def report(bench: Bench, cells: dict[tuple[str, str], Cell], counts: dict[str, t
             if rows:
                 out += ["| where | us / request | share |", "|---|---:|---:|"]
                 out += [f"| {category} | {us:.1f} | {share:.0f}% |" for category, us, share in rows]
+                session_us = sum(us for category, us, _ in rows
+                                 if not category.startswith(("Flask / werkzeug", "harness")))
+                cell = cells.get((key, "read"))
+                bare = cells.get(("bare", "read"))
+                over = ""
+                raw = cells.get(("raw", "read"))
+                scenario_kind = next(s.kind for s in bench.scenarios if s.key == key)
+                if cell is not None and scenario_kind == "wsgi" and raw is not None:
+                    over = f"; the table's read minus the raw WSGI callable: {cell.median - raw.median:.1f} us"
+                elif cell is not None and bare is not None and key != "bare":
+                    over = (f"; the table's read minus bare Flask: "
+                            f"{statistics.median(t - b for t, b in zip(cell.times, cell.baselines)):.1f} us")
+                out += ["", f"Session code in total: {session_us:.1f} us per request{over}."]
             out.append("")
     out += ["", "## Checks", ""]
     if bench.failures:
