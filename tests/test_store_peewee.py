@@ -609,3 +609,32 @@ def test_a_uuid_user_key_comes_back_as_text(tmp_path: Path) -> None:
     assert loaded is not None and loaded.user_id == str(account.id)
     assert loaded.user == {"email": "eve@example.com"}
     assert manager.remove_all_sessions_for_user(str(account.id)) == 1
+
+
+def test_mariadb_read_survives_a_killed_connection(make_store: Callable[..., PeeweeStore]) -> None:
+    store = make_store("mysql")
+    record = make_record(store)
+    store.create(record)
+    database = store.database
+    connection_id = database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0]
+    killer = db_url.connect(MYSQL_URL)
+    try:
+        killer.execute_sql(f"KILL {int(connection_id)}")
+    finally:
+        killer.close()
+    got = store.get(record.key)
+    assert got is not None and got.key == record.key
+    assert database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0] != connection_id
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_writes_join_the_applications_transaction(make_store: Callable[..., PeeweeStore], dialect: str) -> None:
+    store = make_store(dialect)
+    kept, rolled_back = make_record(store), make_record(store)
+    with store.database.atomic():
+        assert store.create(kept)
+    with pytest.raises(RuntimeError), store.database.atomic():
+        assert store.create(rolled_back)
+        raise RuntimeError("the request failed")
+    assert store.get(kept.key) is not None
+    assert store.get(rolled_back.key) is None

@@ -124,7 +124,8 @@ class PeeweeStore(SessionStore):
         ``MySQLDatabase`` (or a subclass, or a ``DatabaseProxy`` initialised
         with one before the first call).  The database must connect on demand
         (peewee's default ``autoconnect=True``) so the store can reconnect
-        after an outage.
+        after an outage, and keep a connection per thread (``thread_safe=True``,
+        also the default).
     :param table_name: the sessions table; the locks table is
         ``<table_name>_locks``.
     :param user_model: a peewee model whose primary key ``user_id`` refers to.
