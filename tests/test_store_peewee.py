@@ -638,3 +638,33 @@ def test_writes_join_the_applications_transaction(make_store: Callable[..., Peew
         raise RuntimeError("the request failed")
     assert store.get(kept.key) is not None
     assert store.get(rolled_back.key) is None
+
+
+def test_a_pooled_postgres_database_recovers_a_killed_connection(tmp_path: Path) -> None:
+    from urllib.parse import urlsplit
+
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    open_database("postgres", tmp_path).close()  # skips when the server is down
+    parts = urlsplit(POSTGRES_URL)
+    database = PooledPostgresqlDatabase(
+        parts.path.lstrip("/"), host=parts.hostname, port=parts.port or 5432, user=parts.username,
+        password=parts.password, max_connections=4,
+    )
+    store = PeeweeStore(database, table_name=unique_table())
+    store.create_tables()
+    try:
+        record = make_record(store)
+        store.create(record)
+        backend = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+        killer = db_url.connect(POSTGRES_URL)
+        try:
+            killer.execute_sql("SELECT pg_terminate_backend(%s)", (backend,))
+        finally:
+            killer.close()
+        time.sleep(0.1)
+        assert store.get(record.key) is not None
+        assert store.create(make_record(store)) is True
+    finally:
+        store.drop_tables()
+        database.close_all()
