@@ -41,6 +41,7 @@ from .serialization import check_keys, describe_serialization_error
 from .session import Session
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
+from .wsgi import validate_retry_after, vary_covers_cookie
 
 logger = logging.getLogger("kitsession_wsgi")
 
@@ -263,10 +264,14 @@ class KitSessionInterface(SessionInterface):
                 return
             state.report_recovery()
         headers = response.headers
-        if "Vary" in headers:
-            response.vary.add("Cookie")
-        else:
+        vary = headers.getlist("Vary")
+        if not vary:
             headers["Vary"] = "Cookie"
+        elif not vary_covers_cookie(vary):
+            headers.remove("Vary")
+            headers.add("Vary", f"{vary[0]}, Cookie")
+            for value in vary[1:]:
+                headers.add("Vary", value)
         if set_cookie is not None:
             headers.add("Set-Cookie", set_cookie)
             if "Cache-Control" not in headers:
@@ -344,8 +349,11 @@ class KitSession:
             else:
                 store = MemoryStore()
         manager = SessionManager(store, **self.manager_options(app))
-        retry_after = app.config.get("KITSESSION_RETRY_AFTER", self.options.get("retry_after", 5))
-        app.extensions["kitsession"] = _AppState(self, manager, int(retry_after))
+        if "KITSESSION_RETRY_AFTER" in app.config:
+            retry_after = validate_retry_after(app.config["KITSESSION_RETRY_AFTER"])
+        else:
+            retry_after = validate_retry_after(self.options.get("retry_after", 5))
+        app.extensions["kitsession"] = _AppState(self, manager, retry_after)
         app.session_interface = KitSessionInterface()
         app.register_error_handler(StoreUnavailable, self._handle_unavailable)
         app.register_error_handler(SessionConflict, self._handle_conflict)
@@ -528,6 +536,8 @@ _cli = AppGroup("kitsession", help="Inspect and manage server-side sessions.")
 
 
 def _parse_user(value: str, as_string: bool) -> UserId:
+    if not value:
+        raise click.BadParameter("must not be empty", param_hint="--user")
     return value if as_string or not value.lstrip("-").isdigit() else int(value)
 
 
@@ -587,7 +597,9 @@ def _stats_command(as_json: bool) -> None:
         if session.user_id is None:
             anonymous += 1
         else:
-            per_user[str(session.user_id)] = per_user.get(str(session.user_id), 0) + 1
+            # JSON text keeps user 5 and user "5" apart, as the stores do.
+            label = _json.dumps(session.user_id)
+            per_user[label] = per_user.get(label, 0) + 1
     stats = {
         "total": len(live),
         "anonymous": anonymous,

@@ -20,7 +20,7 @@ import functools
 import logging
 import typing as t
 
-from .errors import StoreUnavailable
+from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
 from .session import Session
 from .stores.base import UserId
@@ -109,41 +109,117 @@ class RequestSession:
                 self.manager.release(session)
 
 
+def validate_retry_after(value: object, option: str = "retry_after") -> int:
+    """``Retry-After`` seconds: a whole number >= 0.
+
+    :raises ConfigurationError: anything else, naming ``option``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(option, f"must be a whole number of seconds >= 0, got {value!r}")
+    return value
+
+
+def vary_covers_cookie(values: t.Iterable[str]) -> bool:
+    """Whether ``Vary`` header values already name ``Cookie`` (or ``*``, which covers it)."""
+    for value in values:
+        for token in value.split(","):
+            token = token.strip().lower()
+            if token == "cookie" or token == "*":
+                return True
+    return False
+
+
 def add_session_headers(headers: list[tuple[str, str]], set_cookie: str | None) -> None:
     """Add ``Vary: Cookie``, the cookie and ``Cache-Control: no-store`` to a header list.
 
-    Other ``Set-Cookie`` headers of the application are kept.
+    ``Cookie`` joins the first ``Vary`` header unless some ``Vary`` header already
+    covers it; other ``Set-Cookie`` headers of the application are kept.
     """
-    has_vary = has_cache_control = False
+    first_vary = None
+    vary_values = []
+    has_cache_control = False
     for index, (name, value) in enumerate(headers):
         lowered = name.lower()
         if lowered == "vary":
-            has_vary = True
-            tokens = {token.strip().lower() for token in value.split(",")}
-            if "cookie" not in tokens and "*" not in tokens:
-                headers[index] = (name, f"{value}, Cookie")
+            vary_values.append(value)
+            if first_vary is None:
+                first_vary = index
         elif lowered == "cache-control":
             has_cache_control = True
-    if not has_vary:
+    if first_vary is None:
         headers.append(("Vary", "Cookie"))
+    elif not vary_covers_cookie(vary_values):
+        name, value = headers[first_vary]
+        headers[first_vary] = (name, f"{value}, Cookie")
     if set_cookie is not None:
         headers.append(("Set-Cookie", set_cookie))
         if not has_cache_control:
             headers.append(("Cache-Control", "no-store"))
 
 
-def _unavailable_response(start_response: StartResponse, retry_after: int) -> list[bytes]:
-    body = b"Session store unavailable, please retry shortly.\n"
+def _error_response(start_response: StartResponse, exc: Exception, retry_after: int) -> list[bytes]:
+    """503 for an unreachable store, 409 for a session that stayed locked or kept conflicting."""
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("session store unavailable: %s", exc)
+        status, body, retry = "503 Service Unavailable", b"Session store unavailable, please retry shortly.\n", retry_after
+    else:
+        logger.warning("session conflict: %s", exc)
+        status, body, retry = "409 Conflict", b"The session is busy with another request, please retry.\n", 1
     start_response(
-        "503 Service Unavailable",
+        status,
         [
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(body))),
-            ("Retry-After", str(retry_after)),
+            ("Retry-After", str(retry)),
             ("Cache-Control", "no-store"),
         ],
     )
     return [body]
+
+
+class _GuardedResponse:
+    """Wraps a response iterable that may still touch the session while it runs.
+
+    Used for generator apps (``start_response`` not called yet) and for
+    requests holding a session lock: an outage before the response starts
+    still becomes a 503, and the lock is freed when the server closes the
+    response, whatever happened.
+    """
+
+    def __init__(
+        self,
+        iterable: t.Iterable[bytes],
+        request: RequestSession,
+        start_response: StartResponse,
+        started: t.Callable[[], bool],
+        retry_after: int,
+    ) -> None:
+        self.iterable = iterable
+        self.request = request
+        self.start_response = start_response
+        self.started = started
+        self.retry_after = retry_after
+
+    def __iter__(self) -> t.Iterator[bytes]:
+        try:
+            yield from self.iterable
+        except (StoreUnavailable, SessionConflict) as exc:
+            self.request.release()
+            if self.started():
+                raise
+            yield from _error_response(self.start_response, exc, self.retry_after)
+        except BaseException:
+            # Not every server calls close() after a failing iterable.
+            self.request.release()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self.request.release()
 
 
 class SessionMiddleware:
@@ -161,9 +237,9 @@ class SessionMiddleware:
     """
 
     def __init__(self, app: WSGIApplication, manager: SessionManager, *, retry_after: int = 5) -> None:
+        self.retry_after = validate_retry_after(retry_after)
         self.app = app
         self.manager = manager
-        self.retry_after = retry_after
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
         request = RequestSession(self.manager, environ)
@@ -185,16 +261,18 @@ class SessionMiddleware:
             return start_response(status, headers, exc_info)
 
         try:
-            return self.app(environ, session_start_response)
-        except StoreUnavailable as exc:
+            response = self.app(environ, session_start_response)
+        except (StoreUnavailable, SessionConflict) as exc:
             request.release()
             if started:
                 raise
-            logger.warning("session store unavailable: %s", exc)
-            return _unavailable_response(start_response, self.retry_after)
+            return _error_response(start_response, exc, self.retry_after)
         except BaseException:
             request.release()
             raise
+        if started and (request._session is None or request._session._lock_token is None):
+            return response
+        return _GuardedResponse(response, request, start_response, lambda: started, self.retry_after)
 
 
 def _request_session(environ: WSGIEnvironment) -> RequestSession:
