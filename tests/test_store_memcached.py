@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -12,11 +15,11 @@ from pymemcache.client.base import Client, PooledClient
 from pymemcache.client.hash import HashClient
 
 from cache_servers import CountingProxy, concurrent_logins_for_one_user, cookie_for, servers_holding
-from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager, SetResult
+from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager, SetResult, StoreUnavailable
 from kitsession_wsgi.manager import session_key
 from kitsession_wsgi.stores.memcached import MemcachedStore, StrictHashClient
 from kitsession_wsgi.testing import DAY, StoreContract, make_record
-from servers import PrivateServer, start_memcached
+from servers import PrivateServer, free_port, service_missing, start_memcached
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,22 @@ def memcached_cluster() -> Iterator[list[PrivateServer]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_item_memcached() -> Iterator[PrivateServer]:
+    """A memcached whose items hold at most 2 KB, so an index fills up after ~45 entries."""
+    binary = shutil.which("memcached")
+    if binary is None:
+        service_missing("memcached is not installed (apt-get install -y memcached)")
+    port = free_port()
+    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64",
+            "-I", "2k", "-o", "slab_chunk_max=2048"]
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    server = PrivateServer("memcached", argv, port).start()
+    yield server
+    server.stop()
 
 
 def _flushed(store: MemcachedStore) -> MemcachedStore:
@@ -256,6 +275,40 @@ def test_purge_expired_counts_and_compacts_the_global_index(single_store: Memcac
     assert all(r.key.encode() not in indexed for r in expired)
     assert all(r.key.encode() in indexed for r in live)
     assert single_store.client.get(single_store._user_key(3)) is None  # an emptied index is removed
+
+
+def test_a_full_user_index_refuses_the_login_and_keeps_nothing(tiny_item_memcached: PrivateServer) -> None:
+    store = _flushed(MemcachedStore.from_servers([tiny_item_memcached.address], max_item_bytes=2048))
+    created = []
+    with pytest.raises(StoreUnavailable, match="is full"):
+        for _ in range(100):
+            record = make_record(store, user_id=1)
+            store.create(record)
+            created.append(record)
+    assert 30 < len(created) < 100
+    assert store.get(record.key) is None  # the unindexed record was taken back
+    assert sorted(r.key for r in store.get_all_for_user(1)) == sorted(r.key for r in created)
+    # Once some sessions are gone (here: evicted), the index is compacted and logins work again.
+    for gone in created[:5]:
+        store.client.delete("kitsession:" + gone.key, noreply=False)
+    late = make_record(store, user_id=1)
+    assert store.create(late) is True
+    assert late.key in {r.key for r in store.get_all_for_user(1)}
+
+
+def test_a_full_global_index_is_logged_and_the_session_still_works(
+    tiny_item_memcached: PrivateServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _flushed(MemcachedStore.from_servers([tiny_item_memcached.address], max_item_bytes=2048,
+                                                 index_buckets=1))
+    records = [make_record(store) for _ in range(80)]
+    with caplog.at_level(logging.WARNING, logger="kitsession_wsgi.stores.memcached"):
+        for record in records:
+            assert store.create(record) is True
+    assert all(store.get(r.key) is not None for r in records)
+    assert "not in the global index" in caplog.text
+    listed = {r.key for r in store.get_all()}
+    assert 30 < len(listed) < 80 and listed <= {r.key for r in records}
 
 
 def test_a_released_lock_can_be_taken_and_a_foreign_release_does_nothing(single_store: MemcachedStore) -> None:

@@ -20,7 +20,8 @@ What memcached is, and what that costs:
     (``key_prefix + "all:" + n``), used only by ``get_all`` and
     ``purge_expired``.
 
-  Entries are added with ``append`` (atomic on the server, so concurrent
+  Indexes carry no expiry (memcached may still evict them); an emptied index
+  is removed.  Entries are added with ``append`` (atomic on the server, so concurrent
   logins never drop one another's entry; ``add`` creates a missing index) and
   removed with ``gets``/``cas`` retries.  Entries whose record is gone
   (deleted, expired or evicted) are pruned when an index is read.  Every
@@ -96,6 +97,7 @@ _PREFIX = re.compile(r"[!-~]{0,100}")
 #: memcached's per-item bookkeeping besides key and value (header, flags, CAS, suffix)
 _ITEM_OVERHEAD = 128
 _CAS_ATTEMPTS = 100
+_INDEX_ADD_ATTEMPTS = 4
 _CHUNK = 500
 
 
@@ -167,7 +169,10 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
         super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False, **options)
 
     def node_for(self, key: str) -> str:
-        """The ``host:port`` of the node that holds ``key`` (prefix included)."""
+        """The ``host:port`` of the node that holds ``key`` (prefix included).
+
+        .. versionadded:: 0.1
+        """
         return str(self.hasher.get_node(key))
 
     def _safely_run_func(self, client: Any, func: Any, default_val: Any, *args: Any, **kwargs: Any) -> Any:
@@ -197,7 +202,10 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
             pool.clear()
 
     def close(self) -> None:
-        """Close every node's connections (no network round trip, never raises for a down node)."""
+        """Close every node's connections (no network round trip, never raises for a down node).
+
+        .. versionadded:: 0.1
+        """
         for client in self.clients.values():
             client.close()
 
@@ -701,16 +709,19 @@ class MemcachedStore(SessionStore):
     def _index_add(self, index_key: str, storage_id: str) -> None:
         entry = b" " + storage_id.encode("ascii")
         with self._driver_errors("update a session index"):
-            for attempt in range(_CAS_ATTEMPTS):
+            for attempt in range(_INDEX_ADD_ATTEMPTS):
                 if self.client.append(index_key, entry, noreply=False):
                     return
                 if self.client.add(index_key, entry, expire=0, noreply=False):
                     return
                 # Neither appended nor added: the index was removed in between
-                # (retry), or it is full (compact it once, then retry).
-                if attempt == 1:
+                # (retry), or it reached the item size (compact it, then retry).
+                if attempt == 0:
                     self._compact(index_key)
-        raise StoreUnavailable(f"the session index {index_key} is full (memcached item size)", store="memcached")
+        raise StoreUnavailable(
+            f"the session index {index_key} is full (memcached's item size): too many live sessions for it",
+            store="memcached",
+        )
 
     def _compact(self, index_key: str) -> None:
         with self._driver_errors("read a session index"):
