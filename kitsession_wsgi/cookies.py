@@ -41,6 +41,10 @@ def cookie_header(source: Any) -> str | None:
     Header names are matched case-insensitively; several values (a list, or
     repeated headers) are joined with ``"; "`` as browsers send them.
     """
+    if type(source) is dict and "wsgi.version" in source:
+        # The common case, a real WSGI environ: no ABC checks on the request path.
+        environ_value = source.get("HTTP_COOKIE")
+        return environ_value if environ_value is None or type(environ_value) is str else str(environ_value)
     if isinstance(source, Headers):
         values = source.getlist("Cookie")
         return "; ".join(values) if values else None

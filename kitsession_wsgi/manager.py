@@ -347,22 +347,7 @@ class SessionManager:
             logger.error("session %s holds unreadable data; removed", self.log_reference(record.key))
             self.store.delete(record.key)
             return None
-        session = Session(
-            id=session_id,
-            handle=record.key,
-            data=data,
-            user_id=record.user_id,
-            user=record.user,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            expires_at=record.expires_at,
-            is_new=False,
-        )
-        session._user_id_explicit = False
-        session._loaded_text = record.data
-        session._loaded_user_id = record.user_id
-        session._version = record.version
-        return session
+        return Session.from_record(record, session_id, data)
 
     # -- writing a response -----------------------------------------------------------
 
@@ -727,13 +712,7 @@ class SessionManager:
             data = self._readable(record.data)
             if data is None:
                 continue
-            session = Session(handle=record.key, data=data, user_id=record.user_id, user=record.user,
-                              created_at=record.created_at, updated_at=record.updated_at,
-                              expires_at=record.expires_at, is_new=False)
-            session._user_id_explicit = False
-            session._loaded_text = record.data
-            session._version = record.version
-            sessions.append(session)
+            sessions.append(Session.from_record(record, None, data))
         sessions.sort(key=lambda s: s.created_at)
         return sessions
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .stores.base import UserId
+from .stores.base import SessionRecord, UserId
 
 #: Data keys that name the user, in the order the seed's README lists them.
 USER_ID_DATA_KEYS = ("id", "user_id", "userId")
@@ -123,6 +123,35 @@ class Session:
         self._destroyed = False
         self._replaces: Session | None = None
         self._lock_token: str | None = None
+
+    @classmethod
+    def from_record(cls, record: SessionRecord, session_id: str | None, data: dict[str, Any]) -> Session:
+        """The session a stored record describes (``data`` is its parsed data).
+
+        Skips the argument checks of ``__init__``: a record holds what a
+        manager validated when it wrote it.  On the read path of every request.
+        """
+        session = cls.__new__(cls)
+        session.id = session_id
+        session.handle = record.key
+        session.user = record.user
+        session.created_at = record.created_at
+        session.updated_at = record.updated_at
+        session.expires_at = record.expires_at
+        session.is_new = False
+        session._data = data
+        session._data_touched = False
+        session._user_id = record.user_id
+        session._user_id_explicit = False
+        session._loaded_text = record.data
+        session._loaded_user_id = record.user_id
+        session._version = record.version
+        session._send_cookie = False
+        session._clear_cookie = False
+        session._destroyed = False
+        session._replaces = None
+        session._lock_token = None
+        return session
 
     @property
     def data(self) -> dict[str, Any]:
