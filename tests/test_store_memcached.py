@@ -108,6 +108,13 @@ def test_from_servers_builds_a_strict_pooled_hash_client_for_several(memcached_c
     assert all(isinstance(node, PooledClient) for node in client.clients.values())
 
 
+def test_strict_hash_client_defaults_are_the_safe_ones(memcached_cluster: list[PrivateServer]) -> None:
+    client = StrictHashClient([s.address for s in memcached_cluster])
+    assert client.use_pooling is True and client.ignore_exc is False and client.dead_timeout == 1.0
+    assert client.default_kwargs["no_delay"] is True and client.default_kwargs["default_noreply"] is False
+    assert all(isinstance(node, PooledClient) for node in client.clients.values())
+
+
 def test_a_client_that_ignores_errors_is_refused(memcached_server: PrivateServer) -> None:
     with pytest.raises(ConfigurationError, match="ignore_exc"):
         MemcachedStore(PooledClient(memcached_server.address, ignore_exc=True))

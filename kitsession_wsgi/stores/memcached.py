@@ -24,9 +24,11 @@ What memcached is, and what that costs:
   is removed.  Entries are added with ``append`` (atomic on the server, so concurrent
   logins never drop one another's entry; ``add`` creates a missing index) and
   removed with ``gets``/``cas`` retries.  Entries whose record is gone
-  (deleted, expired or evicted) are pruned when an index is read.  Every
-  login costs two appends besides the record's ``add``; the global index is
-  sharded so that concurrent removals rarely contend on one ``cas`` token.
+  (deleted, expired or evicted) are pruned when an index is read; ``delete``
+  removes the per-user entry at once and leaves the global one to that
+  pruning.  Creating a session costs the record's ``add`` plus one append
+  (two for a session with a user); the global index is sharded so that
+  concurrent prunes rarely contend on one ``cas`` token.
   A global-index write that fails is logged, not raised: the session still
   works and still expires on its memcached TTL, it is only missing from
   ``get_all``.  memcached expires items on its own, so ``purge_expired`` is
@@ -155,7 +157,9 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
       use again.  ``dead_timeout=0`` tries the node on every call.
 
     Keys of the other nodes are unaffected throughout.  All keyword arguments
-    of ``HashClient`` are accepted; ``ignore_exc=True`` is refused.
+    of ``HashClient`` are accepted, with safer defaults: ``use_pooling=True``
+    (thread-safe), ``no_delay=True`` and ``default_noreply=False``;
+    ``ignore_exc=True`` is refused.
 
     .. versionadded:: 0.1
     """
@@ -166,6 +170,7 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
         if isinstance(dead_timeout, bool) or not isinstance(dead_timeout, (int, float)) or dead_timeout < 0:
             raise ConfigurationError("dead_timeout", f"must be a number of seconds >= 0, got {dead_timeout!r}")
         self._down_until: dict[Any, float] = {}
+        options = {"use_pooling": True, "no_delay": True, "default_noreply": False, **options}
         super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False, **options)
 
     def node_for(self, key: str) -> str:
