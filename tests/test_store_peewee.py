@@ -666,3 +666,12 @@ def test_a_pooled_postgres_database_recovers_a_killed_connection(tmp_path: Path)
     finally:
         store.drop_tables()
         database.close_all()
+
+
+def test_an_overlong_user_id_is_refused_before_writing(tmp_path: Path) -> None:
+    store = PeeweeStore(peewee.SqliteDatabase(str(tmp_path / "long.db")), table_name=unique_table())
+    store.create_tables()
+    assert store.create(make_record(store, user_id="u" * 253))
+    with pytest.raises(ValueError, match="user_id is too long"):
+        store.create(make_record(store, user_id="u" * 254))
+    assert len(store.get_all()) == 1
