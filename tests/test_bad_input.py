@@ -290,7 +290,7 @@ CASES: dict[str, Callable[[World], Case]] = {
     "stored-json-true": _planted("true"),
 }
 
-#: Stored records whose reading raises something other than ValueError (found by this matrix).
+#: A stored record whose reading raised RecursionError, not ValueError (found by this matrix).
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 
 
@@ -357,24 +357,15 @@ def test_bad_cookie_is_never_a_500_never_costs_a_store_call_and_is_never_adopted
 # -- stored records whose reading raises more than ValueError ---------------------------------
 
 
-@pytest.mark.xfail(
-    reason="bug: a stored record nested deeper than the recursion limit makes json.loads raise "
-    "RecursionError, which SessionManager._session_from_record does not catch (it catches ValueError): "
-    "the request is a 500 instead of an anonymous session with the cookie cleared",
-    strict=True,
-)
 def test_deeply_nested_stored_json_is_a_stale_session(world: World) -> None:
+    """Regression: json.loads raised RecursionError (not ValueError): a 500."""
     _check(world, _planted(DEEP_JSON)(world))
 
 
 @pytest.mark.parametrize("tagged", ['{" t":5}', '{" di":5}', '{"cart":{" t":null}}'],
                          ids=["tuple-tag-on-int", "dict-tag-on-int", "nested-tuple-tag-on-null"])
-@pytest.mark.xfail(
-    reason="bug: under Flask, stored JSON holding a malformed Flask tag makes TaggedJSONSerializer.loads "
-    "raise TypeError, which the core does not catch (only ValueError): a 500 instead of a stale session",
-    strict=True,
-)
 def test_flask_malformed_tagged_json_is_a_stale_session(clock: Any, tagged: str) -> None:
+    """Regression: TaggedJSONSerializer.loads raised TypeError (not ValueError): a 500."""
     store = CountingStore()
     app, manager = build_flask(store, clock)
     world = World(app, manager, store, clock)
@@ -448,13 +439,9 @@ def test_unsigned_cookies_are_never_adopted(adapter: str, case_name: str, clock:
 # -- what a huge header costs --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="bug: SessionManager._cookie_cache is keyed by the WHOLE Cookie header and bounded by entry "
-    "count (4096), not bytes: a client holding one valid cookie can pad it with distinct 64 KB of noise "
-    "per request and make the server retain 4096 x 64 KB = 256 MB (1 GB with waitress' 256 KB header limit)",
-    strict=True,
-)
 def test_distinct_64kb_headers_around_a_valid_cookie_are_not_retained(clock: Any) -> None:
+    """Regression: the cookie cache was keyed by the whole header and bounded by entries, not
+    bytes: 4096 distinct 64 KB headers around one valid cookie retained 256 MB."""
     import tracemalloc
 
     store = CountingStore()
