@@ -995,3 +995,18 @@ def test_retry_after_is_validated_at_construction(manager: SessionManager, bad: 
     with pytest.raises(ConfigurationError) as info:
         SessionMiddleware(application, manager, retry_after=bad)  # type: ignore[arg-type]
     assert info.value.option == "retry_after"
+
+
+def test_session_lock_held_elsewhere_answers_409(store: FlakyStore, clock: FakeClock) -> None:
+    manager = SessionManager(store, keys=[KEY], clock=clock, lock_timeout=0.01)
+    client = Client(SessionMiddleware(application, manager))
+    log_in(client)
+    (record,) = store.get_all()
+    assert store.acquire_lock(record.key, "another-request", 60)
+    response = get(client, "/counter")
+    assert response.status_code == 409
+    assert response.headers["Retry-After"] == "1"
+    assert session_cookies(response) == []
+    store.release_lock(record.key, "another-request")
+    assert get(client, "/counter").json == {"n": 1}
+
