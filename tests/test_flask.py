@@ -1077,12 +1077,12 @@ def test_session_lock_releases_the_lock_when_the_view_fails(app: Flask, client: 
     assert client.get("/counter").json == {"n": 1}
 
 
-def test_session_lock_held_elsewhere_answers_409(app: Flask, client: FlaskClient, store: FlakyStore) -> None:
+def test_session_lock_held_elsewhere_answers_409(store: FlakyStore) -> None:
+    client = make_app(store, config={"KITSESSION_LOCK_TIMEOUT": 0.01}).test_client()
     log_in(client)
     client.get("/counter")
     (record,) = store.get_all()
     assert store.acquire_lock(record.key, "another-request", 60)
-    app.extensions["kitsession"].manager.lock_timeout = 0.01  # no KitSession option for it (see xfail above)
     response = client.get("/counter")
     assert response.status_code == 409
     assert response.headers["Retry-After"] == "1"
