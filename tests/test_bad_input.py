@@ -33,6 +33,7 @@ from kitsession_wsgi.flask import KitSession, current_session  # noqa: E402
 KEY = "the-current-key"
 REMOVED_KEY = "a-key-that-was-rotated-out"
 MAX_AGE = 3600
+IDLE = 600
 NAME = "session"
 
 
@@ -49,14 +50,16 @@ def bare_wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -
 
 
 def build_wsgi(store: CountingStore, clock: Callable[[], float], signed: bool = True) -> tuple[Any, SessionManager]:
-    manager = SessionManager(store, keys=[KEY], signed=signed, max_age=MAX_AGE, clock=clock, secure=False)
+    manager = SessionManager(store, keys=[KEY], signed=signed, max_age=MAX_AGE, idle_timeout=IDLE,
+                             clock=clock, secure=False)
     return SessionMiddleware(bare_wsgi_app, manager), manager
 
 
 def build_flask(store: CountingStore, clock: Callable[[], float], signed: bool = True) -> tuple[Any, SessionManager]:
     app = flask.Flask(__name__)
     app.config["SECRET_KEY"] = "unused: keys= is given"
-    KitSession(app, store=store, keys=[KEY], signed=signed, max_age=MAX_AGE, clock=clock, secure=False)
+    KitSession(app, store=store, keys=[KEY], signed=signed, max_age=MAX_AGE, idle_timeout=IDLE, clock=clock,
+               secure=False)
 
     @app.get("/read")
     def read() -> Any:
@@ -186,6 +189,12 @@ def _expired(world: World) -> Case:
     return Case([f"{NAME}={world.signed(session_id)}"], "stale", [session_id])
 
 
+def _idle_expired(world: World) -> Case:
+    session_id = world.stored_id({"user": "erin"})
+    world.clock.advance(IDLE + 1)  # well inside MAX_AGE, past the idle deadline
+    return Case([f"{NAME}={world.signed(session_id)}"], "stale", [session_id])
+
+
 def _destroyed(world: World) -> Case:
     session_id = world.stored_id({"user": "dave"})
     session = world.manager.get_session(session_id)
@@ -227,6 +236,7 @@ CASES: dict[str, Callable[[World], Case]] = {
     "no-cookie-header": lambda w: Case(None, "absent"),
     "empty-cookie-header": lambda w: Case([""], "absent"),
     "only-other-cookies": lambda w: Case(["theme=dark; lang=en"], "absent"),
+    "name-in-another-case": _header(f"{NAME.capitalize()}={{valid}}; {NAME.upper()}={{valid}}", "absent"),
     "empty-session-value": _header(f"{NAME}=", "bad"),
     "name-only-no-equals": _header(f"{NAME}", "bad"),
     "other-cookies-whose-names-contain-ours": _header(f"my{NAME}=1; {NAME}id=2; x=_{NAME}", "absent"),
@@ -279,6 +289,7 @@ CASES: dict[str, Callable[[World], Case]] = {
     "unknown-id": lambda w: (lambda i: Case([f"{NAME}={w.signed(i)}"], "stale", [i]))(secrets.token_urlsafe(32)),
     "attacker-chosen-id": lambda w: Case([f"{NAME}={w.signed('attacker-chosen')}"], "stale", ["attacker-chosen"]),
     "expired-id": _expired,
+    "idle-expired-id": _idle_expired,
     "destroyed-id": _destroyed,
     "corrupt-stored-json": _planted("{not json"),
     "truncated-stored-json": _planted('{"user": "ali'),
@@ -395,7 +406,7 @@ def test_a_forged_cookie_never_reaches_the_store_even_when_repeated(world: World
 
 def test_the_valid_cookie_still_works_after_every_bad_one(world: World) -> None:
     for name, build in CASES.items():
-        if name in ("expired-id",):  # moves the clock past every session's lifetime
+        if name in ("expired-id", "idle-expired-id"):  # move the clock past every session's lifetime
             continue
         case = build(world)
         world.request("/read", case.headers)

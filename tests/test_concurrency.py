@@ -389,6 +389,44 @@ def test_a_removed_session_stays_removed_after_a_slower_save(
     assert manager.initialize_session({"Cookie": cookie}).is_new
 
 
+REMOVERS = ["logout", "sign-out-everywhere", "revoke-device-by-handle", "expired-then-purged"]
+
+
+@pytest.mark.parametrize("remover", REMOVERS)
+def test_every_way_of_removing_a_session_wins_over_a_slower_save(store: SessionStore, kind: str, remover: str,
+                                                                 clock: Any) -> None:
+    user = 42
+    manager = SessionManager(store, keys=KEYS, max_age=3600, clock=clock)
+    session = manager.create_session(user_id=user, data={"n": 1})
+    assert session.id is not None and session.handle is not None
+    cookie = parse_set_cookie(manager.set_session_cookie(session)).request_header
+    key = session.handle
+    slow = SlowRequest(manager, cookie, _set_data)
+    slow.thread.start()
+    assert slow.loaded.wait(30)
+
+    if remover == "logout":
+        _call(SessionMiddleware(_logout_app, manager), cookie)
+    elif remover == "sign-out-everywhere":
+        assert manager.remove_all_sessions_for_user(user) == 1
+    elif remover == "revoke-device-by-handle":
+        assert manager.remove_session_by_handle(key, user_id=user) is True
+    else:
+        clock.advance(3601)
+        assert manager.purge_expired() >= 1
+    assert store.get(key) is None
+
+    slow.proceed.set()
+    slow.thread.join(30)
+    assert not slow.thread.is_alive()
+    if slow.error is not None:
+        raise slow.error
+    assert slow.status.startswith("200"), slow.status
+    assert store.get(key) is None, f"{kind}/{remover}: the slow request brought the session back"
+    assert [parse_set_cookie(v).is_removal for v in slow.set_cookies()] == [True]
+    assert manager.get_sessions_for_user(user) == []
+
+
 # -- deterministic reproductions of what the threaded runs found ----------------------------
 
 

@@ -153,6 +153,11 @@ def test_well_formed_cookies_around_the_session_cookie_never_hide_it(
     cookies += [f"{n}={v}" for n, v in after]
     session = world.manager.initialize_session({"Cookie": separator.join(cookies)})
     assert not session.is_new and session.id == world.live_id
+    # The same cookies split over several Cookie header lines (HTTP/2 splits them) are read alike.
+    lines = [cookies[i:i + 3] for i in range(0, len(cookies), 3)]
+    split = Headers([("Cookie", separator.join(line)) for line in lines])
+    session = world.manager.initialize_session(split)
+    assert not session.is_new and session.id == world.live_id
 
 
 # -- sign -> unsign ----------------------------------------------------------------------------
