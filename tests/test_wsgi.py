@@ -1010,3 +1010,28 @@ def test_session_lock_held_elsewhere_answers_409(store: FlakyStore, clock: FakeC
     store.release_lock(record.key, "another-request")
     assert get(client, "/counter").json == {"n": 1}
 
+
+
+@session_lock
+def locked_generator_counter(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    session = environ["kitsession"].session
+    session.data["n"] = session.data.get("n", 0) + 1
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield str(session.data["n"]).encode()
+
+
+@pytest.mark.parametrize("consume", [True, False], ids=["iterated-then-closed", "closed-without-iterating"])
+def test_locked_generator_app_frees_the_lock(manager: SessionManager, store: FlakyStore, consume: bool) -> None:
+    client = Client(SessionMiddleware(application, manager))
+    cookie = cookie_of(log_in(client)).raw_value
+    (record,) = store.get_all()
+    middleware = SessionMiddleware(locked_generator_counter, manager)
+    calls, body = call_directly(middleware, "/", cookie=f"session={cookie}")
+    assert record.key in store._locks, "the lock is held while the response is pending"
+    if consume:
+        assert list(body) == [b"1"]
+        assert [status for status, _, _ in calls] == ["200 OK"]
+    body.close()  # type: ignore[attr-defined]
+    assert store._locks == {}
+    expected = 1 if consume else None
+    assert json.loads(store.get_all()[0].data).get("n") == expected
