@@ -1233,3 +1233,10 @@ def test_retry_after_config_is_validated_and_named(bad: object) -> None:
     with pytest.raises(ConfigurationError) as info:
         make_app(MemoryStore(), config={"KITSESSION_RETRY_AFTER": bad})
     assert info.value.option == "retry_after"
+
+
+@pytest.mark.parametrize("bad", [-1, "soon", None], ids=repr)
+def test_retry_after_keyword_is_validated_and_named(bad: object) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        make_app(MemoryStore(), retry_after=bad)
+    assert info.value.option == "retry_after"
