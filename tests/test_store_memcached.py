@@ -328,6 +328,25 @@ def test_a_released_lock_can_be_taken_and_a_foreign_release_does_nothing(single_
     assert single_store.acquire_lock(key, "b", 30)
 
 
+@pytest.mark.parametrize("user_id", ["\ud800", "caf\u00e9 \u2603", "a b\n", 7], ids=repr)
+def test_lone_surrogates_in_data_and_user_ids_round_trip(request: pytest.FixtureRequest, user_id: object) -> None:
+    # JSON from a client can carry "\\ud800"; the core keeps it, so the store must too (never a 500).
+    store = request.getfixturevalue("single_store")
+    record = make_record(store, user_id=user_id, data='{"x":"\ud800 \udfff"}')
+    assert store.create(record)
+    got = store.get(record.key)
+    assert got is not None and got.data == record.data and got.user_id == user_id
+    assert [r.key for r in store.get_all_for_user(user_id)] == [record.key]
+    assert store.set(record.with_changes(version=2, data='{"y":"\udc80"}'), 1) is SetResult.SAVED
+    assert [r.data for r in store.get_all()] == ['{"y":"\udc80"}']
+    assert store.delete_all_for_user(user_id) == 1
+    assert store.get_all_for_user(user_id) == []
+    manager = SessionManager(store, keys=["k"])
+    session = manager.create_session(user_id=user_id, data={"x": "\ud800"})
+    loaded = manager.initialize_session({"Cookie": cookie_for(manager, session)})
+    assert loaded.data == {"x": "\ud800"} and loaded.user_id == user_id
+
+
 # -- through the manager ----------------------------------------------------------------
 
 

@@ -243,12 +243,12 @@ def _encode(record: SessionRecord) -> bytes:
         },
         separators=(",", ":"),
         ensure_ascii=False,
-    ).encode("utf-8")
+    ).encode("utf-8", "surrogatepass")  # session JSON may hold lone surrogates ("\ud800"): keep them
 
 
 def _decode(raw: Any) -> SessionRecord | None:
     try:
-        fields = json.loads(raw)
+        fields = json.loads(raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw)
         user_id = fields["u"]
         if isinstance(user_id, bool) or not isinstance(user_id, (int, str, type(None))):
             raise ValueError(f"bad user id {user_id!r}")
@@ -261,7 +261,7 @@ def _decode(raw: Any) -> SessionRecord | None:
             expires_at=float(fields["e"]),
             version=int(fields["v"]),
         )
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError is a ValueError
         logger.error("unreadable session item in memcached ignored: %s", exc)
         return None
 
@@ -684,7 +684,7 @@ class MemcachedStore(SessionStore):
         lock_key = f"{self.key_prefix}lock:{_storage_id(key)}"
         with self._driver_errors("take a session lock"):
             return bool(
-                self.client.add(lock_key, token.encode("utf-8"), expire=max(1, math.ceil(ttl)), noreply=False)
+                self.client.add(lock_key, token.encode("utf-8", "surrogatepass"), expire=max(1, math.ceil(ttl)), noreply=False)
             )
 
     def release_lock(self, key: str, token: str) -> None:
@@ -698,7 +698,7 @@ class MemcachedStore(SessionStore):
         lock_key = f"{self.key_prefix}lock:{_storage_id(key)}"
         with self._driver_errors("release a session lock"):
             raw, cas_token = self.client.gets(lock_key)
-            if raw is not None and raw == token.encode("utf-8"):
+            if raw is not None and raw == token.encode("utf-8", "surrogatepass"):
                 # A negative expiry expires the item at once: a delete guarded by cas.
                 self.client.cas(lock_key, b"", cas_token, expire=-1, noreply=False)
 

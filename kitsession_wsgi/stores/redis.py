@@ -159,16 +159,47 @@ def _storage_id(key: str) -> str:
 
 
 def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
 
 
-def _fields(record: SessionRecord) -> list[str]:
-    # "ui" is user_index_key(user_id) ("i:5", "s:5"): it keeps the id's type and
+def _bytes(text: str) -> bytes:
+    # Session JSON may hold lone surrogates ("\ud800"), which redis-py's strict encoder refuses.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _user_text(user_id: UserId) -> str:
+    """``user_index_key(user_id)``, or ``u:`` + hex of it when it is not valid UTF-8 text.
+
+    It names the user's SET and is stored in the record, so it must encode;
+    ``u:`` never starts a plain ``i:``/``s:`` form, so the two cannot collide.
+    """
+    text = user_index_key(user_id)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "u:" + _bytes(text).hex()
+    return text
+
+
+def _user_from_text(text: str) -> UserId | None:
+    if text.startswith("u:"):
+        text = bytes.fromhex(text[2:]).decode("utf-8", "surrogatepass")
+    if not text:
+        return None
+    if text.startswith("s:"):
+        return text[2:]
+    if text.startswith("i:"):
+        return int(text[2:])
+    raise ValueError(f"not a user index key: {text!r}")
+
+
+def _fields(record: SessionRecord) -> list[str | bytes]:
+    # "ui" is the user's index key ("i:5", "s:5"): it keeps the id's type and
     # names the user's SET, so the Lua scripts never parse JSON or numbers.
     return [
-        "k", record.key,
-        "d", record.data,
-        "ui", user_index_key(record.user_id) if record.user_id is not None else "",
+        "k", _bytes(record.key),
+        "d", _bytes(record.data),
+        "ui", _user_text(record.user_id) if record.user_id is not None else "",
         "c", repr(record.created_at),
         "m", repr(record.updated_at),
         "e", repr(record.expires_at),
@@ -180,28 +211,18 @@ def _record(raw: Any) -> SessionRecord | None:
     """A record from an ``HGETALL`` reply; ``None`` for an empty or foreign hash."""
     if not raw:
         return None
-    fields = {_text(name): _text(value) for name, value in cast("dict[Any, Any]", raw).items()}
     try:
-        user = fields["ui"]
-        user_id: UserId | None
-        if not user:
-            user_id = None
-        elif user.startswith("s:"):
-            user_id = user[2:]
-        elif user.startswith("i:"):
-            user_id = int(user[2:])
-        else:
-            return None
+        fields = {_text(name): _text(value) for name, value in cast("dict[Any, Any]", raw).items()}
         return SessionRecord(
             key=fields["k"],
             data=fields["d"],
-            user_id=user_id,
+            user_id=_user_from_text(fields["ui"]),
             created_at=float(fields["c"]),
             updated_at=float(fields["m"]),
             expires_at=float(fields["e"]),
             version=int(fields["v"]),
         )
-    except (KeyError, ValueError):
+    except (KeyError, ValueError):  # UnicodeDecodeError is a ValueError
         return None
 
 
@@ -217,8 +238,14 @@ class RedisStore(SessionStore):
     """
 
     def __init__(self, client: redis.Redis, *, prefix: str = "sess:") -> None:
-        if not isinstance(prefix, str) or not prefix or len(prefix) > 100:
-            raise ConfigurationError("prefix", f"must be a non-empty string of at most 100 characters, got {prefix!r}")
+        if not isinstance(prefix, str) or not prefix or len(prefix) > 100 or not prefix.isprintable():
+            raise ConfigurationError(
+                "prefix", f"must be a non-empty printable string of at most 100 characters, got {prefix!r}"
+            )
+        try:
+            prefix.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigurationError("prefix", f"must be valid UTF-8 text, got {prefix!r}") from None
         self.client = client
         self.prefix = prefix
         self._user_prefix = prefix + "user:"
@@ -256,7 +283,7 @@ class RedisStore(SessionStore):
         return self.prefix + _storage_id(key)
 
     def _user_key(self, user_id: UserId) -> str:
-        return self._user_prefix + user_index_key(user_id)
+        return self._user_prefix + _user_text(user_id)
 
     @contextmanager
     def _driver_errors(self, action: str) -> Iterator[None]:
@@ -304,7 +331,7 @@ class RedisStore(SessionStore):
         .. versionadded:: 0.1
         """
         storage_id = _storage_id(record.key)
-        new_index = user_index_key(record.user_id) if record.user_id is not None else ""
+        new_index = _user_text(record.user_id) if record.user_id is not None else ""
         with self._driver_errors("save a session"):
             result = self._set(
                 keys=[self.prefix + storage_id],
@@ -355,9 +382,9 @@ class RedisStore(SessionStore):
         with self._driver_errors("list a user's sessions"):
             members = sorted(_text(m) for m in cast("set[Any]", self.client.smembers(users)))
         loaded = self._load([self.prefix + m for m in members])
-        index = user_index_key(user_id)
+        index = _user_text(user_id)
         records = [r for _, r in loaded
-                   if r is not None and r.user_id is not None and user_index_key(r.user_id) == index]
+                   if r is not None and r.user_id is not None and _user_text(r.user_id) == index]
         if len(records) != len(members):
             with self._driver_errors("prune a user's session index"):
                 self._prune(keys=[users], args=[self.prefix, index])
@@ -372,7 +399,7 @@ class RedisStore(SessionStore):
         with self._driver_errors("remove a user's sessions"):
             return int(
                 self._delete_for_user(keys=[self._user_key(user_id)],
-                                      args=[self.prefix, user_index_key(user_id), kept])
+                                      args=[self.prefix, _user_text(user_id), kept])
             )
 
     # -- everything -------------------------------------------------------------------
@@ -436,7 +463,7 @@ class RedisStore(SessionStore):
         .. versionadded:: 0.1
         """
         with self._driver_errors("take a session lock"):
-            return bool(self.client.set(f"{self.prefix}lock:{_storage_id(key)}", token, nx=True,
+            return bool(self.client.set(f"{self.prefix}lock:{_storage_id(key)}", _bytes(token), nx=True,
                                         px=max(1, math.ceil(ttl * 1000))))
 
     def release_lock(self, key: str, token: str) -> None:
@@ -445,7 +472,7 @@ class RedisStore(SessionStore):
         .. versionadded:: 0.1
         """
         with self._driver_errors("release a session lock"):
-            self._release(keys=[f"{self.prefix}lock:{_storage_id(key)}"], args=[token])
+            self._release(keys=[f"{self.prefix}lock:{_storage_id(key)}"], args=[_bytes(token)])
 
     def close(self) -> None:
         """Close the client's connections.
