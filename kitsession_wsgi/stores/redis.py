@@ -19,9 +19,13 @@ the application's clock considers expired before their TTL and prunes the
 per-user SETs.
 
 The scripts build the per-user SET key from the record, so this store targets a
-standalone (or Sentinel-managed) Redis, not Redis Cluster.  Connection errors,
-timeouts, a server still loading its dataset, a read-only replica and an
-out-of-memory refusal raise :class:`~kitsession_wsgi.StoreUnavailable`.
+standalone (or Sentinel-managed) Redis 6.0 or newer (``SCAN ... TYPE``), not
+Redis Cluster.  Use a client with ``decode_responses=False`` (redis-py's
+default): session JSON may hold lone surrogates (``"\\ud800"`` sent by a
+client), which the store writes losslessly but a decoding client cannot read.
+
+Connection errors, timeouts, a server still loading its dataset, a read-only
+replica and an out-of-memory refusal raise :class:`~kitsession_wsgi.StoreUnavailable`.
 
 .. versionadded:: 0.1
 """
@@ -41,7 +45,7 @@ from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
 
 try:
     import redis
-    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import OutOfMemoryError, ReadOnlyError
     from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -229,8 +233,9 @@ def _record(raw: Any) -> SessionRecord | None:
 class RedisStore(SessionStore):
     """Sessions in Redis, one HASH per session plus a SET per user.
 
-    :param client: a ``redis.Redis`` client (``decode_responses`` either way).
-        Give it timeouts: :meth:`from_url` does.
+    :param client: a ``redis.Redis`` client, preferably with
+        ``decode_responses=False`` (see the module notes).  Give it timeouts:
+        :meth:`from_url` does.
     :param prefix: put before every Redis key.
     :raises ConfigurationError: an empty prefix.
 
@@ -272,7 +277,7 @@ class RedisStore(SessionStore):
         options: dict[str, Any] = {
             "socket_timeout": 1.0,
             "socket_connect_timeout": 1.0,
-            "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries=1),
+            "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1),
             **client_options,
         }
         return cls(redis.Redis.from_url(url, **options), prefix=prefix)
