@@ -1035,3 +1035,25 @@ def test_locked_generator_app_frees_the_lock(manager: SessionManager, store: Fla
     assert store._locks == {}
     expected = 1 if consume else None
     assert json.loads(store.get_all()[0].data).get("n") == expected
+
+
+@pytest.mark.xfail(
+    reason="bug: only the first `session` value of the Cookie header is tried; a stale or foreign "
+    "duplicate sent first (a more specific Path, or one tossed by a sibling subdomain) makes the "
+    "live session anonymous and the response clears the live cookie",
+    strict=True,
+)
+@pytest.mark.parametrize("first", ["garbage", "forged-signature", "unknown-id"])
+def test_duplicate_cookie_name_uses_the_value_that_verifies(
+    manager: SessionManager, client: Client, first: str
+) -> None:
+    live = cookie_of(log_in(client)).request_header
+    decoy = {
+        "garbage": "session=garbage",
+        "forged-signature": "session=s%3Aabc.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "unknown-id": parse_set_cookie(manager.set_session_cookie("not-stored")).request_header,
+    }[first]
+    fresh = Client(client.application, use_cookies=False)
+    response = get(fresh, "/read", headers={"Cookie": f"{decoy}; {live}"})
+    assert response.json is not None and response.json["user_id"] == 5
+    assert session_cookies(response) == [], "the live cookie must not be cleared"
