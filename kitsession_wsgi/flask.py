@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json as _json
 import logging
+import os
 import typing as t
 from collections.abc import Callable, Iterator
 
@@ -290,7 +291,7 @@ class KitSession:
 
     :param app: the app to initialise now (or call :meth:`init_app` later).
     :param store: a :class:`~kitsession_wsgi.SessionStore`; by default the store
-        named by ``KITSESSION_STORE`` (a URL, see
+        named by ``KITSESSION_STORE`` in the app config or the environment (a URL, see
         :func:`kitsession_wsgi.stores.urls.store_from_url`) or a :class:`MemoryStore`.
     :param options: :class:`~kitsession_wsgi.SessionManager` options and
         ``retry_after`` (seconds in the ``Retry-After`` of the 503 answered
@@ -341,7 +342,8 @@ class KitSession:
         """
         store = self.store
         if store is None:
-            url = app.config.get("KITSESSION_STORE")
+            # App config first; the environment lets a deployment switch stores without code.
+            url = app.config.get("KITSESSION_STORE") or os.environ.get("KITSESSION_STORE")
             if url:
                 from .stores.urls import store_from_url
 
@@ -510,6 +512,15 @@ def remove_all_sessions_for_user(user_id: UserId, session: Session | None = None
     return get_manager().remove_all_sessions_for_user(user_id, session)
 
 
+def remove_session_by_handle(handle: str, *, user_id: UserId | None = None) -> bool:
+    """:meth:`SessionManager.remove_session_by_handle` on the current app's manager.
+
+    For a "your devices" page: pass the signed-in user's id so nobody can
+    revoke someone else's session.
+    """
+    return get_manager().remove_session_by_handle(handle, user_id=user_id)
+
+
 def get_all_sessions() -> list[Session]:
     """:meth:`SessionManager.get_all_sessions` on the current app's manager."""
     return get_manager().get_all_sessions()
@@ -629,6 +640,7 @@ __all__ = [
     "get_sessions_for_user",
     "remove_all_sessions_for_user",
     "remove_session",
+    "remove_session_by_handle",
     "remove_session_cookie",
     "set_session",
     "set_session_cookie",
