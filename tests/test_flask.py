@@ -1254,3 +1254,13 @@ def test_duplicate_cookie_name_uses_the_value_that_verifies(app: Flask, client: 
     response = fresh.get("/read", headers={"Cookie": f"session=stale-from-old-path; {live}"})
     assert response.json is not None and response.json["user_id"] == 5
     assert session_cookies(response) == []
+
+
+@pytest.mark.parametrize("failing", [{"get"}, {"create"}], ids=["loading", "saving"])
+def test_store_outage_is_503_in_testing_mode_too(store: FlakyStore, failing: set[str]) -> None:
+    client = make_app(store, config={"TESTING": True}).test_client()
+    if failing == {"get"}:
+        log_in(client)
+    store.failing = failing
+    response = client.get("/read" if failing == {"get"} else "/login")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
