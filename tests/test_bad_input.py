@@ -777,3 +777,47 @@ def test_wsgi_middleware_unstorable_data_raises_a_clear_error_and_the_store_is_u
     with pytest.raises(SessionDataError, match="max_data_bytes=1024"):
         Client(SessionMiddleware(app, manager), use_cookies=False).post("/", headers={"Cookie": cookie})
     assert store.writes() == 0 and store.get(live.handle or "") == before
+
+
+def test_flask_signals_fire_and_never_carry_the_id_or_the_cookie(heard: list[Heard], clock: Any) -> None:
+    from kitsession_wsgi.flask import with_delete_session, with_new_session
+
+    store = CountingStore()
+    app, manager = build_flask(store, clock)
+
+    @app.post("/login")
+    @with_new_session
+    def login(session: Any) -> str:
+        session.data = {"id": 7}
+        return "in"
+
+    @app.post("/logout")
+    @with_delete_session
+    def logout(session: Any) -> str:
+        return "out"
+
+    client = Client(app, use_cookies=False)
+    secrets_seen: set[str] = set()
+
+    def remember(response: Any) -> str:
+        (value,) = response.headers.getlist("Set-Cookie")
+        cookie = parse_set_cookie(value)
+        unsigned = manager.signer.unsign(cookie.value)  # type: ignore[union-attr]
+        assert unsigned is not None
+        secrets_seen.update({cookie.value, cookie.raw_value, unsigned.session_id})
+        return cookie.request_header
+
+    anonymous = remember(client.post("/write"))                                   # created
+    logged_in = remember(client.post("/login", headers={"Cookie": anonymous}))    # created + regenerated
+    client.post("/logout", headers={"Cookie": logged_in})                         # destroyed
+    client.get("/read", headers={"Cookie": logged_in})                            # unknown_id
+    client.get("/read", headers={"Cookie": logged_in[:-3] + "AAA"})               # invalid_signature
+    expiring = remember(client.post("/write"))
+    clock.advance(IDLE + 1)
+    client.get("/read", headers={"Cookie": expiring})                             # expired (idle)
+
+    fired = {h.signal for h in heard if h.sender is manager}
+    assert fired >= {"created", "regenerated", "destroyed", "unknown_id", "invalid_signature", "expired"}, fired
+    for h in heard:
+        for text in h.reprs:
+            assert not [s for s in secrets_seen if s in text], f"{h.signal} received a secret: {text[:200]}"

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 
@@ -26,7 +27,9 @@ from session_helpers import CountingStore, node_signed_value, parse_set_cookie
 
 NAME = "session"
 KEYS = ["current-key", "previous-key"]
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: KITSESSION_HYPOTHESIS_EXAMPLES=20000 for a deeper local hunt
+SETTINGS = settings(max_examples=int(os.environ.get("KITSESSION_HYPOTHESIS_EXAMPLES", "300")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 class RecordingStore(CountingStore):
