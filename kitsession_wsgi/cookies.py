@@ -73,8 +73,8 @@ def cookie_header(source: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def read_cookie(header: str, name: str) -> str | None:
-    """The first value of cookie ``name`` in ``header``, percent-decoded; never raises."""
+def read_cookies(header: str, name: str) -> list[str]:
+    """Every value of cookie ``name`` in ``header``, in order, percent-decoded; never raises."""
     try:
         cookies = parse_cookie(header)
     except UnicodeError:
@@ -87,10 +87,7 @@ def read_cookie(header: str, name: str) -> str | None:
             .decode("latin-1")
         )
         cookies = parse_cookie(repaired)
-    value = cookies.get(name)
-    if value is None:
-        return None
-    return decode_cookie_value(value)
+    return [decode_cookie_value(value) for value in cookies.getlist(name)]
 
 
 def build_set_cookie(

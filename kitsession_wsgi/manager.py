@@ -27,7 +27,7 @@ from .cookies import (
     COOKIE_NAME_RE,
     build_set_cookie,
     cookie_header,
-    read_cookie,
+    read_cookies,
 )
 from .errors import ConfigurationError, SessionConflict, SessionDataError
 from .serialization import JSONSerializer, Serializer
@@ -67,6 +67,8 @@ def session_key(session_id: str) -> str:
 #: Longer Cookie headers are verified every time, so the cache holds at most
 #: ``cookie_cache_size`` x 4 KiB, whatever clients send.
 _CACHEABLE_HEADER_LENGTH = 4096
+#: At most this many values of the session cookie's name are verified per request.
+_MAX_COOKIE_CANDIDATES = 4
 #: ``_identify`` result for a session cookie that is present but not acceptable
 _INVALID = "invalid"
 
@@ -279,17 +281,32 @@ class SessionManager:
         header = cookie_header(headers_or_environ)
         if not header:
             return Session()
-        identity = self._cookie_cache.get(header)
-        if identity is None:
+        cached = self._cookie_cache.get(header)
+        if cached is not None:
+            candidates: tuple[_CookieIdentity, ...] = (cached,)
+        else:
             found = self._identify(header)
-            if not isinstance(found, _CookieIdentity):
+            if found is None or found == _INVALID:
                 # A cookie we cannot accept is cleared; an absent one costs nothing.
                 return self._anonymous(clear_cookie=found is not None)
-            identity = found
-            if self.cookie_cache_size and len(header) <= _CACHEABLE_HEADER_LENGTH:
+            assert isinstance(found, tuple)
+            candidates = found
+        for identity in candidates:
+            session = self._load(identity)
+            if session is None:
+                continue
+            if cached is None and self.cookie_cache_size and len(header) <= _CACHEABLE_HEADER_LENGTH:
                 if len(self._cookie_cache) >= self.cookie_cache_size:
                     self._cookie_cache.clear()
                 self._cookie_cache[header] = identity
+            if identity.resign:
+                session._send_cookie = True
+                signals.key_rotated.send(self, session=session)
+            return session
+        return self._anonymous(clear_cookie=True)
+
+    def _load(self, identity: _CookieIdentity) -> Session | None:
+        """The live session a verified cookie names (locked with ``lock=True``), or ``None``."""
         token = self._acquire(identity.key) if self.lock else None
         try:
             record = self.store.get(identity.key)
@@ -304,29 +321,39 @@ class SessionManager:
             if record is None:
                 signals.unknown_id.send(self, handle=identity.key)
                 logger.info("unknown session %s presented", self.log_reference(identity.key))
-            return self._anonymous(clear_cookie=True)
+            return None
         session._lock_token = token
-        if identity.resign:
-            session._send_cookie = True
-            signals.key_rotated.send(self, session=session)
         return session
 
-    def _identify(self, header: str) -> _CookieIdentity | str | None:
-        """The verified identity in ``header``, ``None`` without a cookie, or ``_INVALID``."""
-        value = read_cookie(header, self.name)
-        if value is None:
+    def _identify(self, header: str) -> tuple[_CookieIdentity, ...] | str | None:
+        """The verified identities in ``header`` (in order), ``None`` without a cookie, or ``_INVALID``.
+
+        Browsers send a cookie set at a more specific path (or by a sibling
+        domain) first, so a stale or foreign value with our name must not hide
+        the live one: every value that verifies is a candidate, first first.
+        """
+        values = read_cookies(header, self.name)
+        if not values:
             return None
+        identities = []
+        for value in values[:_MAX_COOKIE_CANDIDATES]:
+            identity = self._verify(value)
+            if identity is not None:
+                identities.append(identity)
+        return tuple(identities) if identities else _INVALID
+
+    def _verify(self, value: str) -> _CookieIdentity | None:
         if not value:
-            return _INVALID
+            return None
         if self.signer is None:
             if len(value) > 256 or not value.isprintable():
-                return _INVALID
+                return None
             return _CookieIdentity(value, session_key(value), False)
         unsigned = self.signer.unsign(value)
         if unsigned is None:
             signals.invalid_signature.send(self)
             logger.info("session cookie with an invalid signature rejected")
-            return _INVALID
+            return None
         return _CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
     def _anonymous(self, *, clear_cookie: bool) -> Session:

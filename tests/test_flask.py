@@ -1242,12 +1242,6 @@ def test_retry_after_keyword_is_validated_and_named(bad: object) -> None:
     assert info.value.option == "retry_after"
 
 
-@pytest.mark.xfail(
-    reason="bug: only the first `session` value of the Cookie header is tried; a stale or foreign "
-    "duplicate sent first (a more specific Path, or one tossed by a sibling subdomain) makes the "
-    "live session anonymous and the response clears the live cookie",
-    strict=True,
-)
 def test_duplicate_cookie_name_uses_the_value_that_verifies(app: Flask, client: FlaskClient) -> None:
     live = cookie_of(log_in(client)).request_header
     fresh = app.test_client(use_cookies=False)

@@ -1037,12 +1037,6 @@ def test_locked_generator_app_frees_the_lock(manager: SessionManager, store: Fla
     assert json.loads(store.get_all()[0].data).get("n") == expected
 
 
-@pytest.mark.xfail(
-    reason="bug: only the first `session` value of the Cookie header is tried; a stale or foreign "
-    "duplicate sent first (a more specific Path, or one tossed by a sibling subdomain) makes the "
-    "live session anonymous and the response clears the live cookie",
-    strict=True,
-)
 @pytest.mark.parametrize("first", ["garbage", "forged-signature", "unknown-id"])
 def test_duplicate_cookie_name_uses_the_value_that_verifies(
     manager: SessionManager, client: Client, first: str
