@@ -529,11 +529,11 @@ class Bench:
         app, state = self.flask_session_app(
             "fs_memcached", {"SESSION_TYPE": "memcached", "SESSION_MEMCACHED": client,
                              "SESSION_REFRESH_EACH_REQUEST": refresh})
-        reader = Client(("127.0.0.1", server.port), no_delay=True)
         holder: dict[str, str] = {}
 
         def stored() -> dict[str, Any] | None:
-            raw = reader.get("session:" + holder["sid"])
+            # the app's own connection: its noreply writes are ordered before this get
+            raw = client.get("session:" + holder["sid"])
             return None if raw is None else msgspec.msgpack.decode(raw)
 
         holder["sid"] = self.sid_of(attach_flask_cells(scenario, app, state, stored))
