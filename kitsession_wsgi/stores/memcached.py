@@ -113,21 +113,29 @@ class MemcacheClient(Protocol):
     .. versionadded:: 0.1
     """
 
-    def get(self, key: str, default: Any = None) -> Any: ...
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value under ``key``, or ``default``."""
 
-    def get_many(self, keys: Iterable[str]) -> dict[Any, Any]: ...
+    def get_many(self, keys: Iterable[str]) -> dict[Any, Any]:
+        """The values of the ``keys`` that exist."""
 
-    def gets(self, key: str) -> tuple[Any, Any]: ...
+    def gets(self, key: str) -> tuple[Any, Any]:
+        """The value and its CAS token, or ``(None, None)``."""
 
-    def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any: ...
+    def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
+        """Store only if ``key`` is absent; true when stored."""
 
-    def append(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any: ...
+    def append(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
+        """Append to an existing value; true when stored."""
 
-    def cas(self, key: str, value: bytes, cas: Any, expire: int = 0, noreply: bool = False) -> Any: ...
+    def cas(self, key: str, value: bytes, cas: Any, expire: int = 0, noreply: bool = False) -> Any:
+        """Store if the CAS token still matches: true, false (changed) or ``None`` (gone)."""
 
-    def delete(self, key: str, noreply: bool | None = None) -> Any: ...
+    def delete(self, key: str, noreply: bool | None = None) -> Any:
+        """Delete ``key``; true when it existed."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the connections."""
 
 
 class MemcachedNodeDown(ConnectionError):
