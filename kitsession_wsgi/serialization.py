@@ -43,9 +43,17 @@ class JSONSerializer:
     def dumps(self, data: dict[str, Any]) -> str:
         check_keys(data)
         try:
-            return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise describe_serialization_error(data, exc, self._dumps_one) from exc
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                # Lone surrogates (JSON from a client can carry them) cannot be
+                # stored as UTF-8; escaped, they round-trip in every store.
+                text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        return text
 
     def loads(self, text: str) -> Any:
         return json.loads(text)

@@ -24,8 +24,14 @@ def validate_user_id(user_id: object, *, what: str = "user_id") -> UserId | None
         return None
     if isinstance(user_id, bool) or not isinstance(user_id, (int, str)):
         raise TypeError(f"{what} must be an int or a str, got {type(user_id).__name__}")
-    if isinstance(user_id, str) and not user_id:
-        raise ValueError(f"{what} must not be an empty string")
+    if isinstance(user_id, str):
+        if not user_id:
+            raise ValueError(f"{what} must not be an empty string")
+        if not user_id.isascii():
+            try:
+                user_id.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{what} must be valid Unicode text (it holds a lone surrogate)") from None
     return user_id
 
 

@@ -341,6 +341,14 @@ class StoreContract:
         assert manager.remove_session(loaded) is True
         assert manager.initialize_session({"Cookie": cookie}).is_new
 
+    def test_data_with_lone_surrogates_round_trips(self, store: SessionStore) -> None:
+        manager = SessionManager(store)
+        data = {"x": "\ud800", "y": "caf\u00e9 \U0001f600"}
+        session = manager.create_session(data=data)
+        assert session.id is not None
+        loaded = manager.get_session(session.id)
+        assert loaded is not None and loaded.data == data
+
     def test_manager_never_serves_an_expired_session(self, store: SessionStore) -> None:
         now = [time.time()]
         manager = SessionManager(store, max_age=60, clock=lambda: now[0])
