@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from kitsession_wsgi import MemoryStore, SessionStore
+from kitsession_wsgi import MemoryStore, SessionStore, StoreUnavailable
 
 from servers import (
     MEMCACHED_SERVERS,
@@ -121,7 +121,7 @@ def _peewee_store(url: str, what: str) -> Iterator[SessionStore]:
     store = PeeweeStore.from_url(url, table_name=_unique("kt_"))
     try:
         store.create_tables()
-    except Exception as exc:  # the server answered but refused us (no database, no rights)
+    except StoreUnavailable as exc:  # the server answered but refused us (no database, no rights)
         service_missing(f"{what} at {url}: cannot create tables: {exc}")
     try:
         yield store

@@ -12,10 +12,11 @@ cookies.  Every client knows exactly what its session must hold, so:
 * anonymous requests store nothing, a logout or re-login kills the old cookie,
   and the store ends with exactly one live session per client holding a cookie.
 
-Bounded in time: a hard deadline fails the test instead of hanging it.  The
-default run sends 2,000 requests per store; the 20,000-request run (60-90 s
-per store on this 2-core machine, 230-330 requests/s) runs when
-``KITSESSION_LOAD=1`` is set, or with ``-m load``.
+Bounded in time: a hard deadline (120 s) fails the test instead of hanging it,
+and a hang dumps the server threads' stacks into the failure message.  Each
+store gets 20,000 requests: 15-17 s per store on this 2-core machine when it is
+quiet, 45-55 s when it is busy with other suites (``KITSESSION_LOAD_REQUESTS``
+changes the count).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ CLIENTS = 16
 #: a hard cap on the whole run; the test fails when it is reached
 DEADLINE_SECONDS = 120.0
 SOCKET_TIMEOUT = 15.0
-RUN_BIG = os.environ.get("KITSESSION_LOAD") == "1"
+#: 20,000 by default; KITSESSION_LOAD_REQUESTS scales it (e.g. 2000 for a quick local run)
+TOTAL_REQUESTS = int(os.environ.get("KITSESSION_LOAD_REQUESTS", "20000"))
 
 
 # -- the server side (runs in the subprocess) ------------------------------------------------
@@ -350,17 +352,7 @@ def _report(tally: Tally, total: int, elapsed: float, store: str) -> None:
 
 
 @pytest.mark.parametrize("server", STORES, indirect=True)
-def test_load_2000_mixed_requests_over_http(server: Server, request: pytest.FixtureRequest) -> None:
+def test_load_mixed_requests_over_http(server: Server, request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
-    tally = run_load(server, 2_000)
-    _report(tally, 2_000, time.monotonic() - started, request.node.callspec.params["server"])
-
-
-@pytest.mark.load
-@pytest.mark.parametrize("server", STORES, indirect=True)
-def test_load_20000_mixed_requests_over_http(server: Server, request: pytest.FixtureRequest) -> None:
-    if not RUN_BIG and "load" not in (request.config.getoption("markexpr", "") or ""):
-        pytest.skip("20,000 requests take 60-90 s per store here: set KITSESSION_LOAD=1 or run -m load")
-    started = time.monotonic()
-    tally = run_load(server, 20_000)
-    _report(tally, 20_000, time.monotonic() - started, request.node.callspec.params["server"])
+    tally = run_load(server, TOTAL_REQUESTS)
+    _report(tally, TOTAL_REQUESTS, time.monotonic() - started, request.node.callspec.params["server"])
