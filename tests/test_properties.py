@@ -11,15 +11,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import string
+from collections.abc import Callable
+from typing import Any
 
 from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
-from kitsession_wsgi import SessionManager, SessionRecord, session_key
+from kitsession_wsgi import SessionManager, SessionRecord, SetResult, session_key
 from kitsession_wsgi.cookies import encode_cookie_value
 from kitsession_wsgi.signing import CookieSigner, normalize_keys
 
@@ -210,3 +213,98 @@ def test_an_id_round_trips_through_set_cookie_cookie_and_the_store(session_id: s
     assert not session.is_new
     assert session.id == session_id and session.data == {"k": 1}
     assert store.looked_up == [session_key(session_id)]
+
+
+# -- merging concurrent saves ------------------------------------------------------------------
+
+
+class InterleavingStore(RecordingStore):
+    """Runs queued "other requests" just before a ``set`` reaches the store (one per ``set``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_set: list[Callable[[], None]] = []
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        if self.before_set:
+            queued, self.before_set = self.before_set, []
+            queued.pop(0)()
+            self.before_set = queued
+        return super().set(record, expected_version)
+
+
+KEYS_POOL = [f"k{i}" for i in range(8)]
+values = st.one_of(st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3), st.none())
+
+
+@st.composite
+def disjoint_changes(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """2-4 requests, each setting or deleting its own keys (no key is changed by two requests)."""
+    count = draw(st.integers(min_value=2, max_value=4))
+    owners = draw(st.lists(st.integers(min_value=0, max_value=count), min_size=len(KEYS_POOL),
+                           max_size=len(KEYS_POOL)))  # owner == count: nobody changes the key
+    requests: list[dict[str, Any]] = [{} for _ in range(count)]
+    for key, owner in zip(KEYS_POOL, owners):
+        if owner < count:
+            requests[owner][key] = draw(st.one_of(values, st.just(DELETE)))
+    return requests
+
+
+DELETE = object()
+
+
+@SETTINGS
+@given(initial=st.dictionaries(st.sampled_from(KEYS_POOL), values, max_size=len(KEYS_POOL)),
+       changes=disjoint_changes(), data=st.data())
+def test_concurrent_saves_of_disjoint_keys_keep_every_change(
+    initial: dict[str, Any], changes: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Every request loads the same version; they commit in any order, and while one saves,
+    others may commit in between its attempts.  With disjoint keys nothing may be lost.
+
+    An "anchor" key nobody changes keeps every request's data non-empty: a request that
+    empties its view of the session ends it (see test_bad_input's emptied-session test).
+    """
+    initial = {**initial, "anchor": 1}
+    store = InterleavingStore()
+    manager = SessionManager(store, keys=KEYS, secure=False)
+    live = manager.create_session(data=dict(initial))
+    cookie = parse_set_cookie(manager.set_session_cookie(live)).request_header
+    sessions = [manager.initialize_session({"Cookie": cookie}) for _ in changes]
+    for session, change in zip(sessions, changes):
+        for key, value in change.items():
+            if value is DELETE:
+                session.data.pop(key, None)
+            else:
+                session.data[key] = value
+
+    pending = list(range(len(sessions)))
+    order = data.draw(st.permutations(pending))
+
+    def commit(index: int) -> Callable[[], None]:
+        def run() -> None:
+            if index in pending:
+                pending.remove(index)
+                manager.commit(sessions[index])
+        return run
+
+    for index in order:
+        if index not in pending:
+            continue
+        pending.remove(index)
+        # Others that have not committed yet may do so between this request's attempts.
+        others = [i for i in pending if data.draw(st.booleans())]
+        store.before_set = [commit(i) for i in others]
+        manager.commit(sessions[index])
+        store.before_set = []
+
+    expected = dict(initial)
+    for change in changes:
+        for key, value in change.items():
+            if value is DELETE:
+                expected.pop(key, None)
+            else:
+                expected[key] = value
+    record = store.get(live.handle or "")
+    assert record is not None
+    assert json.loads(record.data) == expected
