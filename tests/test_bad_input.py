@@ -827,3 +827,38 @@ def test_flask_signals_fire_and_never_carry_the_id_or_the_cookie(heard: list[Hea
     for h in heard:
         for text in h.reprs:
             assert not [s for s in secrets_seen if s in text], f"{h.signal} received a secret: {text[:200]}"
+
+
+# -- with per-session locks on --------------------------------------------------------------------
+
+
+class LockCountingStore(CountingStore):
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        self.calls["acquire_lock"] += 1
+        return super().acquire_lock(key, token, ttl)
+
+    def release_lock(self, key: str, token: str) -> None:
+        self.calls["release_lock"] += 1
+        super().release_lock(key, token)
+
+
+@pytest.mark.parametrize("case_name", list(CASES))
+def test_with_locks_a_bad_cookie_takes_no_lock_and_a_stale_one_leaves_none_behind(case_name: str,
+                                                                                  clock: Any) -> None:
+    store = LockCountingStore()
+    manager = SessionManager(store, keys=[KEY], max_age=MAX_AGE, idle_timeout=IDLE, clock=clock, secure=False,
+                             lock=True, lock_timeout=2)
+    world = World(SessionMiddleware(bare_wsgi_app, manager), manager, store, clock)
+    world.data = {"user": "alice", "n": 1}
+    world.valid_id = world.stored_id(world.data)
+    world.other_id = world.stored_id({"user": "bob"})
+    case = CASES[case_name](world)
+    store.reset()
+    for path in ("/read", "/write"):
+        reply = world.request(path, case.headers)
+        assert reply.status == 200, reply.error
+    if case.outcome in ("bad", "absent"):
+        assert store.calls["acquire_lock"] == 0 and store.calls["get"] == 0, dict(store.calls)
+    assert store.calls["acquire_lock"] == store.calls["release_lock"], dict(store.calls)
+    for session_id in [*case.presented, world.valid_id]:
+        assert store.acquire_lock(session_key(session_id), "probe", 30), "a lock was left behind"

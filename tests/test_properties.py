@@ -255,9 +255,11 @@ DELETE = object()
 
 @SETTINGS
 @given(initial=st.dictionaries(st.sampled_from(KEYS_POOL), values, max_size=len(KEYS_POOL)),
-       changes=disjoint_changes(), data=st.data())
+       changes=disjoint_changes(), data=st.data(),
+       new_user=st.one_of(st.none(), st.tuples(st.integers(min_value=0, max_value=3), st.integers(1, 99))))
 def test_concurrent_saves_of_disjoint_keys_keep_every_change(
-    initial: dict[str, Any], changes: list[dict[str, Any]], data: st.DataObject
+    initial: dict[str, Any], changes: list[dict[str, Any]], data: st.DataObject,
+    new_user: tuple[int, int] | None,
 ) -> None:
     """Every request loads the same version; they commit in any order, and while one saves,
     others may commit in between its attempts.  With disjoint keys nothing may be lost.
@@ -271,6 +273,9 @@ def test_concurrent_saves_of_disjoint_keys_keep_every_change(
     live = manager.create_session(data=dict(initial))
     cookie = parse_set_cookie(manager.set_session_cookie(live)).request_header
     sessions = [manager.initialize_session({"Cookie": cookie}) for _ in changes]
+    expected_user = None
+    if new_user is not None and new_user[0] < len(sessions):  # one request also signs a user in
+        sessions[new_user[0]].user_id = expected_user = new_user[1]
     for session, change in zip(sessions, changes):
         for key, value in change.items():
             if value is DELETE:
@@ -308,3 +313,54 @@ def test_concurrent_saves_of_disjoint_keys_keep_every_change(
     record = store.get(live.handle or "")
     assert record is not None
     assert json.loads(record.data) == expected
+    assert record.user_id == expected_user
+
+
+# -- through both adapters -------------------------------------------------------------------------
+
+
+def _adapters() -> dict[str, Any]:
+    import flask
+    from werkzeug.test import Client
+
+    from kitsession_wsgi.flask import KitSession, current_session
+    from kitsession_wsgi.wsgi import SessionMiddleware
+
+    store = RecordingStore()
+    manager = SessionManager(store, keys=KEYS, secure=False)
+
+    def bare(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        session = environ["kitsession"].session
+        if environ["REQUEST_METHOD"] == "POST":
+            session.data["w"] = 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"new" if session.is_new else b"old"]
+
+    app = flask.Flask(__name__)
+    app.config["SECRET_KEY"] = KEYS[0]
+    KitSession(app, store=RecordingStore(), keys=KEYS, secure=False)
+
+    @app.route("/", methods=["GET", "POST"])
+    def view() -> str:
+        if flask.request.method == "POST":
+            flask.session["w"] = 1
+        return "new" if current_session.is_new else "old"
+
+    return {"wsgi-middleware": Client(SessionMiddleware(bare, manager), use_cookies=False),
+            "flask": Client(app, use_cookies=False)}
+
+
+ADAPTER_CLIENTS: dict[str, Any] = {}
+
+
+@settings(SETTINGS, max_examples=max(50, SETTINGS.max_examples // 3))
+@given(header=st.one_of(latin1_text, structured_headers(), noise_around_a_valid_cookie()),
+       adapter=st.sampled_from(["wsgi-middleware", "flask"]), method=st.sampled_from(["GET", "POST"]))
+def test_no_cookie_header_makes_either_adapter_answer_500(header: str, adapter: str, method: str) -> None:
+    assume(all(ord(c) <= 0xFF for c in header))  # what a WSGI server can put in the environ
+    if not ADAPTER_CLIENTS:
+        ADAPTER_CLIENTS.update(_adapters())
+    response = ADAPTER_CLIENTS[adapter].open("/", method=method, environ_overrides={"HTTP_COOKIE": header})
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    for value in response.headers.getlist("Set-Cookie"):
+        assert parse_set_cookie(value).name == NAME
