@@ -166,7 +166,7 @@ class SessionManager:
         touch_interval: int | float | timedelta | None = None,
         serializer: Serializer | None = None,
         cookie_cache_size: int = 4096,
-        merge_retries: int = 50,
+        merge_retries: int = 100,
         lock: bool = False,
         lock_timeout: int | float | timedelta = 10.0,
         lock_ttl: int | float | timedelta = 30.0,
@@ -558,8 +558,9 @@ class SessionManager:
             if self.on_conflict == "raise":
                 raise SessionConflict("the session was changed by another request", handle=session.handle)
             if attempt >= 2:
-                # Many writers on one session: step aside briefly so the retries spread out.
-                time.sleep(random.uniform(0, 0.001 * min(attempt, 10)))
+                # Many writers on one session: step aside briefly (jittered, growing)
+                # so one request is not starved by the others' faster saves.
+                time.sleep(random.uniform(0, min(0.002 * attempt, 0.025)))
             current = self.store.get(session.handle)
             if current is None or now >= current.expires_at:
                 self._mark_destroyed(session)
