@@ -525,7 +525,7 @@ def _login_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> l
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"in"]
 
-    return login(environ, start_response)  # type: ignore[no-any-return]
+    return list(login(environ, start_response))
 
 
 def _logout_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

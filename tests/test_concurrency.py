@@ -156,7 +156,7 @@ def kind(store: SessionStore, request: pytest.FixtureRequest) -> str:
     return str(request.node.callspec.params["store"])
 
 
-def _stored_session(manager: SessionManager, data: dict[str, int]) -> tuple[str, str]:
+def _stored_session(manager: SessionManager, data: dict[str, Any]) -> tuple[str, str]:
     """A stored session: its ``Cookie`` request header and its store key."""
     session = manager.create_session(data=data)
     assert session.id is not None
@@ -434,7 +434,7 @@ def _login_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> l
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"in"]
 
-    return login(environ, start_response)  # type: ignore[no-any-return]
+    return list(login(environ, start_response))
 
 
 def _regenerate_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
