@@ -16,7 +16,7 @@ Bounded in time: a hard deadline (120 s) fails the test instead of hanging it,
 and a hang dumps the server threads' stacks into the failure message.  Each
 store gets 20,000 requests: 15-17 s per store on this 2-core machine when it is
 quiet, 45-55 s when it is busy with other suites (``KITSESSION_LOAD_REQUESTS``
-changes the count).
+changes the count; ``-m "not load"`` deselects it).
 """
 
 from __future__ import annotations
@@ -351,6 +351,7 @@ def _report(tally: Tally, total: int, elapsed: float, store: str) -> None:
     assert tally.requests >= total, "fewer requests than planned were sent"
 
 
+@pytest.mark.load
 @pytest.mark.parametrize("server", STORES, indirect=True)
 def test_load_mixed_requests_over_http(server: Server, request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
