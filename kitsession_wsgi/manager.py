@@ -463,17 +463,17 @@ class SessionManager:
         elif session._data_touched and self.serializer.dumps(session._data) != session._loaded_text:
             if not session._user_id_explicit:
                 self._follow_data_user(session)
-            if not session._data and session._user_id is None:
+            # Saved (merged) even when emptied, so a concurrent request's keys survive.
+            self._save(session)
+            if not session._destroyed and not session._data and session._user_id is None:
                 # Emptied (Flask's session.clear() logout idiom): nothing left to keep.
                 self.remove_session(session)
-                return self.remove_session_cookie()
-            self._save(session)
         elif session._user_id != session._loaded_user_id:
             self._save(session)
         elif self.touch_interval is not None:
             self._touch(session)
         if session._destroyed:
-            return self.remove_session_cookie()
+            return self.remove_session_cookie() if session._clear_cookie else None
         if session._send_cookie:
             session._send_cookie = False
             return self.set_session_cookie(session)
@@ -510,7 +510,7 @@ class SessionManager:
             if self.rolling:
                 session._send_cookie = True
         else:
-            self._mark_destroyed(session)
+            self._vanished(session)
 
     def _serialize(self, data: dict[str, Any]) -> str:
         text = self.serializer.dumps(data)
@@ -553,7 +553,7 @@ class SessionManager:
                 return
             if result is SetResult.MISSING:
                 # Removed by another request (logout, revoke): it stays removed.
-                self._mark_destroyed(session)
+                self._vanished(session)
                 return
             if self.on_conflict == "raise":
                 raise SessionConflict("the session was changed by another request", handle=session.handle)
@@ -563,7 +563,7 @@ class SessionManager:
                 time.sleep(random.uniform(0, min(0.002 * attempt, 0.025)))
             current = self.store.get(session.handle)
             if current is None or now >= current.expires_at:
-                self._mark_destroyed(session)
+                self._vanished(session)
                 return
             expected = current.version
             if self.on_conflict == "overwrite":
@@ -647,6 +647,18 @@ class SessionManager:
             old._destroyed = True
             self.release(old)
             signals.regenerated.send(self, session=session, previous_handle=old.handle)
+
+    def _vanished(self, session: Session) -> None:
+        """The session was removed by another request while this one ran.
+
+        It stays removed, and this response sends no cookie: the request that
+        removed it (a logout, or a login that replaced it) already answered
+        with the right one, and a clearing cookie arriving later would sign
+        the browser out of the session a concurrent login just gave it.
+        """
+        session._destroyed = True
+        session._clear_cookie = False
+        session._send_cookie = False
 
     def _mark_destroyed(self, session: Session) -> None:
         session._destroyed = True
@@ -764,13 +776,27 @@ class SessionManager:
             return session
         old_key = session.handle
         assert old_key is not None
+        if session._user_id != session._loaded_user_id or (
+            session._data_touched and self.serializer.dumps(session._data) != session._loaded_text
+        ):
+            # Merge this request's changes first, so a concurrent save is not lost.
+            self._save(session)
+            if session._destroyed:
+                return session
+        current = self.store.get(old_key)
+        data = None if current is None else self._readable(current.data)
+        if current is None or data is None:
+            self._vanished(session)
+            return session
         self.release(session)
         if not self.store.delete(old_key):
-            self._mark_destroyed(session)
+            self._vanished(session)
             return session
-        replacement = self.new_session(user_id=session._user_id)
-        replacement._data = session._data
-        self._insert(replacement, self._serialize(session._data), self.clock(), created_at=session.created_at)
+        session._data = data
+        session._user_id = current.user_id
+        replacement = self.new_session(user_id=current.user_id)
+        replacement._data = data
+        self._insert(replacement, current.data, self.clock(), created_at=session.created_at)
         session.id = replacement.id
         session.handle = replacement.handle
         session.updated_at = replacement.updated_at

@@ -46,6 +46,8 @@ class JSONSerializer:
             text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise describe_serialization_error(data, exc, self._dumps_one) from exc
+        except RecursionError as exc:
+            raise SessionSerializationError(None, "session data is nested too deeply to store") from exc
         if not text.isascii():
             try:
                 text.encode("utf-8")

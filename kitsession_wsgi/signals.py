@@ -10,7 +10,9 @@ Connect a receiver to audit or alert::
 
 Every signal is sent with the :class:`~kitsession_wsgi.SessionManager` as
 sender.  Receivers get a ``session`` or a ``handle`` (the public SHA-256
-digest of the id), never the secret id or the cookie.
+digest of the id), never the cookie.  A ``Session``'s ``repr`` hides its id,
+but ``session.id`` is the secret itself: log ``session.handle`` or
+``manager.log_reference(session.handle)``, never ``session.id``.
 
 .. versionadded:: 0.1
 """

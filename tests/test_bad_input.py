@@ -677,11 +677,6 @@ def test_nested_non_str_keys_are_refused() -> None:
     assert len(store) == 0
 
 
-@pytest.mark.xfail(reason="bug: data nested deeper than the recursion limit raises RecursionError from "
-                          "json.dumps, not the library's SessionDataError (JSONSerializer.dumps catches only "
-                          "TypeError/ValueError); nothing is written, but callers catching SessionDataError "
-                          "(or KitSessionError) miss it",
-                   strict=True)
 def test_too_deeply_nested_data_is_a_session_data_error() -> None:
     from kitsession_wsgi import SessionDataError
 

@@ -380,10 +380,9 @@ def test_a_removed_session_stays_removed_after_a_slower_save(
         raise slow.error
     assert slow.status.startswith("200"), slow.status
     assert store.get(key) is None, f"{kind}: the slow request brought the removed session back"
-    cookies = [parse_set_cookie(value) for value in slow.set_cookies()]
-    assert [c.is_removal for c in cookies] == [True], (
-        f"{kind}: the slow request should clear the cookie, sent {slow.set_cookies()}"
-    )
+    # No cookie from the slow request: whoever removed the session answered with the right
+    # one, and a late clearing cookie would also wipe a cookie a concurrent login just set.
+    assert slow.set_cookies() == [], f"{kind}: the slow request sent {slow.set_cookies()}"
     assert all(record.key != key for record in store.get_all())
     # The old cookie leads nowhere now.
     assert manager.initialize_session({"Cookie": cookie}).is_new
@@ -423,8 +422,11 @@ def test_every_way_of_removing_a_session_wins_over_a_slower_save(store: SessionS
         raise slow.error
     assert slow.status.startswith("200"), slow.status
     assert store.get(key) is None, f"{kind}/{remover}: the slow request brought the session back"
-    assert [parse_set_cookie(v).is_removal for v in slow.set_cookies()] == [True]
+    # No cookie from the slow request (it could wipe one a concurrent login set); the
+    # stale cookie is cleared by the browser's next request, which finds no session.
+    assert slow.set_cookies() == []
     assert manager.get_sessions_for_user(user) == []
+    assert manager.initialize_session({"Cookie": cookie})._clear_cookie
 
 
 def _login_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
@@ -464,14 +466,6 @@ class Browser:
                 self.cookie = None if parsed.is_removal else parsed.request_header
 
 
-@pytest.mark.xfail(
-    reason="bug: when a slower request finds its session gone it answers with the clearing cookie, which "
-    "also deletes the NEW cookie a concurrent login (with_new_session) or regenerate just set: the user "
-    "is logged out right after logging in.  (Tension with the destroy-race rule: after a logout the "
-    "logout response itself already cleared the cookie, and a stale cookie presented later is cleared "
-    "by initialize_session, so the slow response's clearing cookie is never needed)",
-    strict=True,
-)
 @pytest.mark.parametrize("replacer", ["login-with_new_session", "regenerate"])
 def test_a_slower_request_does_not_log_out_a_concurrent_login(store: SessionStore, kind: str,
                                                               replacer: str) -> None:
@@ -538,11 +532,6 @@ class InterleavingStore(MemoryStore):
         return super().set(record, expected_version)
 
 
-@pytest.mark.xfail(
-    reason="bug: SessionManager.regenerate deletes the old record without a version check and inserts the "
-    "data THIS request loaded, so a change another request saved in between is lost (rule 8)",
-    strict=True,
-)
 def test_regenerate_keeps_what_another_request_saved_meanwhile(store: SessionStore, kind: str) -> None:
     manager = SessionManager(store, keys=KEYS)
     cookie, key = _stored_session(manager, {"mine": 0, "theirs": 0})
@@ -558,13 +547,6 @@ def test_regenerate_keeps_what_another_request_saved_meanwhile(store: SessionSto
     assert _stored_data(manager, session_key(mine.id)) == {"mine": 1, "theirs": 1}
 
 
-@pytest.mark.xfail(
-    reason="bug: a request that empties its view of an anonymous session (pops its last key, e.g. a flash "
-    "message) makes SessionManager._commit call remove_session unconditionally, deleting keys another "
-    "request saved meanwhile and clearing the cookie (rule 8); it should merge first and end the session "
-    "only if the merged data is empty",
-    strict=True,
-)
 def test_emptying_a_session_keeps_what_another_request_saved_meanwhile(store: SessionStore, kind: str) -> None:
     manager = SessionManager(store, keys=KEYS)
     cookie, key = _stored_session(manager, {"_flashes": ["Saved."]})

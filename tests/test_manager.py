@@ -299,7 +299,9 @@ def test_a_removed_session_is_not_resurrected_by_a_slower_request(store: Countin
 
     result = manager.commit(second)
 
-    assert parse_set_cookie(result).is_removal
+    # No cookie at all: the logout response already cleared it, and a late clearing
+    # cookie would also wipe one that a concurrent login had just set.
+    assert result is None
     assert len(store) == 0
     assert load(manager, header).is_new
 
