@@ -417,14 +417,7 @@ class SessionManager:
             self.release(session)
             self._mark_destroyed(session)
             return session
-        session._data = fresh._data
-        session._data_touched = False
-        session._user_id = fresh._user_id
-        session._loaded_text = fresh._loaded_text
-        session._loaded_user_id = fresh._loaded_user_id
-        session._version = fresh._version
-        session.updated_at = fresh.updated_at
-        session.expires_at = fresh.expires_at
+        session._take_stored_state(fresh)
         return session
 
     def release(self, session: Session) -> None:
@@ -609,7 +602,9 @@ class SessionManager:
         user_id_changed = session._user_id != session._loaded_user_id
         return _ChangeSet(updated, deleted, user_id_changed, session._user_id)
 
-    def _insert(self, session: Session, text: str, now: float, *, created_at: float | None = None) -> None:
+    def _insert(self, session: Session, text: str, now: float, *, created_at: float | None = None,
+                announce: bool = True) -> None:
+        """Store ``session`` under a new id (insert-only, retried on a taken id) and mark its cookie due."""
         user_id = session._user_id
         created_at = now if created_at is None else created_at
         for _attempt in range(_CREATE_ATTEMPTS):
@@ -639,7 +634,8 @@ class SessionManager:
         session._version = 1
         session._send_cookie = True
         session._clear_cookie = False
-        signals.created.send(self, session=session)
+        if announce:
+            signals.created.send(self, session=session)
         old = session._replaces
         session._replaces = None
         if old is not None and old.handle is not None and not old._destroyed:
@@ -794,17 +790,7 @@ class SessionManager:
             return session
         session._data = data
         session._user_id = current.user_id
-        replacement = self.new_session(user_id=current.user_id)
-        replacement._data = data
-        self._insert(replacement, current.data, self.clock(), created_at=session.created_at)
-        session.id = replacement.id
-        session.handle = replacement.handle
-        session.updated_at = replacement.updated_at
-        session.expires_at = replacement.expires_at
-        session._loaded_text = replacement._loaded_text
-        session._loaded_user_id = replacement._loaded_user_id
-        session._version = 1
-        session._send_cookie = True
+        self._insert(session, current.data, self.clock(), created_at=session.created_at, announce=False)
         signals.regenerated.send(self, session=session, previous_handle=old_key)
         return session
 

@@ -159,6 +159,17 @@ class Session:
         session._lock_token = None
         return session
 
+    def _take_stored_state(self, fresh: Session) -> None:
+        """Adopt what a just-loaded copy says is stored (data, user, version, times)."""
+        self._data = fresh._data
+        self._data_touched = False
+        self._user_id = fresh._user_id
+        self._loaded_text = fresh._loaded_text
+        self._loaded_user_id = fresh._loaded_user_id
+        self._version = fresh._version
+        self.updated_at = fresh.updated_at
+        self.expires_at = fresh.expires_at
+
     @property
     def data(self) -> dict[str, Any]:
         """The session's data; JSON types (plus Flask's tagged types under Flask)."""
