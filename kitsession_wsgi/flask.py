@@ -38,7 +38,7 @@ from werkzeug.local import LocalProxy
 from . import signals
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
-from .serialization import check_keys, describe_serialization_error
+from .serialization import SessionSerializationError, check_keys, describe_serialization_error
 from .session import Session
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
@@ -61,21 +61,51 @@ F = t.TypeVar("F", bound=Callable[..., t.Any])
 class FlaskSessionSerializer:
     """Flask's tagged JSON (datetime, UUID, bytes, Markup, tuple) over plain JSON.
 
+    Independent of the app's JSON provider, so the stored text is the same in
+    and out of an app context.  Data made only of plain JSON types (the usual
+    case) skips Flask's tagging walk both ways; the text is identical either
+    way, so change detection stays exact.
+
     .. versionadded:: 0.1
     """
 
     def __init__(self) -> None:
         self._tagged = TaggedJSONSerializer()
+        self._tag_keys = frozenset(self._tagged.tags)
+        self._untag = getattr(self._tagged, "_untag_scan", None)
 
     def dumps(self, data: dict[str, t.Any]) -> str:
         check_keys(data)
         try:
-            return self._tagged.dumps(data)
+            tagged = data if self._is_plain(data) else self._tagged.tag(data)
+            return _json.dumps(tagged, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise describe_serialization_error(data, exc, self._tagged.dumps) from exc
+            raise describe_serialization_error(data, exc, self._dumps_value) from exc
+        except RecursionError as exc:
+            raise SessionSerializationError(None, "session data is nested too deeply to store") from exc
 
     def loads(self, text: str) -> t.Any:
-        return self._tagged.loads(text)
+        value = _json.loads(text)
+        # Every tag is a one-key object whose key starts with a space: without
+        # '{" ' in the text there is nothing to untag.
+        if '{" ' not in text:
+            return value
+        return self._untag(value) if self._untag is not None else self._tagged.loads(text)
+
+    def _dumps_value(self, value: t.Any) -> str:
+        return _json.dumps(self._tagged.tag(value), allow_nan=False)
+
+    def _is_plain(self, value: t.Any) -> bool:
+        kind = type(value)
+        if kind is str or kind is int or kind is float or kind is bool or value is None:
+            return True
+        if kind is list:
+            return all(self._is_plain(item) for item in value)
+        if kind is dict:
+            if len(value) == 1 and next(iter(value)) in self._tag_keys:
+                return False
+            return all(type(key) is str and self._is_plain(item) for key, item in value.items())
+        return False
 
 
 class FlaskSession(SessionMixin):

@@ -453,11 +453,11 @@ class SessionManager:
             if not session._data and session._user_id is None:
                 return self.remove_session_cookie() if session._clear_cookie else None
             self._save(session)
-        elif session._data_touched and self.serializer.dumps(session._data) != session._loaded_text:
+        elif session._data_touched and (text := self.serializer.dumps(session._data)) != session._loaded_text:
             if not session._user_id_explicit:
                 self._follow_data_user(session)
             # Saved (merged) even when emptied, so a concurrent request's keys survive.
-            self._save(session)
+            self._save(session, text)
             if not session._destroyed and not session._data and session._user_id is None:
                 # Emptied (Flask's session.clear() logout idiom): nothing left to keep.
                 self.remove_session(session)
@@ -506,15 +506,21 @@ class SessionManager:
             self._vanished(session)
 
     def _serialize(self, data: dict[str, Any]) -> str:
-        text = self.serializer.dumps(data)
+        return self._checked_size(self.serializer.dumps(data))
+
+    def _checked_size(self, text: str) -> str:
         if len(text) * 4 > self.max_data_bytes and len(text.encode("utf-8")) > self.max_data_bytes:
             raise SessionDataError(
                 f"session data is {len(text.encode('utf-8'))} bytes, more than max_data_bytes={self.max_data_bytes}"
             )
         return text
 
-    def _save(self, session: Session) -> None:
-        text = self._serialize(session._data)
+    def _save(self, session: Session, text: str | None = None) -> None:
+        """Write the session: insert a new one, or a versioned update merged on conflict.
+
+        ``text`` is the data already serialised by the caller, if it has it.
+        """
+        text = self._serialize(session._data) if text is None else self._checked_size(text)
         now = self.clock()
         if session.is_new:
             self._insert(session, text, now)

@@ -748,10 +748,6 @@ def test_flask_unstorable_data_is_a_500_and_the_store_is_unchanged(value: Callab
     assert "max_data_bytes" in str(errors[0]) or "'value'" in str(errors[0]), str(errors[0])
 
 
-@pytest.mark.xfail(reason="bug (minor): under Flask, NaN/Infinity are stored as the non-JSON tokens NaN/Infinity "
-                          "(Flask's JSON provider allows them) while the core JSONSerializer refuses them with "
-                          "SessionDataError: the two adapters disagree on what 'JSON' session data is",
-                   strict=True)
 def test_flask_refuses_nan_like_the_core() -> None:
     store = CountingStore()
     app = _flask_app_writing(store, lambda: float("nan"))
