@@ -30,6 +30,7 @@ import click
 from flask import Flask, Response, current_app, g, request
 from flask import make_response as _make_response
 from flask.cli import AppGroup
+from flask.globals import _cv_request
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
@@ -297,7 +298,7 @@ class KitSessionInterface(SessionInterface):
         headers = response.headers
         vary = headers.getlist("Vary")
         if not vary:
-            headers["Vary"] = "Cookie"
+            headers.add("Vary", "Cookie")
         elif not vary_covers_cookie(vary):
             headers.remove("Vary")
             headers.add("Vary", f"{vary[0]}, Cookie")
@@ -403,9 +404,7 @@ class KitSession:
 
     def _release_lock(self, exc: BaseException | None) -> None:
         # A request that failed before save_session must not keep the session locked.
-        from flask import globals as flask_globals
-
-        ctx = flask_globals._cv_request.get(None)
+        ctx = _cv_request.get(None)
         flask_session = getattr(ctx, "_session", None)
         if isinstance(flask_session, FlaskSession):
             for core in (flask_session._core, flask_session._previous):
