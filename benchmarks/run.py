@@ -1688,6 +1688,14 @@ def machine_description(bench: Bench) -> list[str]:
         "(other work on the machine inflates absolute times; the interleaved ratios hold better)",
         f"- Python {platform.python_version()} ({platform.python_implementation()}), SQLite {sqlite3.sqlite_version}",
     ]
+    with contextlib.suppress(Exception):
+        described = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"], capture_output=True,
+                                   text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "kitsession_wsgi"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if described:
+            state = "with uncommitted changes in kitsession_wsgi/" if dirty else "kitsession_wsgi/ clean"
+            lines.append(f"- code measured: {described[:110]} ({state})")
     libraries = ["kitsession-wsgi", "Flask", "Werkzeug", "Flask-Session", "cachelib", "msgspec", "Beaker",
                  "SQLAlchemy", "Flask-SQLAlchemy", "peewee", "psycopg2-binary", "pymemcache", "redis"]
     lines.append("- libraries: " + ", ".join(f"{name} {version_of(name)}" for name in libraries))
