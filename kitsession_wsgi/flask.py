@@ -39,7 +39,7 @@ from werkzeug.local import LocalProxy
 from . import signals
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
-from .serialization import SessionSerializationError, check_keys, describe_serialization_error
+from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
 from .session import Session
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
@@ -79,7 +79,7 @@ class FlaskSessionSerializer:
         check_keys(data)
         try:
             tagged = data if self._is_plain(data) else self._tagged.tag(data)
-            return _json.dumps(tagged, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            return COMPACT_ENCODER.encode(tagged)
         except (TypeError, ValueError) as exc:
             raise describe_serialization_error(data, exc, self._dumps_value) from exc
         except RecursionError as exc:

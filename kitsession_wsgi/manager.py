@@ -296,9 +296,15 @@ class SessionManager:
             if session is None:
                 continue
             if cached is None and self.cookie_cache_size and len(header) <= _CACHEABLE_HEADER_LENGTH:
-                if len(self._cookie_cache) >= self.cookie_cache_size:
-                    self._cookie_cache.clear()
-                self._cookie_cache[header] = identity
+                cache = self._cookie_cache
+                while len(cache) >= self.cookie_cache_size:
+                    # Oldest first, one at a time: clearing all would make every
+                    # active client pay a parse and an HMAC at once.
+                    try:
+                        del cache[next(iter(cache))]
+                    except (KeyError, RuntimeError, StopIteration):
+                        break  # another thread changed the cache meanwhile
+                cache[header] = identity
             if identity.resign:
                 session._send_cookie = True
                 signals.key_rotated.send(self, session=session)

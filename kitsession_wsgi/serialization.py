@@ -34,6 +34,11 @@ class Serializer(Protocol):
     def loads(self, text: str) -> Any: ...
 
 
+#: Built once: ``json.dumps`` with keyword arguments builds an encoder per call.
+COMPACT_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+COMPACT_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 class JSONSerializer:
     """Compact stdlib JSON; raises :class:`SessionSerializationError` naming the bad key.
 
@@ -43,7 +48,7 @@ class JSONSerializer:
     def dumps(self, data: dict[str, Any]) -> str:
         check_keys(data)
         try:
-            text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            text = COMPACT_ENCODER.encode(data)
         except (TypeError, ValueError) as exc:
             raise describe_serialization_error(data, exc, self._dumps_one) from exc
         except RecursionError as exc:
@@ -54,7 +59,7 @@ class JSONSerializer:
             except UnicodeEncodeError:
                 # Lone surrogates (JSON from a client can carry them) cannot be
                 # stored as UTF-8; escaped, they round-trip in every store.
-                text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+                text = COMPACT_ASCII_ENCODER.encode(data)
         return text
 
     def loads(self, text: str) -> Any:
