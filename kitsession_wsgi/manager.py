@@ -773,13 +773,20 @@ class SessionManager:
         validate_user_id(user_id)
         return self._listed(self.store.get_all_for_user(user_id))
 
-    def regenerate(self, session: Session) -> Session:
-        """Give ``session`` a new id, keeping its data and lifetime; the old id stops working at once.
+    def regenerate(self, session: Session, *, grace: float = 0) -> Session:
+        """Give ``session`` a new id, keeping its data and lifetime.
 
-        The defence against session fixation when privileges change.  A
-        session not stored yet gets its id when it is first saved anyway; a
-        session another request removed stays removed.
+        The defence against session fixation when privileges change.  The old
+        id stops working at once, or with ``grace`` seconds only after that
+        many seconds, so requests already in flight with the old cookie are
+        still served (their changes stay with the old record, which then
+        expires).  A session not stored yet gets its id when it is first saved
+        anyway; a session another request removed stays removed.
+
+        :raises ValueError: ``grace`` is negative.
         """
+        if grace < 0:
+            raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
         if session.is_new or session._destroyed:
             return session
         old_key = session.handle
@@ -797,7 +804,7 @@ class SessionManager:
             self._vanished(session)
             return session
         self.release(session)
-        if not self.store.delete(old_key):
+        if not self._retire(current, grace):
             self._vanished(session)
             return session
         session._data = data
@@ -805,6 +812,33 @@ class SessionManager:
         self._insert(session, current.data, self.clock(), created_at=session.created_at, announce=False)
         signals.regenerated.send(self, session=session, previous_handle=old_key)
         return session
+
+    def _retire(self, record: SessionRecord, grace: float) -> bool:
+        """End an id replaced by :meth:`regenerate`: now, or after ``grace`` seconds.
+
+        A grace record's lifetime is capped by moving its ``created_at``, so no
+        save or touch through the old id can ever extend it.  ``False`` when
+        another request removed it first.
+        """
+        if grace <= 0:
+            return self.store.delete(record.key)
+        now = self.clock()
+        end = min(now + grace, record.expires_at)
+        for _attempt in range(self.merge_retries + 1):
+            result = self.store.set(
+                record.with_changes(created_at=end - self.max_age, updated_at=now, expires_at=end,
+                                    version=record.version + 1),
+                record.version,
+            )
+            if result is SetResult.SAVED:
+                return True
+            if result is SetResult.MISSING:
+                return False
+            fresh = self.store.get(record.key)
+            if fresh is None:
+                return False
+            record = fresh
+        raise SessionConflict("the session kept changing while its id was replaced", handle=record.key)
 
     def purge_expired(self) -> int:
         """Remove expired sessions from the store now; return how many."""

@@ -507,3 +507,42 @@ def test_eight_threads_changing_different_keys_all_keep_their_change(manager: Se
         thread.join()
     assert errors == []
     assert load(manager, header).data == {f"k{i}": i for i in range(8)}
+
+
+# -- regenerate with a grace window ---------------------------------------------------------------
+
+
+def test_regenerate_with_grace_keeps_the_old_id_briefly_and_never_longer(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock, idle_timeout=3600, touch_interval=1)
+    original = manager.create_session(user_id=5, data={"role": "user"})
+    old_header = parse_set_cookie(manager.set_session_cookie(original)).request_header
+    old_handle = original.handle
+
+    promoted = manager.regenerate(manager.initialize_session({"Cookie": old_header}), grace=30)
+    assert promoted.handle != old_handle
+    assert manager.get_session(promoted.id) is not None  # type: ignore[arg-type]
+
+    clock.advance(10)
+    in_flight = manager.initialize_session({"Cookie": old_header})
+    assert in_flight.handle == old_handle and in_flight.data == {"role": "user"}
+    in_flight.data["late"] = 1
+    manager.commit(in_flight)  # a save through the old id cannot extend it past the grace window
+    assert manager.initialize_session({"Cookie": old_header}).handle == old_handle
+
+    clock.advance(21)
+    assert manager.initialize_session({"Cookie": old_header}).is_new
+    assert manager.get_session(promoted.id) is not None  # type: ignore[arg-type]
+
+
+def test_regenerate_without_grace_ends_the_old_id_at_once(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock)
+    original = manager.create_session(data={"a": 1})
+    old_header = parse_set_cookie(manager.set_session_cookie(original)).request_header
+    manager.regenerate(manager.initialize_session({"Cookie": old_header}))
+    assert manager.initialize_session({"Cookie": old_header}).is_new
+
+
+def test_regenerate_refuses_a_negative_grace(store: CountingStore) -> None:
+    manager = SessionManager(store, keys="k")
+    with pytest.raises(ValueError, match="grace"):
+        manager.regenerate(manager.create_session(data={"a": 1}), grace=-1)
