@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from werkzeug.http import parse_date
 
-from kitsession_wsgi import MemoryStore, Session, SessionManager
+from kitsession_wsgi import MemoryStore, Session, SessionManager, StoreUnavailable
 from kitsession_wsgi.stores.base import SessionRecord, SetResult, UserId
 
 
@@ -128,3 +128,35 @@ def stored_session(manager: SessionManager, store: CountingStore, *, data: dict[
     cookie = parse_set_cookie(manager.set_session_cookie(session))
     store.reset()
     return session, cookie.request_header
+
+
+class FlakyStore(CountingStore):
+    """A real MemoryStore whose listed methods raise StoreUnavailable while ``failing`` names them.
+
+    A test double for an outage at the adapter level; real server outages are
+    tested in the store suites.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing: set[str] = set()
+
+    def _check(self, method: str) -> None:
+        if method in self.failing:
+            raise StoreUnavailable(f"{method}: store is down (test double)", store="flaky")
+
+    def get(self, key: str) -> SessionRecord | None:
+        self._check("get")
+        return super().get(key)
+
+    def create(self, record: SessionRecord) -> bool:
+        self._check("create")
+        return super().create(record)
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        self._check("set")
+        return super().set(record, expected_version)
+
+    def delete(self, key: str) -> bool:
+        self._check("delete")
+        return super().delete(key)

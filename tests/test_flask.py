@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from markupsafe import Markup
 from werkzeug.test import TestResponse
 
-from kitsession_wsgi import ConfigurationError, MemoryStore, StoreUnavailable, session_key
+from kitsession_wsgi import ConfigurationError, MemoryStore, session_key
 from kitsession_wsgi.flask import (
     FlaskSession,
     KitSession,
@@ -42,44 +42,13 @@ from kitsession_wsgi.flask import (
 )
 from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
-from kitsession_wsgi.stores.base import SessionRecord, SetResult
 
 from conftest import FakeClock
-from session_helpers import CountingStore, parse_set_cookie
+from session_helpers import FlakyStore, parse_set_cookie
 
 SECRET = "flask-test-secret"
 
 
-class FlakyStore(CountingStore):
-    """A real MemoryStore whose listed methods raise StoreUnavailable while ``failing`` names them.
-
-    A test double for an outage at the adapter level; real server outages are
-    tested in the store suites.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing: set[str] = set()
-
-    def _check(self, method: str) -> None:
-        if method in self.failing:
-            raise StoreUnavailable(f"{method}: store is down (test double)", store="flaky")
-
-    def get(self, key: str) -> SessionRecord | None:
-        self._check("get")
-        return super().get(key)
-
-    def create(self, record: SessionRecord) -> bool:
-        self._check("create")
-        return super().create(record)
-
-    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
-        self._check("set")
-        return super().set(record, expected_version)
-
-    def delete(self, key: str) -> bool:
-        self._check("delete")
-        return super().delete(key)
 
 
 # -- the Flask application -----------------------------------------------------------------

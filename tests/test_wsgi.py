@@ -16,55 +16,19 @@ from urllib.parse import parse_qs, unquote
 import pytest
 from werkzeug.test import Client, TestResponse
 
-from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager, StoreUnavailable
+from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager
 from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
-from kitsession_wsgi.stores.base import SessionRecord, SetResult
 from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_delete_session, with_new_session
 
 from conftest import FakeClock
-from session_helpers import CountingStore, parse_set_cookie
+from session_helpers import FlakyStore, parse_set_cookie
 
 KEY = "wsgi-test-key"
 BASE = "https://localhost"
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
-
-
-# -- a store that can be taken down -----------------------------------------------------
-
-
-class FlakyStore(CountingStore):
-    """A real MemoryStore whose listed methods raise StoreUnavailable while ``failing`` names them.
-
-    A test double for an outage at the adapter level; real server outages are
-    tested in the store suites.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing: set[str] = set()
-
-    def _check(self, method: str) -> None:
-        if method in self.failing:
-            raise StoreUnavailable(f"{method}: store is down (test double)", store="flaky")
-
-    def get(self, key: str) -> SessionRecord | None:
-        self._check("get")
-        return super().get(key)
-
-    def create(self, record: SessionRecord) -> bool:
-        self._check("create")
-        return super().create(record)
-
-    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
-        self._check("set")
-        return super().set(record, expected_version)
-
-    def delete(self, key: str) -> bool:
-        self._check("delete")
-        return super().delete(key)
 
 
 # -- the bare WSGI application ----------------------------------------------------------
