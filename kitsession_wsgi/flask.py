@@ -27,7 +27,7 @@ import typing as t
 from collections.abc import Callable, Iterator
 
 import click
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g
 from flask import make_response as _make_response
 from flask.cli import AppGroup
 from flask.globals import _cv_request

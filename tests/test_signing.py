@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import pytest
 
-from kitsession_wsgi import MemoryStore, SessionManager
+from kitsession_wsgi import SessionManager
 from kitsession_wsgi.signing import CookieSigner, normalize_keys
 
 from servers import service_missing
