@@ -12,7 +12,13 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from flask.typing import ResponseReturnValue
 
 from kitsession_wsgi import Session
-from kitsession_wsgi.flask import current_session, get_manager, get_sessions_for_user, remove_all_sessions_for_user
+from kitsession_wsgi.flask import (
+    current_session,
+    get_manager,
+    get_sessions_for_user,
+    remove_all_sessions_for_user,
+    remove_session_by_handle,
+)
 
 from .auth import login_required
 from .formatting import describe_user_agent
@@ -79,7 +85,7 @@ def revoke() -> ResponseReturnValue:
     handle = request.form.get("handle", "")
     if handle and handle == current_session.handle:
         flash("To sign out this device, use Log out.", "info")
-    elif handle and get_manager().remove_session_by_handle(handle, user_id=g.user.id):
+    elif handle and remove_session_by_handle(handle, user_id=g.user.id):
         flash("That device has been signed out.", "success")
     else:
         flash("That device was already signed out.", "info")
