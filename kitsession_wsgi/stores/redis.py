@@ -2,10 +2,19 @@
 
 Layout under ``prefix`` (default ``"sess:"``):
 
-* ``sess:<key>``: one HASH per session holding the whole record (key, data,
-  user id with its type, timestamps, version), expiring with the record
-  (``EXPIRE`` in seconds: the seed used milliseconds).  Reading a session is
-  exactly one ``HGETALL``.
+* ``sess:<key>``: one STRING per session holding the whole record, expiring
+  with it (``EXPIRE`` in seconds: the seed used milliseconds).  Reading a
+  session is exactly one ``GET``.  The value is an ASCII header line, then the
+  user index key, the record key and the data, as UTF-8 (lone surrogates kept
+  with ``surrogatepass``)::
+
+      K1 <version> <created_at> <updated_at> <expires_at> <user bytes> <key bytes>\\n<user><key><data>
+
+  ``K1`` names the format; the times are Python ``repr`` floats; ``<user>`` is
+  the user's index key (``i:5``, ``s:alice``, empty for an anonymous session)
+  and the two lengths are byte counts, so user ids, keys and data may hold any
+  character.  The Lua scripts read only the header (a ``string.match``
+  anchored at the start) and never look into the data.
 * ``sess:user:<i:5|s:alice>``: a SET of the user's record keys, for listing and
   "sign out everywhere" without scanning; it expires with the user's
   longest-lived session.
@@ -64,11 +73,23 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _SCAN_COUNT = 1000
 
-# KEYS[1] record, KEYS[2] (optional) user set; ARGV[1] ttl, ARGV[2] member, ARGV[3..] field/value pairs
+# Every script that reads a record parses only its header line; a value this store did not
+# write (no "K1" header) counts as no record.  `lengths` is kept verbatim for touch's rewrite.
+_HEADER = """
+local function header(stored)
+  if not stored then return nil end
+  local version, created, updated, expires, user_length, key_length, rest =
+    string.match(stored, '^K1 (%S+) (%S+) (%S+) (%S+) (%d+) (%d+)\\n()')
+  if not version then return nil end
+  return {version = version, created = created, expires = expires, rest = rest,
+          lengths = user_length .. ' ' .. key_length,
+          user = string.sub(stored, rest, rest + tonumber(user_length) - 1)}
+end
+"""
+
+# KEYS[1] record, KEYS[2] (optional) user set; ARGV[1] ttl, ARGV[2] member, ARGV[3] value
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
+if not redis.call('SET', KEYS[1], ARGV[3], 'NX', 'EX', ARGV[1]) then return 0 end
 if #KEYS > 1 then
   redis.call('SADD', KEYS[2], ARGV[2])
   if redis.call('TTL', KEYS[2]) < tonumber(ARGV[1]) then redis.call('EXPIRE', KEYS[2], ARGV[1]) end
@@ -77,14 +98,13 @@ return 1
 """
 
 # KEYS[1] record; ARGV[1] expected version, ARGV[2] ttl, ARGV[3] member, ARGV[4] user-set prefix,
-# ARGV[5] new user index key ('' = anonymous), ARGV[6..] field/value pairs.  0 missing, 1 conflict, 2 saved.
-_SET = """
-local stored = redis.call('HMGET', KEYS[1], 'v', 'ui')
-if not stored[1] then return 0 end
-if stored[1] ~= ARGV[1] then return 1 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-local old = stored[2] or ''
+# ARGV[5] new user index key ('' = anonymous), ARGV[6] value.  0 missing, 1 conflict, 2 saved.
+_SET = _HEADER + """
+local stored = header(redis.call('GET', KEYS[1]))
+if not stored then return 0 end
+if stored.version ~= ARGV[1] then return 1 end
+redis.call('SET', KEYS[1], ARGV[6], 'EX', ARGV[2])
+local old = stored.user
 if old ~= ARGV[5] and old ~= '' then redis.call('SREM', ARGV[4] .. old, ARGV[3]) end
 if ARGV[5] ~= '' then
   local users = ARGV[4] .. ARGV[5]
@@ -94,35 +114,40 @@ end
 return 2
 """
 
-# KEYS[1] record; ARGV[1] updated_at, ARGV[2] expires_at, ARGV[3] ttl, ARGV[4] user-set prefix
-_TOUCH = """
-local ui = redis.call('HGET', KEYS[1], 'ui')
-if not ui then return 0 end
-redis.call('HSET', KEYS[1], 'm', ARGV[1], 'e', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-if ui ~= '' then
-  local users = ARGV[4] .. ui
+# KEYS[1] record; ARGV[1] updated_at, ARGV[2] expires_at, ARGV[3] ttl, ARGV[4] user-set prefix.
+# Rewrites the header's two times and keeps everything after it byte for byte.
+_TOUCH = _HEADER + """
+local value = redis.call('GET', KEYS[1])
+local stored = header(value)
+if not stored then return 0 end
+redis.call('SET', KEYS[1], 'K1 ' .. stored.version .. ' ' .. stored.created .. ' ' .. ARGV[1] .. ' ' ..
+           ARGV[2] .. ' ' .. stored.lengths .. '\\n' .. string.sub(value, stored.rest), 'EX', ARGV[3])
+if stored.user ~= '' then
+  local users = ARGV[4] .. stored.user
   if redis.call('TTL', users) < tonumber(ARGV[3]) then redis.call('EXPIRE', users, ARGV[3]) end
 end
 return 1
 """
 
 # KEYS[1] record; ARGV[1] user-set prefix, ARGV[2] member, ARGV[3] only if expires_at <= this ('' = always)
-_DELETE = """
-local stored = redis.call('HMGET', KEYS[1], 'ui', 'e')
-if ARGV[3] ~= '' and (not stored[2] or tonumber(stored[2]) > tonumber(ARGV[3])) then return 0 end
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-if stored[1] and stored[1] ~= '' then redis.call('SREM', ARGV[1] .. stored[1], ARGV[2]) end
+_DELETE = _HEADER + """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local stored = header(value)
+if ARGV[3] ~= '' and (not stored or tonumber(stored.expires) > tonumber(ARGV[3])) then return 0 end
+redis.call('DEL', KEYS[1])
+if stored and stored.user ~= '' then redis.call('SREM', ARGV[1] .. stored.user, ARGV[2]) end
 return 1
 """
 
 # KEYS[1] user set; ARGV[1] record prefix, ARGV[2] user index key, ARGV[3] member to keep ('' = none)
-_DELETE_FOR_USER = """
+_DELETE_FOR_USER = _HEADER + """
 local removed = 0
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if member ~= ARGV[3] then
     local record = ARGV[1] .. member
-    if redis.call('HGET', record, 'ui') == ARGV[2] then removed = removed + redis.call('DEL', record) end
+    local stored = header(redis.call('GET', record))
+    if stored and stored.user == ARGV[2] then removed = removed + redis.call('DEL', record) end
     redis.call('SREM', KEYS[1], member)
   end
 end
@@ -131,10 +156,11 @@ return removed
 
 # KEYS[1] user set; ARGV[1] record prefix, ARGV[2] user index key: drop members whose record is gone
 # or now belongs to someone else.
-_PRUNE = """
+_PRUNE = _HEADER + """
 local pruned = 0
 for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('HGET', ARGV[1] .. member, 'ui') ~= ARGV[2] then
+  local stored = header(redis.call('GET', ARGV[1] .. member))
+  if not stored or stored.user ~= ARGV[2] then
     redis.call('SREM', KEYS[1], member)
     pruned = pruned + 1
   end
@@ -197,41 +223,57 @@ def _user_from_text(text: str) -> UserId | None:
     raise ValueError(f"not a user index key: {text!r}")
 
 
-def _fields(record: SessionRecord) -> list[str | bytes]:
-    # "ui" is the user's index key ("i:5", "s:5"): it keeps the id's type and
-    # names the user's SET, so the Lua scripts never parse JSON or numbers.
-    return [
-        "k", _bytes(record.key),
-        "d", _bytes(record.data),
-        "ui", _user_text(record.user_id) if record.user_id is not None else "",
-        "c", repr(record.created_at),
-        "m", repr(record.updated_at),
-        "e", repr(record.expires_at),
-        "v", str(record.version),
-    ]
+def _user_from_bytes(text: bytes) -> UserId | None:
+    """The user id from the user index key stored after the header (``i:5``, ``s:alice``, ``u:<hex>``)."""
+    # int() reads ASCII digits from bytes directly; this is on every read.
+    if text.startswith(b"i:"):
+        return int(text[2:])
+    if text.startswith(b"s:"):
+        return text[2:].decode("utf-8")
+    return _user_from_text(text.decode("utf-8", "surrogatepass"))
+
+
+def _value(record: SessionRecord) -> bytes:
+    """The record as stored: the ``K1`` header line, then user index key, key and data (UTF-8)."""
+    # The user's index key ("i:5", "s:5") keeps the id's type and names the user's SET,
+    # so the Lua scripts never parse JSON or numbers beyond the header.
+    user = _bytes(_user_text(record.user_id)) if record.user_id is not None else b""
+    key = _bytes(record.key)
+    header = (f"K1 {record.version} {record.created_at!r} {record.updated_at!r} {record.expires_at!r}"
+              f" {len(user)} {len(key)}\n")
+    return header.encode("ascii") + user + key + _bytes(record.data)
 
 
 def _record(raw: Any) -> SessionRecord | None:
-    """A record from an ``HGETALL`` reply; ``None`` for an empty or foreign hash."""
+    """A record from a ``GET`` reply; ``None`` for a missing or foreign value."""
     if not raw:
         return None
+    if isinstance(raw, str):  # a decode_responses=True client: the lengths count bytes
+        raw = raw.encode("utf-8", "surrogatepass")
     try:
-        fields = {_text(name): _text(value) for name, value in cast("dict[Any, Any]", raw).items()}
+        end = raw.index(b"\n")
+        tag, version, created_at, updated_at, expires_at, user_length, key_length = raw[:end].split(b" ")
+        if tag != b"K1":
+            return None
+        user_end = end + 1 + int(user_length)
+        data_start = user_end + int(key_length)
+        if data_start > len(raw):
+            return None
         return SessionRecord(
-            key=fields["k"],
-            data=fields["d"],
-            user_id=_user_from_text(fields["ui"]),
-            created_at=float(fields["c"]),
-            updated_at=float(fields["m"]),
-            expires_at=float(fields["e"]),
-            version=int(fields["v"]),
+            key=raw[user_end:data_start].decode("utf-8", "surrogatepass"),
+            data=raw[data_start:].decode("utf-8", "surrogatepass"),
+            user_id=_user_from_bytes(raw[end + 1:user_end]),
+            created_at=float(created_at),
+            updated_at=float(updated_at),
+            expires_at=float(expires_at),
+            version=int(version),
         )
-    except (KeyError, ValueError):  # UnicodeDecodeError is a ValueError
+    except ValueError:  # a missing header line, a wrong field count, bad numbers or bad UTF-8
         return None
 
 
 class RedisStore(SessionStore):
-    """Sessions in Redis, one HASH per session plus a SET per user.
+    """Sessions in Redis, one STRING per session plus a SET per user.
 
     :param client: a ``redis.Redis`` client, preferably with
         ``decode_responses=False`` (see the module notes).  Give it timeouts:
@@ -302,14 +344,14 @@ class RedisStore(SessionStore):
     # -- records ----------------------------------------------------------------------
 
     def get(self, key: str) -> SessionRecord | None:
-        """The record under ``key``: one ``HGETALL``.
+        """The record under ``key``: one ``GET``.
 
         :raises StoreUnavailable: Redis cannot be reached.
 
         .. versionadded:: 0.1
         """
         try:
-            raw = self.client.hgetall(self._record_key(key))
+            raw = self.client.get(self._record_key(key))
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis could not read a session: {type(exc).__name__}: {exc}",
                                    store="redis") from exc
@@ -326,7 +368,7 @@ class RedisStore(SessionStore):
         if record.user_id is not None:
             keys.append(self._user_key(record.user_id))
         with self._driver_errors("create a session"):
-            return bool(self._create(keys=keys, args=[record.ttl(), storage_id, *_fields(record)]))
+            return bool(self._create(keys=keys, args=[record.ttl(), storage_id, _value(record)]))
 
     def set(self, record: SessionRecord, expected_version: int) -> SetResult:
         """Replace the record if its stored version is ``expected_version`` (one Lua call).
@@ -340,7 +382,7 @@ class RedisStore(SessionStore):
         with self._driver_errors("save a session"):
             result = self._set(
                 keys=[self.prefix + storage_id],
-                args=[expected_version, record.ttl(), storage_id, self._user_prefix, new_index, *_fields(record)],
+                args=[expected_version, record.ttl(), storage_id, self._user_prefix, new_index, _value(record)],
             )
         return (SetResult.MISSING, SetResult.CONFLICT, SetResult.SAVED)[int(result)]
 
@@ -368,13 +410,13 @@ class RedisStore(SessionStore):
     # -- per user ---------------------------------------------------------------------
 
     def _load(self, record_keys: Sequence[str]) -> list[tuple[str, SessionRecord | None]]:
-        """``HGETALL`` of each key in one pipelined round trip."""
+        """``GET`` of each key in one pipelined round trip."""
         if not record_keys:
             return []
         with self._driver_errors("read sessions"):
             pipeline = self.client.pipeline(transaction=False)
             for record_key in record_keys:
-                pipeline.hgetall(record_key)
+                pipeline.get(record_key)
             replies = pipeline.execute()
         return [(k, _record(reply)) for k, reply in zip(record_keys, replies)]
 
@@ -426,7 +468,7 @@ class RedisStore(SessionStore):
     def _scan_records(self) -> Iterator[tuple[str, SessionRecord]]:
         prefix_length = len(self.prefix)
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"
-        for batch in self._scan(pattern, "hash"):
+        for batch in self._scan(pattern, "string"):
             # Keys with a ':' after the prefix are indexes, locks or someone else's.
             ours = [k for k in batch if ":" not in k[prefix_length:]]
             for record_key, record in self._load(ours):
@@ -434,7 +476,7 @@ class RedisStore(SessionStore):
                     yield record_key, record
 
     def get_all(self) -> list[SessionRecord]:
-        """Every record, found with ``SCAN`` (prefix-matched, hashes only).
+        """Every record, found with ``SCAN`` (prefix-matched, strings only).
 
         .. versionadded:: 0.1
         """
