@@ -46,7 +46,6 @@ change the type and add the foreign key).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import re
 import time
@@ -858,56 +857,24 @@ def _dialect(database: Any) -> str:
     )
 
 
-def _tagged_row_reader() -> Callable[[Sequence[Any], str], SessionRecord]:
+def _record_of_tagged_row(row: Sequence[Any], key: str) -> SessionRecord:
     """The row-to-record function for SQLite and PostgreSQL stores without ``user_model``.
 
     There ``user_id`` is tagged text (``i:5`` / ``s:alice``), never bytes, so
-    the function skips the branches of :meth:`PeeweeStore._record` those stores
-    never take.  It fills the record's slots directly: a frozen dataclass's
-    ``__init__`` goes through ``object.__setattr__`` per field, which costs
-    more than the rest of the conversion.  That is done only while
-    ``SessionRecord`` has exactly the fields below and no ``__post_init__``;
-    otherwise the function calls the constructor.
+    it skips the branches of :meth:`PeeweeStore._record` those stores never take.
     """
-    names = ("key", "data", "user_id", "created_at", "updated_at", "expires_at", "version", "user")
-    if tuple(f.name for f in dataclasses.fields(SessionRecord)) != names or hasattr(SessionRecord, "__post_init__"):
-
-        def construct(row: Sequence[Any], key: str) -> SessionRecord:
-            user = row[2]
-            return SessionRecord(
-                key,
-                row[1],
-                None if user is None else int(user[2:]) if user[0] == "i" else user[2:],
-                float(row[3]),
-                float(row[4]),
-                float(row[5]),
-                int(row[6]),
-            )
-
-        return construct
-
-    new = object.__new__
-    set_key, set_data, set_user_id, set_created, set_updated, set_expires, set_version, set_user = (
-        getattr(SessionRecord, name).__set__ for name in names
+    user = row[2]
+    return SessionRecord(
+        key,
+        row[1],
+        None if user is None else int(user[2:]) if user[0] == "i" else user[2:],
+        float(row[3]),
+        float(row[4]),
+        float(row[5]),
+        int(row[6]),
     )
 
-    def fill(row: Sequence[Any], key: str) -> SessionRecord:
-        user = row[2]
-        record: SessionRecord = new(SessionRecord)
-        set_key(record, key)
-        set_data(record, row[1])
-        set_user_id(record, None if user is None else int(user[2:]) if user[0] == "i" else user[2:])
-        set_created(record, float(row[3]))
-        set_updated(record, float(row[4]))
-        set_expires(record, float(row[5]))
-        set_version(record, int(row[6]))
-        set_user(record, None)
-        return record
 
-    return fill
-
-
-_record_of_tagged_row = _tagged_row_reader()
 
 
 def _same_row(row: Sequence[Any], record: SessionRecord, user: Any, *, compare_created: bool) -> bool:
