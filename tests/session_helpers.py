@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
@@ -160,3 +160,22 @@ class FlakyStore(CountingStore):
     def delete(self, key: str) -> bool:
         self._check("delete")
         return super().delete(key)
+
+
+class InterleavingStore(CountingStore):
+    """A real (counting) MemoryStore that runs queued "other requests" just before a ``set``.
+
+    Each queued callable runs once, before the next ``set`` reaches the store,
+    as if another request had committed at that moment.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_set: list[Callable[[], None]] = []
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        if self.before_set:
+            queued, self.before_set = self.before_set, []
+            queued.pop(0)()
+            self.before_set = queued
+        return super().set(record, expected_version)

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
-from kitsession_wsgi import MemoryStore, SessionManager, SessionRecord, SessionStore, SetResult, session_key
+from kitsession_wsgi import MemoryStore, SessionManager, SessionStore, session_key
 from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_new_session
 
-from session_helpers import parse_set_cookie
+from session_helpers import InterleavingStore, parse_set_cookie
 from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 THREADS = 8
@@ -511,25 +511,6 @@ def test_a_request_sent_before_a_login_answered_does_not_log_the_user_out(store:
 
 
 # -- deterministic reproductions of what the threaded runs found ----------------------------
-
-
-class InterleavingStore(MemoryStore):
-    """A real MemoryStore that runs queued "other requests" just before a ``set``.
-
-    Each queued callable runs once, before the next ``set`` reaches the store,
-    as if another request had committed at that moment.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.before_set: list[Callable[[], None]] = []
-
-    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
-        if self.before_set:
-            queued, self.before_set = self.before_set, []
-            queued.pop(0)()
-            self.before_set = queued
-        return super().set(record, expected_version)
 
 
 def test_regenerate_keeps_what_another_request_saved_meanwhile(store: SessionStore, kind: str) -> None:

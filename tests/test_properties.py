@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
-from kitsession_wsgi import SessionManager, SessionRecord, SetResult, session_key
+from kitsession_wsgi import SessionManager, SessionRecord, session_key
 from kitsession_wsgi.cookies import encode_cookie_value
 from kitsession_wsgi.signing import CookieSigner, normalize_keys
 
-from session_helpers import CountingStore, node_signed_value, parse_set_cookie
+from session_helpers import CountingStore, InterleavingStore, node_signed_value, parse_set_cookie
 
 NAME = "session"
 KEYS = ["current-key", "previous-key"]
@@ -216,21 +216,6 @@ def test_an_id_round_trips_through_set_cookie_cookie_and_the_store(session_id: s
 
 
 # -- merging concurrent saves ------------------------------------------------------------------
-
-
-class InterleavingStore(RecordingStore):
-    """Runs queued "other requests" just before a ``set`` reaches the store (one per ``set``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.before_set: list[Callable[[], None]] = []
-
-    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
-        if self.before_set:
-            queued, self.before_set = self.before_set, []
-            queued.pop(0)()
-            self.before_set = queued
-        return super().set(record, expected_version)
 
 
 KEYS_POOL = [f"k{i}" for i in range(8)]
