@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from pymemcache.client.base import Client, PooledClient
+from pymemcache import exceptions as pymemcache_exceptions
+from pymemcache.exceptions import MemcacheIllegalInputError, MemcacheUnexpectedCloseError
 from pymemcache.client.hash import HashClient
 
 from cache_servers import CountingProxy, concurrent_logins_for_one_user, cookie_for, servers_holding
 from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager, SetResult, StoreUnavailable
 from kitsession_wsgi.manager import session_key
-from kitsession_wsgi.stores.memcached import MemcachedStore, StrictHashClient
+from kitsession_wsgi.stores.memcached import MemcachedPool, MemcachedStore, StrictHashClient, _plain_get
 from kitsession_wsgi.testing import DAY, StoreContract, make_record
 from servers import PrivateServer, free_port, service_missing, start_memcached
 
@@ -92,27 +97,220 @@ class TestMemcachedClusterContract(StoreContract):
 
 
 def test_from_servers_builds_a_pooled_no_delay_client_for_one_server(memcached_server: PrivateServer) -> None:
-    store = MemcachedStore.from_servers([memcached_server.address])
+    store = MemcachedStore.from_servers([memcached_server.address], max_idle=3)
     client = store.client
-    assert isinstance(client, PooledClient)
-    assert client.no_delay is True and client.ignore_exc is False and client.default_noreply is False
-    assert client.connect_timeout == 1.0 and client.timeout == 1.0
+    assert isinstance(client, MemcachedPool)
+    assert client.max_idle == 3 and client.server == ("127.0.0.1", memcached_server.port)
+    options = client.client_options
+    assert options["no_delay"] is True and options["ignore_exc"] is False and options["default_noreply"] is False
+    assert options["connect_timeout"] == 1.0 and options["timeout"] == 1.0
 
 
 def test_from_servers_builds_a_strict_pooled_hash_client_for_several(memcached_cluster: list[PrivateServer]) -> None:
-    store = MemcachedStore.from_servers([s.address for s in memcached_cluster], dead_timeout=0.25)
+    store = MemcachedStore.from_servers([s.address for s in memcached_cluster], dead_timeout=0.25, max_idle=2)
     client = store.client
     assert isinstance(client, StrictHashClient)
-    assert client.use_pooling is True and client.ignore_exc is False and client.dead_timeout == 0.25
+    assert client.ignore_exc is False and client.dead_timeout == 0.25
     assert client.default_kwargs["no_delay"] is True and client.default_kwargs["default_noreply"] is False
-    assert all(isinstance(node, PooledClient) for node in client.clients.values())
+    nodes = list(client.clients.values())
+    assert len(nodes) == 3 and all(isinstance(node, MemcachedPool) and node.max_idle == 2 for node in nodes)
 
 
 def test_strict_hash_client_defaults_are_the_safe_ones(memcached_cluster: list[PrivateServer]) -> None:
     client = StrictHashClient([s.address for s in memcached_cluster])
-    assert client.use_pooling is True and client.ignore_exc is False and client.dead_timeout == 1.0
+    assert client.ignore_exc is False and client.dead_timeout == 1.0
     assert client.default_kwargs["no_delay"] is True and client.default_kwargs["default_noreply"] is False
+    assert all(isinstance(node, MemcachedPool) and node.client_options["default_noreply"] is False
+               for node in client.clients.values())
+
+
+def test_strict_hash_client_can_still_use_pymemcache_pools(memcached_cluster: list[PrivateServer]) -> None:
+    client = StrictHashClient([s.address for s in memcached_cluster], use_pooling=True)
     assert all(isinstance(node, PooledClient) for node in client.clients.values())
+    store = MemcachedStore(client)
+    record = make_record(store)
+    assert store.create(record) is True and store.get(record.key) == record
+    client.close()
+
+
+# -- MemcachedPool ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "2"], ids=repr)
+def test_memcached_pool_refuses_a_bad_max_idle(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="max_idle"):
+        MemcachedPool("127.0.0.1:11211", max_idle=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_idle"):
+        StrictHashClient(["127.0.0.1:11211", "127.0.0.1:11212"], max_idle=value)  # type: ignore[arg-type]
+
+
+def test_memcached_pool_refuses_unknown_client_options() -> None:
+    with pytest.raises(TypeError, match="no_such_option"):
+        MemcachedPool("127.0.0.1:11211", no_such_option=1)
+
+
+def test_memcached_pool_is_safe_to_share_between_threads(memcached_server: PrivateServer) -> None:
+    pool = MemcachedPool(memcached_server.address)
+    errors: list[str] = []
+
+    def worker(n: int) -> None:
+        for i in range(300):
+            key, value = f"pool-thread-{n}", f"{n}:{i}".encode()
+            pool.set(key, value, noreply=False)
+            got = pool.get(key)
+            if got != value:
+                errors.append(f"thread {n} wrote {value!r}, read {got!r}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # Every connection went back to the idle list, and no more were opened than threads ran.
+    assert 1 <= len(pool._idle) <= 8
+    pool.close()
+    assert pool._idle == []
+
+
+def test_memcached_pool_keeps_at_most_max_idle_connections(memcached_server: PrivateServer) -> None:
+    pool = MemcachedPool(memcached_server.address, max_idle=2)
+    busy = [pool._take() for _ in range(4)]  # four calls at once
+    for client in busy:
+        client.get("warm")  # each opens its own connection
+        assert client.sock is not None
+    for client in busy:
+        pool._give_back(client)
+    assert pool._idle == busy[:2]
+    assert [client.sock is None for client in busy] == [False, False, True, True]
+    assert pool.get("missing", "default") == "default"
+    pool.close()
+
+
+def test_memcached_pool_drops_its_connections_after_a_failure_and_reconnects() -> None:
+    port = free_port()
+    server = start_memcached(port)
+    pool = MemcachedPool(("127.0.0.1", port), connect_timeout=0.5, timeout=0.5)
+    try:
+        pool.set("k", b"v", noreply=False)
+        assert pool.get("k") == b"v" and len(pool._idle) == 1
+        server.stop()
+        with pytest.raises((OSError, MemcacheUnexpectedCloseError)):
+            pool.get("k")
+        assert pool._idle == []  # the failed connection is closed, not put back
+        with pytest.raises(OSError):
+            pool.get("k")  # nothing listens: connecting fails
+        server = start_memcached(port)
+        assert pool.get("k") is None  # a fresh connection to the restarted (empty) server
+        assert len(pool._idle) == 1
+    finally:
+        pool.close()
+        server.stop()
+
+
+def test_memcached_pool_keeps_the_connection_after_a_refused_key(memcached_server: PrivateServer) -> None:
+    pool = MemcachedPool(memcached_server.address)
+    pool.set("k", b"v", noreply=False)
+    with pytest.raises(MemcacheIllegalInputError):
+        pool.get("a key with spaces")
+    assert len(pool._idle) == 1 and pool._idle[0].sock is not None
+    assert pool.get("k") == b"v"
+    pool.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_000, 65_536, 300_000, 1_000_000 - 300])
+def test_memcached_pool_reads_values_of_every_size_byte_for_byte(memcached_server: PrivateServer, size: int) -> None:
+    pool = MemcachedPool(memcached_server.address)
+    # Protocol lookalikes inside the value, and every byte value, must come back as they went in.
+    value = (b"\r\nEND\r\nVALUE x 0 1\r\n" + bytes(range(256)) * (size // 256 + 1))[:size]
+    pool.set("sized", value, noreply=False)
+    pool.get("warm-up")  # connects through pymemcache; the reads below take the plain path
+    assert pool.get("sized") == value
+    assert pool.get("sized") == value  # the connection is still aligned on the protocol
+    assert pool.get("absent", b"default") == b"default"
+    pool.close()
+
+
+def test_memcached_pool_plain_reads_match_pymemcache(memcached_server: PrivateServer) -> None:
+    pool = MemcachedPool(memcached_server.address)
+    reference = Client(memcached_server.address, no_delay=True, default_noreply=False)
+    keys = ["plain", "kitsession:abc_DEF-123", "~tilde", "x" * 250]
+    for i, key in enumerate(keys):
+        reference.set(key, f"value {i} \u00e9".encode(), noreply=False)
+    pool.get("warm-up")
+    for key in keys + ["missing"]:
+        assert pool.get(key) == reference.get(key)
+    # Keys the plain path does not send as they are go through pymemcache, with its errors.
+    with pytest.raises(MemcacheIllegalInputError):
+        pool.get("x" * 251)
+    assert pool.get(b"plain") == reference.get("plain")
+    reference.close()
+    pool.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [(b"SERVER_ERROR out of memory\r\n", "MemcacheServerError"),
+     (b"CLIENT_ERROR bad command line format\r\n", "MemcacheClientError"),
+     (b"ERROR\r\n", "MemcacheUnknownCommandError"),
+     (b"GARBAGE\r\n", "MemcacheUnknownError"),
+     (b"VALUE k 0\r\n", "MemcacheUnknownError"),
+     (b"VALUE k 0 3\r\nabcXXEND\r\n", "MemcacheUnknownError"),
+     (b"VALUE k 0 3\r\nabc\r\nEND\r\nEXTRA", "MemcacheUnknownError"),
+     (b"VALUE k 0 3\r\nab", "MemcacheUnexpectedCloseError"),
+     (b"", "MemcacheUnexpectedCloseError")],
+    ids=repr,
+)
+def test_plain_get_raises_pymemcache_errors_for_bad_replies(reply: bytes, error: str) -> None:
+    ours, server = socket.socketpair()
+    with ours, server:
+        server.sendall(reply)
+        server.shutdown(socket.SHUT_WR)
+        with pytest.raises(getattr(pymemcache_exceptions, error)):
+            _plain_get(ours, "k", None)
+        assert server.recv(100) == b"get k\r\n"
+
+
+def test_plain_get_reads_a_reply_split_across_many_packets() -> None:
+    ours, server = socket.socketpair()
+    reply = b"VALUE k 7 10\r\n0123456789\r\nEND\r\n"
+    with ours, server:
+        def trickle() -> None:
+            assert server.recv(100) == b"get k\r\n"
+            for byte in reply:
+                server.sendall(bytes([byte]))
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=trickle)
+        thread.start()
+        assert _plain_get(ours, "k", None) == b"0123456789"
+        thread.join()
+
+
+def test_memcached_pool_drops_a_connection_that_got_a_bad_reply(memcached_server: PrivateServer) -> None:
+    pool = MemcachedPool(memcached_server.address)
+    pool.set("k", b"v", noreply=False)
+    pool.get("k")
+    client = pool._idle[0]
+    client.sock.sendall(b"bogus\r\n")  # its unread "ERROR" reply now sits before the next one
+    assert select.select([client.sock], [], [], 5)[0]
+    with pytest.raises(pymemcache_exceptions.MemcacheUnknownCommandError):
+        pool.get("k")
+    assert pool._idle == [] and client.sock is None
+    assert pool.get("k") == b"v"  # a fresh connection
+    pool.close()
+
+
+def test_memcached_pool_forwards_other_client_methods_and_nothing_else(memcached_server: PrivateServer) -> None:
+    pool = MemcachedPool(memcached_server.address)
+    assert pool.set("forwarded", b"1", noreply=False) is True
+    assert pool.incr("forwarded", 41, noreply=False) == 42
+    assert pool.touch("forwarded", 60, noreply=False) is True
+    assert "curr_connections" in {k.decode() if isinstance(k, bytes) else k for k in pool.stats()}
+    for name in ("no_such_method", "_connect", "server_typo"):
+        with pytest.raises(AttributeError, match=name):
+            getattr(pool, name)
+    pool.close()
 
 
 def test_a_client_that_ignores_errors_is_refused(memcached_server: PrivateServer) -> None:

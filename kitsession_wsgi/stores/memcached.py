@@ -1,8 +1,10 @@
 """Sessions in memcached through pymemcache: one server, or a cluster with :class:`StrictHashClient`.
 
-Each session is one memcached item: the whole :class:`~kitsession_wsgi.SessionRecord`
-as JSON under ``key_prefix + key``, with the record's lifetime as the item's
-expiry.  Reading a session is exactly one ``get`` on the node that holds it.
+Each session is one memcached item under ``key_prefix + key``: the whole
+:class:`~kitsession_wsgi.SessionRecord` in the layout the Redis store uses (a
+``K1`` header line, then user, key and the data's JSON as it is, never escaped
+inside another JSON document), with the record's lifetime as the item's expiry.
+Reading a session is exactly one ``get`` on the node that holds it.
 
 What memcached is, and what that costs:
 
@@ -57,8 +59,8 @@ Writes are always confirmed (``noreply=False``), and a client created with
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-import json
 import logging
 import math
 import re
@@ -71,30 +73,33 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ..errors import ConfigurationError, SessionDataError, StoreUnavailable
+from ._format import decode_record, encode_record
+from ._format import storage_id as _storage_id
 from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
 
 try:
-    from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
+    from pymemcache.client.base import Client, normalize_server_spec  # type: ignore[import-untyped]
     from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
     from pymemcache.exceptions import (  # type: ignore[import-untyped]
         MemcacheClientError,
         MemcacheError,
+        MemcacheIllegalInputError,
         MemcacheServerError,
         MemcacheUnexpectedCloseError,
+        MemcacheUnknownCommandError,
+        MemcacheUnknownError,
     )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "kitsession_wsgi.stores.memcached needs pymemcache: pip install 'kitsession-wsgi[memcached]'"
     ) from exc
 
-__all__ = ["MemcacheClient", "MemcachedNodeDown", "MemcachedStore", "StrictHashClient"]
+__all__ = ["MemcacheClient", "MemcachedNodeDown", "MemcachedPool", "MemcachedStore", "StrictHashClient"]
 
 logger = logging.getLogger("kitsession_wsgi.stores.memcached")
 
 #: memcached reads an expiry above 30 days as an absolute Unix time
 _RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
-#: keys the core produces (URL-safe base64 digests) are used as they are
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _PREFIX = re.compile(r"[!-~]{0,100}")
 #: memcached's per-item bookkeeping besides key and value (header, flags, CAS, suffix)
 _ITEM_OVERHEAD = 128
@@ -106,7 +111,7 @@ _CHUNK = 500
 class MemcacheClient(Protocol):
     """The part of a pymemcache client the store uses.
 
-    ``pymemcache.Client``, ``PooledClient``, ``HashClient`` and
+    ``pymemcache.Client``, ``PooledClient``, ``HashClient``, :class:`MemcachedPool` and
     :class:`StrictHashClient` all fit; only the thread-safe ones (pooled) may
     be shared between request threads.
 
@@ -148,6 +153,199 @@ class MemcachedNodeDown(ConnectionError):
     """
 
 
+def _check_max_idle(max_idle: Any) -> None:
+    if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, int) or max_idle < 1):
+        raise ConfigurationError("max_idle", f"must be None or an int >= 1, got {max_idle!r}")
+
+
+#: keys a ``get`` may send as they are: printable ASCII without spaces, at most 250 bytes
+_WIRE_KEY = re.compile(r"[!-~]{1,250}")
+_RECV_SIZE = 65536
+
+
+def _plain_get(sock: Any, key: str, default: Any) -> Any:
+    """One memcached ``get`` on ``sock``: the stored bytes, or ``default``.
+
+    pymemcache's general reader (``_fetch_cmd``: key checks, line chunking,
+    multi-key results, the serde call) costs about 8 us of Python per get;
+    a session read needs one key and raw bytes, and this reads them with one
+    ``recv`` for an item up to 64 KB.  Replies follow the text protocol:
+    ``VALUE <key> <flags> <bytes>\r\n<data>\r\nEND\r\n`` or ``END\r\n``;
+    an error line raises the pymemcache error it names.  On any error the
+    caller closes the connection (the stream's position is unknown).
+    """
+    sock.sendall(b"get " + key.encode("ascii") + b"\r\n")
+    reply = sock.recv(_RECV_SIZE)
+    if reply == b"END\r\n":
+        return default
+    buffer = bytearray(reply)
+    while (eol := buffer.find(b"\r\n")) < 0:
+        buffer += _more(sock)
+    line = bytes(buffer[:eol])
+    if not line.startswith(b"VALUE "):
+        _raise_reply_error(line)
+    fields = line.split(b" ")
+    if len(fields) != 4:
+        raise MemcacheUnknownError(line[:32])
+    end = eol + 2 + int(fields[3])
+    while len(buffer) < end + 7:
+        buffer += _more(sock)
+    if len(buffer) != end + 7 or buffer[end:] != b"\r\nEND\r\n":
+        raise MemcacheUnknownError(bytes(buffer[end:end + 32]))
+    return bytes(buffer[eol + 2:end])
+
+
+def _more(sock: Any) -> bytes:
+    chunk: bytes = sock.recv(_RECV_SIZE)
+    if not chunk:
+        raise MemcacheUnexpectedCloseError()
+    return chunk
+
+
+def _raise_reply_error(line: bytes) -> None:
+    """Raise what pymemcache raises for a reply line that is not a value."""
+    if line == b"END":
+        raise MemcacheUnknownError(b"END before the reply's value line")
+    if line.startswith(b"ERROR"):
+        raise MemcacheUnknownCommandError(b"get")
+    if line.startswith(b"CLIENT_ERROR"):
+        raise MemcacheClientError(line[line.find(b" ") + 1:])
+    if line.startswith(b"SERVER_ERROR"):
+        raise MemcacheServerError(line[line.find(b" ") + 1:])
+    raise MemcacheUnknownError(line[:32])
+
+
+class MemcachedPool:
+    """Thread-safe connections to one memcached server: idle pymemcache ``Client`` objects in a list.
+
+    Each call takes an idle connection with ``list.pop()`` and puts it back
+    with ``list.append()`` (both atomic in CPython), so a call costs what a
+    plain ``Client`` call costs.  pymemcache's ``PooledClient`` does the same
+    job behind a lock, a generator context manager and a linear removal from
+    its in-use list: about 5 us more per call here, paid by every session read.
+
+    * A connection is opened when no idle one is left, so there are as many
+      as calls ever ran at once; at most ``max_idle`` are kept open between
+      calls (``None``: all of them), the rest are closed.
+    * A call that fails closes its connection and every idle one (after a
+      server restart each would fail once more), then raises; the next call
+      connects again.  Only a key or argument pymemcache refuses before
+      sending anything leaves the connection open.
+    * Keyword arguments go to each ``pymemcache.Client``, with the store's
+      defaults ``no_delay=True`` and ``default_noreply=False`` (confirmed
+      writes); ``ignore_exc=True`` is refused.
+
+    The methods the store uses are written out; any other ``Client`` method
+    (``set``, ``touch``, ``incr``, ``stats``, ...) runs the same way through
+    :meth:`__getattr__`.
+
+    :raises ConfigurationError: ``ignore_exc=True`` or a bad ``max_idle``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, server: Any, *, max_idle: int | None = None, **client_options: Any) -> None:
+        if client_options.get("ignore_exc"):
+            raise ConfigurationError("ignore_exc", "MemcachedPool never ignores errors: an outage is not a miss")
+        _check_max_idle(max_idle)
+        for option in ("max_pool_size", "pool_idle_timeout", "lock_generator"):
+            client_options.pop(option, None)  # PooledClient's options, meaningless here
+        self.server = normalize_server_spec(server)
+        self.max_idle = max_idle
+        self.client_options: dict[str, Any] = {"no_delay": True, "default_noreply": False, **client_options,
+                                               "ignore_exc": False}
+        # pymemcache checks the options here, not on the first call; it connects only when used.
+        self._idle: list[Any] = [Client(server, **self.client_options)]
+        # Values come back as the bytes stored, under the key as given: reads may skip pymemcache's parser.
+        self._plain = not any(client_options.get(option) for option in
+                              ("serde", "serializer", "deserializer", "key_prefix"))
+
+    def _take(self) -> Any:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return Client(self.server, **self.client_options)
+
+    def _give_back(self, client: Any) -> None:
+        if self.max_idle is None or len(self._idle) < self.max_idle:
+            self._idle.append(client)
+        else:
+            client.close()
+
+    def _failed(self, client: Any) -> None:
+        client.close()
+        self.close()
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        client = self._take()
+        try:
+            result = getattr(client, name)(*args, **kwargs)
+        except MemcacheIllegalInputError:
+            self._give_back(client)  # refused before anything was sent: the connection is fine
+            raise
+        except BaseException:
+            self._failed(client)
+            raise
+        self._give_back(client)
+        return result
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``Client.get`` on an idle connection; every session read is one.
+
+        A plain key (printable ASCII, no spaces, at most 250 bytes) on a
+        connected client without a serializer or key prefix is sent and read
+        by :func:`_plain_get`; anything else goes through pymemcache.
+        """
+        client = self._take()
+        try:
+            if self._plain and client.sock is not None and type(key) is str and _WIRE_KEY.fullmatch(key):
+                value = _plain_get(client.sock, key, default)
+            else:
+                value = client.get(key, default)
+        except MemcacheIllegalInputError:
+            self._give_back(client)
+            raise
+        except BaseException:
+            self._failed(client)
+            raise
+        self._give_back(client)
+        return value
+
+    def get_many(self, keys: Iterable[str]) -> dict[Any, Any]:
+        return self._call("get_many", keys)  # type: ignore[no-any-return]
+
+    def gets(self, key: str, default: Any = None, cas_default: Any = None) -> tuple[Any, Any]:
+        return self._call("gets", key, default, cas_default)  # type: ignore[no-any-return]
+
+    def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
+        return self._call("add", key, value, expire, noreply)
+
+    def append(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
+        return self._call("append", key, value, expire, noreply)
+
+    def cas(self, key: str, value: bytes, cas: Any, expire: int = 0, noreply: bool = False) -> Any:
+        return self._call("cas", key, value, cas, expire, noreply)
+
+    def delete(self, key: str, noreply: bool | None = None) -> Any:
+        return self._call("delete", key, noreply)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or not callable(getattr(Client, name, None)):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return lambda *args, **kwargs: self._call(name, *args, **kwargs)
+
+    def close(self) -> None:
+        """Close the idle connections (connections busy in a call are kept until it ends)."""
+        while True:
+            try:
+                client = self._idle.pop()
+            except IndexError:
+                return
+            client.close()
+
+    disconnect_all = close
+
+
 class StrictHashClient(HashClient):  # type: ignore[misc]
     """A pymemcache ``HashClient`` for which a failing node raises instead of being skipped.
 
@@ -164,21 +362,28 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
     * after that, the next call tries the node again; if it answers, it is in
       use again.  ``dead_timeout=0`` tries the node on every call.
 
-    Keys of the other nodes are unaffected throughout.  All keyword arguments
-    of ``HashClient`` are accepted, with safer defaults: ``use_pooling=True``
-    (thread-safe), ``no_delay=True`` and ``default_noreply=False``;
+    Keys of the other nodes are unaffected throughout.  Each node's
+    connections are a :class:`MemcachedPool` (thread-safe; ``max_idle`` is
+    passed to it), or pymemcache's ``PooledClient`` with ``use_pooling=True``.
+    All other keyword arguments of ``HashClient`` are accepted, with safer
+    defaults ``no_delay=True`` and ``default_noreply=False``;
     ``ignore_exc=True`` is refused.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, servers: Sequence[Any], *, dead_timeout: float = 1.0, **options: Any) -> None:
+    def __init__(self, servers: Sequence[Any], *, dead_timeout: float = 1.0, max_idle: int | None = None,
+                 **options: Any) -> None:
         if options.get("ignore_exc"):
             raise ConfigurationError("ignore_exc", "StrictHashClient never ignores errors: an outage is not a miss")
         if isinstance(dead_timeout, bool) or not isinstance(dead_timeout, (int, float)) or dead_timeout < 0:
             raise ConfigurationError("dead_timeout", f"must be a number of seconds >= 0, got {dead_timeout!r}")
         self._down_until: dict[Any, float] = {}
-        options = {"use_pooling": True, "no_delay": True, "default_noreply": False, **options}
+        if not options.get("use_pooling"):
+            _check_max_idle(max_idle)
+            # HashClient builds each node's client as client_class(server, **its options).
+            self.client_class = functools.partial(MemcachedPool, max_idle=max_idle)
+        options = {"no_delay": True, "default_noreply": False, **options}
         super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False, **options)
 
     def node_for(self, key: str) -> str:
@@ -209,7 +414,8 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
     def _mark_down(self, client: Any) -> None:
         self._down_until[client.server] = time.monotonic() + self.dead_timeout
         # The pool's other connections go to the same failed server: after a
-        # restart each would fail once more, so drop them now.
+        # restart each would fail once more, so drop them now (MemcachedPool
+        # has done so already).
         pool = getattr(client, "client_pool", None)
         if pool is not None:
             pool.clear()
@@ -223,55 +429,6 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
             client.close()
 
     disconnect_all = close
-
-
-def _storage_id(key: str) -> str:
-    """The key's form inside memcached keys and indexes: the key itself, or a digest.
-
-    Only keys that look like the core's digests are used verbatim; anything
-    else (client text reaching ``get`` or ``delete``) is hashed, with a ``~``
-    no verbatim key can contain, so the two never collide.
-    """
-    if _PLAIN_KEY.fullmatch(key):
-        return key
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-    return "~" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _encode(record: SessionRecord) -> bytes:
-    return json.dumps(
-        {
-            "k": record.key,
-            "d": record.data,
-            "u": record.user_id,
-            "c": record.created_at,
-            "m": record.updated_at,
-            "e": record.expires_at,
-            "v": record.version,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8", "surrogatepass")  # session JSON may hold lone surrogates ("\ud800"): keep them
-
-
-def _decode(raw: Any) -> SessionRecord | None:
-    try:
-        fields = json.loads(raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw)
-        user_id = fields["u"]
-        if isinstance(user_id, bool) or not isinstance(user_id, (int, str, type(None))):
-            raise ValueError(f"bad user id {user_id!r}")
-        return SessionRecord(
-            key=str(fields["k"]),
-            data=str(fields["d"]),
-            user_id=user_id,
-            created_at=float(fields["c"]),
-            updated_at=float(fields["m"]),
-            expires_at=float(fields["e"]),
-            version=int(fields["v"]),
-        )
-    except (ValueError, TypeError, KeyError) as exc:  # UnicodeDecodeError is a ValueError
-        logger.error("unreadable session item in memcached ignored: %s", exc)
-        return None
 
 
 def _same_user(a: UserId | None, b: UserId | None) -> bool:
@@ -293,8 +450,8 @@ class MemcachedStore(SessionStore):
     behaviour.  Build one with :meth:`from_servers`, or pass a client you
     configured yourself: then use ``no_delay=True`` (pymemcache's default
     waits for delayed TCP acknowledgements, tens of milliseconds per request),
-    a thread-safe client (``PooledClient``, or :class:`StrictHashClient` with
-    ``use_pooling=True``) and timeouts.
+    a thread-safe client (:class:`MemcachedPool`, pymemcache's ``PooledClient``
+    or :class:`StrictHashClient`) and timeouts.
 
     :param client: a pymemcache client; the store never closes it unless
         :meth:`close` is called.
@@ -355,18 +512,21 @@ class MemcachedStore(SessionStore):
         connect_timeout: float = 1.0,
         timeout: float = 1.0,
         dead_timeout: float = 1.0,
-        max_pool_size: int | None = None,
+        max_idle: int | None = None,
         **client_options: Any,
     ) -> MemcachedStore:
         """A store over ``servers`` (``"host:port"`` or ``(host, port)``) with safe client settings.
 
-        One server gives a ``PooledClient``, several a :class:`StrictHashClient`
-        with pooling; both with ``no_delay=True``, confirmed writes and the given
-        timeouts (seconds).  ``dead_timeout`` is how long a failed cluster node
-        fails fast before it is tried again.  Other keyword arguments go to the
-        client (``tls_context``, ``socket_keepalive``, ...).
+        One server gives a :class:`MemcachedPool`, several a
+        :class:`StrictHashClient` with a :class:`MemcachedPool` per node; all
+        with ``no_delay=True``, confirmed writes and the given timeouts
+        (seconds).  ``max_idle`` caps the connections kept open per server
+        between calls (``None``: as many as ran at once).  ``dead_timeout`` is
+        how long a failed cluster node fails fast before it is tried again.
+        Other keyword arguments go to pymemcache's ``Client`` (``tls_context``,
+        ``socket_keepalive``, ...).
 
-        :raises ConfigurationError: no servers.
+        :raises ConfigurationError: no servers, or a bad option.
 
         .. versionadded:: 0.1
         """
@@ -377,14 +537,13 @@ class MemcachedStore(SessionStore):
             "timeout": timeout,
             "no_delay": True,
             "default_noreply": False,
-            "max_pool_size": max_pool_size,
             **client_options,
         }
         client: MemcacheClient
         if len(servers) == 1:
-            client = PooledClient(servers[0], ignore_exc=False, **options)
+            client = MemcachedPool(servers[0], max_idle=max_idle, **options)
         else:
-            client = StrictHashClient(list(servers), dead_timeout=dead_timeout, use_pooling=True, **options)
+            client = StrictHashClient(list(servers), dead_timeout=dead_timeout, max_idle=max_idle, **options)
         return cls(client, key_prefix=key_prefix, max_item_bytes=max_item_bytes, index_buckets=index_buckets)
 
     # -- keys and values --------------------------------------------------------------
@@ -400,7 +559,7 @@ class MemcachedStore(SessionStore):
         return self._bucket_keys[zlib.crc32(storage_id.encode("ascii")) % self.index_buckets]
 
     def _value(self, record: SessionRecord, item_key: str) -> bytes:
-        value = _encode(record)
+        value = encode_record(record)
         size = len(value) + len(item_key) + _ITEM_OVERHEAD
         if size > self.max_item_bytes:
             raise SessionDataError(
@@ -451,7 +610,7 @@ class MemcachedStore(SessionStore):
             raise self._unavailable(exc, "read a session") from exc
         if raw is None:
             return None
-        record = _decode(raw)
+        record = decode_record(raw)
         return record if record is not None and record.key == key else None
 
     def create(self, record: SessionRecord) -> bool:
@@ -495,7 +654,7 @@ class MemcachedStore(SessionStore):
         with self._driver_errors("save a session"):
             for _attempt in range(_CAS_ATTEMPTS):
                 raw, token = self.client.gets(item_key)
-                current = _decode(raw) if raw is not None else None
+                current = decode_record(raw)
                 if current is None or current.key != record.key:
                     return SetResult.MISSING
                 if current.version != expected_version:
@@ -529,12 +688,12 @@ class MemcachedStore(SessionStore):
         with self._driver_errors("touch a session"):
             for _attempt in range(_CAS_ATTEMPTS):
                 raw, token = self.client.gets(item_key)
-                current = _decode(raw) if raw is not None else None
+                current = decode_record(raw)
                 if current is None or current.key != key:
                     return False
                 moved = current.with_changes(updated_at=updated_at, expires_at=expires_at)
                 stored = self.client.cas(
-                    item_key, _encode(moved), token, expire=self._expire(moved.ttl()), noreply=False
+                    item_key, encode_record(moved), token, expire=self._expire(moved.ttl()), noreply=False
                 )
                 if stored is None:
                     return False
@@ -557,7 +716,7 @@ class MemcachedStore(SessionStore):
             if raw is None:
                 return False
             removed = bool(self.client.delete(item_key, noreply=False))
-        current = _decode(raw)
+        current = decode_record(raw)
         if removed and current is not None and current.user_id is not None:
             self._index_remove_quietly(self._user_key(current.user_id), {storage_id})
         return removed
@@ -573,7 +732,7 @@ class MemcachedStore(SessionStore):
             for start in range(0, len(ids), _CHUNK):
                 chunk = [self.key_prefix + i for i in ids[start:start + _CHUNK]]
                 for item_key, raw in self.client.get_many(chunk).items():
-                    record = _decode(raw) if raw is not None else None
+                    record = decode_record(raw)
                     if record is not None:
                         name = item_key.decode("ascii") if isinstance(item_key, bytes) else str(item_key)
                         found[name[prefix_length:]] = record

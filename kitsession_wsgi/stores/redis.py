@@ -41,8 +41,6 @@ replica and an out-of-memory refusal raise :class:`~kitsession_wsgi.StoreUnavail
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -50,7 +48,9 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from ..errors import ConfigurationError, StoreUnavailable
-from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
+from ._format import decode_record, encode_record, to_bytes, to_text, user_text
+from ._format import storage_id as _storage_id
+from .base import SessionRecord, SessionStore, SetResult, UserId
 
 try:
     import redis
@@ -69,7 +69,6 @@ __all__ = ["RedisStore"]
 #: BusyLoadingError is a ConnectionError; ReadOnlyError is a failed-over or replica
 #: server; OutOfMemoryError is maxmemory with noeviction: none is a missing session.
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 _SCAN_COUNT = 1000
 
@@ -175,103 +174,6 @@ return 0
 """
 
 
-def _storage_id(key: str) -> str:
-    """The key's form inside Redis keys: the key itself when it looks like the core's digests.
-
-    Anything else (client text reaching ``get`` or ``delete``) is hashed, with a
-    ``~`` no verbatim key contains; neither form contains ``:``, so records
-    never collide with the ``user:`` and ``lock:`` keys.
-    """
-    if _PLAIN_KEY.fullmatch(key):
-        return key
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-    return "~" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else str(value)
-
-
-def _bytes(text: str) -> bytes:
-    # Session JSON may hold lone surrogates ("\ud800"), which redis-py's strict encoder refuses.
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _user_text(user_id: UserId) -> str:
-    """``user_index_key(user_id)``, or ``u:`` + hex of it when it is not valid UTF-8 text.
-
-    It names the user's SET and is stored in the record, so it must encode;
-    ``u:`` never starts a plain ``i:``/``s:`` form, so the two cannot collide.
-    """
-    text = user_index_key(user_id)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "u:" + _bytes(text).hex()
-    return text
-
-
-def _user_from_text(text: str) -> UserId | None:
-    if text.startswith("u:"):
-        text = bytes.fromhex(text[2:]).decode("utf-8", "surrogatepass")
-    if not text:
-        return None
-    if text.startswith("s:"):
-        return text[2:]
-    if text.startswith("i:"):
-        return int(text[2:])
-    raise ValueError(f"not a user index key: {text!r}")
-
-
-def _user_from_bytes(text: bytes) -> UserId | None:
-    """The user id from the user index key stored after the header (``i:5``, ``s:alice``, ``u:<hex>``)."""
-    # int() reads ASCII digits from bytes directly; this is on every read.
-    if text.startswith(b"i:"):
-        return int(text[2:])
-    if text.startswith(b"s:"):
-        return text[2:].decode("utf-8")
-    return _user_from_text(text.decode("utf-8", "surrogatepass"))
-
-
-def _value(record: SessionRecord) -> bytes:
-    """The record as stored: the ``K1`` header line, then user index key, key and data (UTF-8)."""
-    # The user's index key ("i:5", "s:5") keeps the id's type and names the user's SET,
-    # so the Lua scripts never parse JSON or numbers beyond the header.
-    user = _bytes(_user_text(record.user_id)) if record.user_id is not None else b""
-    key = _bytes(record.key)
-    header = (f"K1 {record.version} {record.created_at!r} {record.updated_at!r} {record.expires_at!r}"
-              f" {len(user)} {len(key)}\n")
-    return header.encode("ascii") + user + key + _bytes(record.data)
-
-
-def _record(raw: Any) -> SessionRecord | None:
-    """A record from a ``GET`` reply; ``None`` for a missing or foreign value."""
-    if not raw:
-        return None
-    if isinstance(raw, str):  # a decode_responses=True client: the lengths count bytes
-        raw = raw.encode("utf-8", "surrogatepass")
-    try:
-        end = raw.index(b"\n")
-        tag, version, created_at, updated_at, expires_at, user_length, key_length = raw[:end].split(b" ")
-        if tag != b"K1":
-            return None
-        user_end = end + 1 + int(user_length)
-        data_start = user_end + int(key_length)
-        if data_start > len(raw):
-            return None
-        return SessionRecord(
-            key=raw[user_end:data_start].decode("utf-8", "surrogatepass"),
-            data=raw[data_start:].decode("utf-8", "surrogatepass"),
-            user_id=_user_from_bytes(raw[end + 1:user_end]),
-            created_at=float(created_at),
-            updated_at=float(updated_at),
-            expires_at=float(expires_at),
-            version=int(version),
-        )
-    except ValueError:  # a missing header line, a wrong field count, bad numbers or bad UTF-8
-        return None
-
-
 class RedisStore(SessionStore):
     """Sessions in Redis, one STRING per session plus a SET per user.
 
@@ -330,7 +232,7 @@ class RedisStore(SessionStore):
         return self.prefix + _storage_id(key)
 
     def _user_key(self, user_id: UserId) -> str:
-        return self._user_prefix + _user_text(user_id)
+        return self._user_prefix + user_text(user_id)
 
     @contextmanager
     def _driver_errors(self, action: str) -> Iterator[None]:
@@ -355,7 +257,7 @@ class RedisStore(SessionStore):
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"Redis could not read a session: {type(exc).__name__}: {exc}",
                                    store="redis") from exc
-        record = _record(raw)
+        record = decode_record(raw)
         return record if record is not None and record.key == key else None
 
     def create(self, record: SessionRecord) -> bool:
@@ -368,7 +270,7 @@ class RedisStore(SessionStore):
         if record.user_id is not None:
             keys.append(self._user_key(record.user_id))
         with self._driver_errors("create a session"):
-            return bool(self._create(keys=keys, args=[record.ttl(), storage_id, _value(record)]))
+            return bool(self._create(keys=keys, args=[record.ttl(), storage_id, encode_record(record)]))
 
     def set(self, record: SessionRecord, expected_version: int) -> SetResult:
         """Replace the record if its stored version is ``expected_version`` (one Lua call).
@@ -378,11 +280,11 @@ class RedisStore(SessionStore):
         .. versionadded:: 0.1
         """
         storage_id = _storage_id(record.key)
-        new_index = _user_text(record.user_id) if record.user_id is not None else ""
+        new_index = user_text(record.user_id) if record.user_id is not None else ""
         with self._driver_errors("save a session"):
             result = self._set(
                 keys=[self.prefix + storage_id],
-                args=[expected_version, record.ttl(), storage_id, self._user_prefix, new_index, _value(record)],
+                args=[expected_version, record.ttl(), storage_id, self._user_prefix, new_index, encode_record(record)],
             )
         return (SetResult.MISSING, SetResult.CONFLICT, SetResult.SAVED)[int(result)]
 
@@ -418,7 +320,7 @@ class RedisStore(SessionStore):
             for record_key in record_keys:
                 pipeline.get(record_key)
             replies = pipeline.execute()
-        return [(k, _record(reply)) for k, reply in zip(record_keys, replies)]
+        return [(k, decode_record(reply)) for k, reply in zip(record_keys, replies)]
 
     def get_all_for_user(self, user_id: UserId) -> list[SessionRecord]:
         """The user's records: ``SMEMBERS`` then one pipelined read; stale members are pruned.
@@ -427,11 +329,11 @@ class RedisStore(SessionStore):
         """
         users = self._user_key(user_id)
         with self._driver_errors("list a user's sessions"):
-            members = sorted(_text(m) for m in cast("set[Any]", self.client.smembers(users)))
+            members = sorted(to_text(m) for m in cast("set[Any]", self.client.smembers(users)))
         loaded = self._load([self.prefix + m for m in members])
-        index = _user_text(user_id)
+        index = user_text(user_id)
         records = [r for _, r in loaded
-                   if r is not None and r.user_id is not None and _user_text(r.user_id) == index]
+                   if r is not None and r.user_id is not None and user_text(r.user_id) == index]
         if len(records) != len(members):
             with self._driver_errors("prune a user's session index"):
                 self._prune(keys=[users], args=[self.prefix, index])
@@ -446,7 +348,7 @@ class RedisStore(SessionStore):
         with self._driver_errors("remove a user's sessions"):
             return int(
                 self._delete_for_user(keys=[self._user_key(user_id)],
-                                      args=[self.prefix, _user_text(user_id), kept])
+                                      args=[self.prefix, user_text(user_id), kept])
             )
 
     # -- everything -------------------------------------------------------------------
@@ -461,7 +363,7 @@ class RedisStore(SessionStore):
                     self.client.scan(cursor=cursor, match=pattern, count=_SCAN_COUNT, _type=kind),
                 )
             if keys:
-                yield [_text(k) for k in keys]
+                yield [to_text(k) for k in keys]
             if int(cursor) == 0:
                 return
 
@@ -510,7 +412,7 @@ class RedisStore(SessionStore):
         .. versionadded:: 0.1
         """
         with self._driver_errors("take a session lock"):
-            return bool(self.client.set(f"{self.prefix}lock:{_storage_id(key)}", _bytes(token), nx=True,
+            return bool(self.client.set(f"{self.prefix}lock:{_storage_id(key)}", to_bytes(token), nx=True,
                                         px=max(1, math.ceil(ttl * 1000))))
 
     def release_lock(self, key: str, token: str) -> None:
@@ -519,7 +421,7 @@ class RedisStore(SessionStore):
         .. versionadded:: 0.1
         """
         with self._driver_errors("release a session lock"):
-            self._release(keys=[f"{self.prefix}lock:{_storage_id(key)}"], args=[_bytes(token)])
+            self._release(keys=[f"{self.prefix}lock:{_storage_id(key)}"], args=[to_bytes(token)])
 
     def close(self) -> None:
         """Close the client's connections.
