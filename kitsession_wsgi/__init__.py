@@ -14,7 +14,7 @@ from .errors import (
 )
 from .manager import SessionManager, days_to_max_age, session_key
 from .serialization import JSONSerializer, SessionSerializationError
-from .session import Session
+from .session import Session, SessionData
 from .stores.base import SessionRecord, SessionStore, SetResult
 from .stores.memory import MemoryStore
 
@@ -27,6 +27,7 @@ __all__ = [
     "MemoryStore",
     "Session",
     "SessionConflict",
+    "SessionData",
     "SessionDataError",
     "SessionManager",
     "SessionRecord",

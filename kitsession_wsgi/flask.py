@@ -40,7 +40,7 @@ from . import signals
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
 from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
-from .session import Session
+from .session import Session, SessionData
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
 from .wsgi import validate_retry_after, vary_covers_cookie
@@ -102,7 +102,7 @@ class FlaskSessionSerializer:
             return True
         if kind is list:
             return all(self._is_plain(item) for item in value)
-        if kind is dict:
+        if kind is dict or kind is SessionData:
             if len(value) == 1 and next(iter(value)) in self._tag_keys:
                 return False
             return all(type(key) is str and self._is_plain(item) for key, item in value.items())

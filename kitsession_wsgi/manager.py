@@ -459,7 +459,7 @@ class SessionManager:
             if not session._data and session._user_id is None:
                 return self.remove_session_cookie() if session._clear_cookie else None
             self._save(session)
-        elif session._data_touched and (text := self.serializer.dumps(session._data)) != session._loaded_text:
+        elif session._maybe_changed() and (text := self.serializer.dumps(session._data)) != session._loaded_text:
             if not session._user_id_explicit:
                 self._follow_data_user(session)
             # Saved (merged) even when emptied, so a concurrent request's keys survive.
@@ -792,7 +792,7 @@ class SessionManager:
         old_key = session.handle
         assert old_key is not None
         if session._user_id != session._loaded_user_id or (
-            session._data_touched and self.serializer.dumps(session._data) != session._loaded_text
+            session._maybe_changed() and self.serializer.dumps(session._data) != session._loaded_text
         ):
             # Merge this request's changes first, so a concurrent save is not lost.
             self._save(session)

@@ -51,6 +51,109 @@ def user_id_from_data(data: Mapping[str, Any]) -> UserId | None:
     return None
 
 
+#: Value types a reader cannot change in place: handing one out cannot change the session.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, tuple, frozenset})
+
+
+class SessionData(dict):  # type: ignore[type-arg]
+    """The ``dict`` :attr:`Session.data` returns: it notes whether it may have changed.
+
+    ``changed`` becomes true on any write (``d[k] = v``, ``del``, ``update``,
+    ``pop``, ``setdefault``, ``clear``, ``|=``, ...) and whenever a value that
+    can be changed in place (a list, a dict, anything not a str, number,
+    bool, ``None``, bytes, tuple or frozenset) is handed out, by ``d[k]``,
+    ``get``, ``values()``, ``items()``, ``copy()``, ``|`` or ``dict(d)`` /
+    ``{**d}``.  A commit serialises the data to look for changes only when it
+    is true, so a request that only reads strings and numbers skips that work;
+    nested in-place changes are still saved, because reaching the nested value
+    set the flag.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("changed",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        dict.__init__(self, *args, **kwargs)
+        self.changed = False
+
+    # reads that may hand out a mutable value
+    def __getitem__(self, key: Any) -> Any:
+        value = dict.__getitem__(self, key)
+        if type(value) not in _IMMUTABLE:
+            self.changed = True
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = dict.get(self, key, default)
+        if type(value) not in _IMMUTABLE:
+            self.changed = True
+        return value
+
+    def values(self) -> Any:
+        self.changed = True
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self.changed = True
+        return dict.items(self)
+
+    def copy(self) -> dict[Any, Any]:
+        self.changed = True
+        return dict(dict.items(self))
+
+    def __or__(self, other: Any) -> Any:
+        self.changed = True
+        return dict.__or__(self, other)
+
+    def __ror__(self, other: Any) -> Any:
+        self.changed = True
+        return dict.__ror__(self, other)
+
+    def __iter__(self) -> Any:
+        # Overridden only so that dict(d) and {**d} read values through __getitem__
+        # (CPython copies a dict subclass's values directly unless __iter__ is its own).
+        return dict.__iter__(self)
+
+    # writes
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.changed = True
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.changed = True
+        dict.__delitem__(self, key)
+
+    def __ior__(self, other: Any) -> SessionData:
+        self.changed = True
+        dict.update(self, other)
+        return self
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.changed = True
+        dict.update(self, *args, **kwargs)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.changed = True
+        return dict.setdefault(self, key, default)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        self.changed = True
+        return dict.pop(self, key, *default)
+
+    def popitem(self) -> tuple[Any, Any]:
+        self.changed = True
+        return dict.popitem(self)
+
+    def clear(self) -> None:
+        self.changed = True
+        dict.clear(self)
+
+    def __reduce__(self) -> Any:
+        self.changed = True
+        return (dict, (dict(dict.items(self)),))
+
+
 class Session:
     """One user's session: its secret id, public handle, data and lifetimes.
 
@@ -172,20 +275,27 @@ class Session:
 
     @property
     def data(self) -> dict[str, Any]:
-        """The session's data; JSON types (plus Flask's tagged types under Flask)."""
-        self._data_touched = True
-        return self._data
+        """The session's data, a :class:`SessionData` dict; JSON types (plus Flask's tagged types under Flask)."""
+        data = self._data
+        if type(data) is not SessionData:
+            # Converted on first use: reads through the core and the Flask adapter keep the plain dict.
+            data = self._data = SessionData(data)
+        return data
 
     @data.setter
     def data(self, value: Mapping[str, Any]) -> None:
         if not isinstance(value, Mapping):
             raise TypeError(f"session data must be a mapping, got {type(value).__name__}")
-        self._data = dict(value)
+        self._data = SessionData(value)
         self._data_touched = True
         if not self._user_id_explicit:
             derived = user_id_from_data(self._data)
             if derived is not None:
                 self._user_id = derived
+
+    def _maybe_changed(self) -> bool:
+        """Whether the data may differ from what was loaded (a commit then compares the serialised text)."""
+        return self._data_touched or getattr(self._data, "changed", False)
 
     @property
     def user_id(self) -> UserId | None:

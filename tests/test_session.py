@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kitsession_wsgi import Session, SessionDataError, SessionManager, SessionSerializationError
+from kitsession_wsgi import Session, SessionData, SessionDataError, SessionManager, SessionSerializationError
 
 from session_helpers import CountingStore, parse_set_cookie, stored_session
 
@@ -134,7 +134,7 @@ def test_data_must_be_a_mapping_and_is_copied() -> None:
     session.data = MappingProxyType(source)
     source["b"] = 2
     assert session.data == {"a": 1}
-    assert type(session.data) is dict
+    assert type(session.data) is SessionData and isinstance(session.data, dict)
 
 
 def test_repr_does_not_leak_the_secret_id(manager: SessionManager) -> None:
@@ -336,3 +336,86 @@ def test_removing_the_id_from_the_data_ends_the_user_link(manager: SessionManage
     manager.commit(loaded)
     assert load(manager, header).user_id is None
     assert manager.get_sessions_for_user(5) == []
+
+
+# -- SessionData: which uses may change the data --------------------------------------
+
+
+def _fresh() -> SessionData:
+    data = SessionData({"name": "ada", "n": 1, "ok": True, "none": None, "pair": (1, 2), "cart": [1], "prefs": {}})
+    assert data.changed is False
+    return data
+
+
+@pytest.mark.parametrize(
+    "read",
+    [lambda d: d["name"], lambda d: d["n"], lambda d: d.get("ok"), lambda d: d.get("none"),
+     lambda d: d.get("missing"), lambda d: d.get("missing", "x"), lambda d: d["pair"], lambda d: "cart" in d,
+     lambda d: len(d), lambda d: list(d), lambda d: list(d.keys()), lambda d: d == {"name": "ada"},
+     lambda d: sorted(d)],
+    ids=["[str]", "[int]", "get bool", "get None", "get missing", "get default", "[tuple]", "in", "len", "list",
+         "keys", "==", "sorted"],
+)
+def test_session_data_reads_that_cannot_change_it_leave_it_unchanged(read: Any) -> None:
+    data = _fresh()
+    read(data)
+    assert data.changed is False
+
+
+@pytest.mark.parametrize(
+    "use",
+    [lambda d: d["cart"], lambda d: d.get("prefs"), lambda d: d.get("missing", []), lambda d: d.values(),
+     lambda d: d.items(), lambda d: d.copy(), lambda d: dict(d), lambda d: {**d}, lambda d: d | {},
+     lambda d: {} | d, lambda d: __import__("copy").copy(d), lambda d: __import__("pickle").dumps(d),
+     lambda d: d.__setitem__("x", 1), lambda d: d.__delitem__("n"), lambda d: d.update(x=1),
+     lambda d: d.setdefault("x", 1), lambda d: d.pop("n"), lambda d: d.pop("missing", None),
+     lambda d: d.popitem(), lambda d: d.clear(), lambda d: d.__ior__({"x": 1})],
+    ids=["[list]", "get dict", "get default list", "values", "items", "copy", "dict()", "{**}", "|", "r|",
+         "copy.copy", "pickle", "set", "del", "update", "setdefault", "pop", "pop missing", "popitem", "clear",
+         "|="],
+)
+def test_session_data_writes_and_hand_outs_of_mutable_values_mark_it(use: Any) -> None:
+    data = _fresh()
+    use(data)
+    assert data.changed is True
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda d: d["cart"].append(2), lambda d: d.get("prefs").update(theme="dark"),
+     lambda d: dict(d)["cart"].append(2), lambda d: {**d}["prefs"].update(theme="dark"),
+     lambda d: [v for v in d.values() if isinstance(v, list)][0].append(2),
+     lambda d: d.copy()["cart"].append(2)],
+    ids=["[k].append", "get().update", "dict(d)[k].append", "{**d}[k].update", "values()", "copy()[k]"],
+)
+def test_nested_changes_reached_through_session_data_are_saved(
+        manager: SessionManager, store: CountingStore, change: Any) -> None:
+    _, cookie = stored_session(manager, store, data={"cart": [1], "prefs": {}, "name": "ada"})
+    session = load(manager, cookie)
+    change(session.data)
+    manager.commit(session)
+    assert store.calls["set"] == 1
+    saved = manager.store.get(session.handle)
+    assert saved is not None and saved.data != '{"cart":[1],"prefs":{},"name":"ada"}'
+
+
+def test_reading_scalars_through_data_costs_no_serialisation(manager: SessionManager, store: CountingStore) -> None:
+    _, cookie = stored_session(manager, store, data={"cart": [1], "name": "ada", "n": 3})
+    session = load(manager, cookie)
+    calls = []
+    dumps = manager.serializer.dumps
+    manager.serializer.dumps = lambda value: calls.append(1) or dumps(value)  # type: ignore[method-assign]
+    try:
+        assert session.data["name"] == "ada" and session.data.get("n") == 3 and "cart" in session.data
+        assert manager.commit(session) is None
+    finally:
+        del manager.serializer.dumps
+    assert calls == [] and store.calls["set"] == 0 and store.calls["touch"] == 0
+
+
+def test_the_data_object_stays_the_same_and_assignment_replaces_it() -> None:
+    session = Session(data={"a": 1})
+    first = session.data
+    assert session.data is first and type(first) is SessionData
+    session.data = {"b": [2]}
+    assert session.data is not first and session.data == {"b": [2]} and type(session.data) is SessionData
