@@ -22,7 +22,7 @@ from pymemcache.client.hash import HashClient
 from cache_servers import CountingProxy, concurrent_logins_for_one_user, cookie_for, servers_holding
 from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager, SetResult, StoreUnavailable
 from kitsession_wsgi.manager import session_key
-from kitsession_wsgi.stores.memcached import MemcachedPool, MemcachedStore, StrictHashClient, _plain_get
+from kitsession_wsgi.stores.memcached import MemcachedPool, MemcachedStore, StrictHashClient, _plain_fetch
 from kitsession_wsgi.testing import DAY, StoreContract, make_record
 from servers import PrivateServer, free_port, service_missing, start_memcached
 
@@ -267,7 +267,7 @@ def test_plain_get_raises_pymemcache_errors_for_bad_replies(reply: bytes, error:
         server.sendall(reply)
         server.shutdown(socket.SHUT_WR)
         with pytest.raises(getattr(pymemcache_exceptions, error)):
-            _plain_get(ours, "k", None)
+            _plain_fetch(ours, b"get", "k")
         assert server.recv(100) == b"get k\r\n"
 
 
@@ -283,7 +283,7 @@ def test_plain_get_reads_a_reply_split_across_many_packets() -> None:
 
         thread = threading.Thread(target=trickle)
         thread.start()
-        assert _plain_get(ours, "k", None) == b"0123456789"
+        assert _plain_fetch(ours, b"get", "k") == (b"0123456789", None)
         thread.join()
 
 
@@ -567,12 +567,84 @@ def test_reading_an_existing_session_is_exactly_one_get(
     proxy.calls.clear()
     loaded = manager.initialize_session({"Cookie": cookie})
     assert loaded.data == {"cart": [1]} and not loaded.is_new
-    assert proxy.calls == ["get"]
+    assert proxy.calls == ["gets"]  # a get that also returns the CAS token
     assert manager.commit(loaded) is None  # unchanged: no write either
-    assert proxy.calls == ["get"]
+    assert proxy.calls == ["gets"]
     after = _server_commands(real)
     # Counted by memcached itself, over every node: one get, nothing else.
-    assert {name: after[name] - before[name] for name in after if after[name] != before[name]} == {"cmd_get": 1}
+    assert _changed(before, after) == {"cmd_get": 1}
+
+
+@pytest.mark.parametrize("topology", ["single", "cluster"])
+def test_saving_a_session_read_in_the_same_request_is_one_cas(
+    request: pytest.FixtureRequest, topology: str
+) -> None:
+    real = request.getfixturevalue(f"{topology}_store")
+    proxy = CountingProxy(real.client)
+    store = MemcachedStore(proxy)  # type: ignore[arg-type]
+    manager = SessionManager(store, keys=["k"])
+    cookie = cookie_for(manager, manager.create_session(user_id=5, data={"n": 1}))
+    for n in (2, 3):
+        before = _server_commands(real)
+        proxy.calls.clear()
+        loaded = manager.initialize_session({"Cookie": cookie})
+        loaded.data["n"] = n
+        assert manager.commit(loaded) is None
+        assert proxy.calls == ["gets", "cas"]
+        assert _changed(before, after := _server_commands(real)) == {"cmd_get": 1, "cmd_set": 1, "cas_hits": 1}
+        stored = store.get(loaded.handle)
+        assert stored is not None and stored.data == f'{{"n":{n}}}' and stored.version == n
+
+
+def test_a_save_after_someone_else_saved_falls_back_to_gets_and_merges(single_store: MemcachedStore) -> None:
+    manager = SessionManager(single_store, keys=["k"])
+    cookie = cookie_for(manager, manager.create_session(data={"a": 1, "b": 1}))
+    first = manager.initialize_session({"Cookie": cookie})
+    second = manager.initialize_session({"Cookie": cookie})  # the same version, the same CAS token
+    first.data["a"] = 2
+    manager.commit(first)
+    second.data["b"] = 2
+    manager.commit(second)  # its remembered token is stale (or gone): cas fails, gets, merge
+    final = manager.initialize_session({"Cookie": cookie})
+    assert final.data == {"a": 2, "b": 2} and final._version == 3
+
+
+def test_a_touch_after_a_read_is_one_cas(single_store: MemcachedStore) -> None:
+    proxy = CountingProxy(single_store.client)
+    store = MemcachedStore(proxy)  # type: ignore[arg-type]
+    record = make_record(store)
+    assert store.create(record) is True
+    assert store.get(record.key) == record
+    proxy.calls.clear()
+    assert store.touch(record.key, record.updated_at + 5, record.expires_at + 5) is True
+    assert proxy.calls == ["cas"]
+    moved = store.get(record.key)
+    assert moved is not None and moved.updated_at == record.updated_at + 5 and moved.version == record.version
+    # Nothing remembered (this read was the last): gets + cas.
+    store._read_tokens.clear()
+    proxy.calls.clear()
+    assert store.touch(record.key, record.updated_at + 9, record.expires_at + 9) is True
+    assert proxy.calls == ["gets", "cas"]
+
+
+def test_remembered_reads_are_bounded_and_dropped_on_delete(single_store: MemcachedStore) -> None:
+    records = [make_record(single_store) for _ in range(300)]
+    for record in records:
+        assert single_store.create(record) is True
+        assert single_store.get(record.key) == record
+    remembered = single_store._read_tokens
+    assert len(remembered) == 256
+    prefix = single_store.key_prefix
+    assert prefix + records[0].key not in remembered and prefix + records[-1].key in remembered  # oldest go first
+    assert single_store.delete(records[-1].key) is True
+    assert prefix + records[-1].key not in remembered
+    big = make_record(single_store, data='{"x":"' + "y" * 70_000 + '"}')
+    assert single_store.create(big) is True and single_store.get(big.key) == big
+    assert prefix + big.key not in remembered  # large items are not kept
+
+
+def _changed(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in after if after[name] != before[name]}
 
 
 def _server_commands(store: MemcachedStore) -> dict[str, int]:

@@ -69,7 +69,7 @@ import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 from ..errors import ConfigurationError, SessionDataError, StoreUnavailable
@@ -104,6 +104,9 @@ _PREFIX = re.compile(r"[!-~]{0,100}")
 #: memcached's per-item bookkeeping besides key and value (header, flags, CAS, suffix)
 _ITEM_OVERHEAD = 128
 _CAS_ATTEMPTS = 100
+#: recent reads whose CAS token is kept for the following save, and the largest item kept
+_REMEMBERED_READS = 256
+_REMEMBERED_ITEM_BYTES = 64 * 1024
 _INDEX_ADD_ATTEMPTS = 4
 _CHUNK = 500
 
@@ -163,21 +166,21 @@ _WIRE_KEY = re.compile(r"[!-~]{1,250}")
 _RECV_SIZE = 65536
 
 
-def _plain_get(sock: Any, key: str, default: Any) -> Any:
-    """One memcached ``get`` on ``sock``: the stored bytes, or ``default``.
+def _plain_fetch(sock: Any, command: bytes, key: str) -> tuple[bytes | None, bytes | None]:
+    """One memcached ``get`` or ``gets`` on ``sock``: the stored bytes and CAS token, or ``(None, None)``.
 
     pymemcache's general reader (``_fetch_cmd``: key checks, line chunking,
-    multi-key results, the serde call) costs about 8 us of Python per get;
+    multi-key results, the serde call) costs about 8 us of Python per read;
     a session read needs one key and raw bytes, and this reads them with one
     ``recv`` for an item up to 64 KB.  Replies follow the text protocol:
-    ``VALUE <key> <flags> <bytes>\r\n<data>\r\nEND\r\n`` or ``END\r\n``;
-    an error line raises the pymemcache error it names.  On any error the
-    caller closes the connection (the stream's position is unknown).
+    ``VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\nEND\r\n`` or
+    ``END\r\n``; an error line raises the pymemcache error it names.  On any
+    error the caller closes the connection (the stream's position is unknown).
     """
-    sock.sendall(b"get " + key.encode("ascii") + b"\r\n")
+    sock.sendall(command + b" " + key.encode("ascii") + b"\r\n")
     reply = sock.recv(_RECV_SIZE)
     if reply == b"END\r\n":
-        return default
+        return None, None
     buffer = bytearray(reply)
     while (eol := buffer.find(b"\r\n")) < 0:
         buffer += _more(sock)
@@ -185,14 +188,14 @@ def _plain_get(sock: Any, key: str, default: Any) -> Any:
     if not line.startswith(b"VALUE "):
         _raise_reply_error(line)
     fields = line.split(b" ")
-    if len(fields) != 4:
+    if len(fields) != (5 if command == b"gets" else 4):
         raise MemcacheUnknownError(line[:32])
     end = eol + 2 + int(fields[3])
     while len(buffer) < end + 7:
         buffer += _more(sock)
     if len(buffer) != end + 7 or buffer[end:] != b"\r\nEND\r\n":
         raise MemcacheUnknownError(bytes(buffer[end:end + 32]))
-    return bytes(buffer[eol + 2:end])
+    return bytes(buffer[eol + 2:end]), (fields[4] if command == b"gets" else None)
 
 
 def _more(sock: Any) -> bytes:
@@ -294,12 +297,14 @@ class MemcachedPool:
 
         A plain key (printable ASCII, no spaces, at most 250 bytes) on a
         connected client without a serializer or key prefix is sent and read
-        by :func:`_plain_get`; anything else goes through pymemcache.
+        by :func:`_plain_fetch`; anything else goes through pymemcache.
         """
         client = self._take()
         try:
             if self._plain and client.sock is not None and type(key) is str and _WIRE_KEY.fullmatch(key):
-                value = _plain_get(client.sock, key, default)
+                value = _plain_fetch(client.sock, b"get", key)[0]
+                if value is None:
+                    value = default
             else:
                 value = client.get(key, default)
         except MemcacheIllegalInputError:
@@ -315,7 +320,23 @@ class MemcachedPool:
         return self._call("get_many", keys)  # type: ignore[no-any-return]
 
     def gets(self, key: str, default: Any = None, cas_default: Any = None) -> tuple[Any, Any]:
-        return self._call("gets", key, default, cas_default)  # type: ignore[no-any-return]
+        """``Client.gets`` on an idle connection, read like :meth:`get`."""
+        client = self._take()
+        try:
+            if self._plain and client.sock is not None and type(key) is str and _WIRE_KEY.fullmatch(key):
+                value, token = _plain_fetch(client.sock, b"gets", key)
+                if value is None:
+                    value, token = default, cas_default
+            else:
+                value, token = client.gets(key, default, cas_default)
+        except MemcacheIllegalInputError:
+            self._give_back(client)
+            raise
+        except BaseException:
+            self._failed(client)
+            raise
+        self._give_back(client)
+        return value, token
 
     def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
         return self._call("add", key, value, expire, noreply)
@@ -500,6 +521,9 @@ class MemcachedStore(SessionStore):
         self.max_item_bytes = max_item_bytes
         self.index_buckets = index_buckets
         self._bucket_keys = [f"{key_prefix}all:{n}" for n in range(index_buckets)]
+        # item key -> (record, CAS token) of recent reads, so the save or touch that
+        # usually follows a read is one cas instead of gets + cas (see _remembered).
+        self._read_tokens: dict[str, tuple[SessionRecord, Any]] = {}
 
     @classmethod
     def from_servers(
@@ -602,8 +626,9 @@ class MemcachedStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        item_key = self.key_prefix + _storage_id(key)
         try:
-            raw = self.client.get(self.key_prefix + _storage_id(key))
+            raw, token = self.client.gets(item_key)
         except MemcacheClientError:
             raise
         except (MemcacheError, OSError) as exc:
@@ -611,7 +636,27 @@ class MemcachedStore(SessionStore):
         if raw is None:
             return None
         record = decode_record(raw)
-        return record if record is not None and record.key == key else None
+        if record is None or record.key != key:
+            return None
+        if token is not None and len(raw) <= _REMEMBERED_ITEM_BYTES:
+            remembered = self._read_tokens
+            remembered[item_key] = (record, token)
+            if len(remembered) > _REMEMBERED_READS:
+                with suppress(KeyError, RuntimeError, StopIteration):
+                    del remembered[next(iter(remembered))]  # the oldest
+        return record
+
+    def _remembered(self, item_key: str, key: str, version: int | None = None) -> tuple[SessionRecord, Any] | None:
+        """The record and CAS token a recent :meth:`get` read for ``item_key``, taken out of the cache.
+
+        ``None`` when there is none, or it is for another version than the one
+        the caller expects (another request's read).  A token is only ever
+        used with ``cas``, which fails if the item changed since that read.
+        """
+        entry = self._read_tokens.pop(item_key, None)
+        if entry is None or entry[0].key != key or (version is not None and entry[0].version != version):
+            return None
+        return entry
 
     def create(self, record: SessionRecord) -> bool:
         """Insert with ``add``; index the record for its user and in the global index.
@@ -651,10 +696,17 @@ class MemcachedStore(SessionStore):
         value = self._value(record, item_key)
         expire = self._expire(record.ttl())
         indexed_for_new_user = False
+        # The read that loaded this session left its CAS token: the first attempt is a lone cas.
+        remembered = self._remembered(item_key, record.key, expected_version)
+        current: SessionRecord | None
         with self._driver_errors("save a session"):
             for _attempt in range(_CAS_ATTEMPTS):
-                raw, token = self.client.gets(item_key)
-                current = decode_record(raw)
+                if remembered is not None:
+                    current, token = remembered
+                    remembered = None
+                else:
+                    raw, token = self.client.gets(item_key)
+                    current = decode_record(raw)
                 if current is None or current.key != record.key:
                     return SetResult.MISSING
                 if current.version != expected_version:
@@ -685,10 +737,16 @@ class MemcachedStore(SessionStore):
         .. versionadded:: 0.1
         """
         item_key = self._record_key(_storage_id(key))
+        remembered = self._remembered(item_key, key)
+        current: SessionRecord | None
         with self._driver_errors("touch a session"):
             for _attempt in range(_CAS_ATTEMPTS):
-                raw, token = self.client.gets(item_key)
-                current = decode_record(raw)
+                if remembered is not None:
+                    current, token = remembered
+                    remembered = None
+                else:
+                    raw, token = self.client.gets(item_key)
+                    current = decode_record(raw)
                 if current is None or current.key != key:
                     return False
                 moved = current.with_changes(updated_at=updated_at, expires_at=expires_at)
@@ -711,6 +769,7 @@ class MemcachedStore(SessionStore):
         """
         storage_id = _storage_id(key)
         item_key = self._record_key(storage_id)
+        self._read_tokens.pop(item_key, None)
         with self._driver_errors("delete a session"):
             raw = self.client.get(item_key)
             if raw is None:
