@@ -675,3 +675,90 @@ def test_an_overlong_user_id_is_refused_before_writing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="user_id is too long"):
         store.create(make_record(store, user_id="u" * 254))
     assert len(store.get_all()) == 1
+
+
+# -- a save after a read leaves unchanged indexed columns alone ------------------------------
+
+
+def _assigned(update_sql: str) -> set[str]:
+    """The column names an UPDATE assigns (its SET clause)."""
+    clause = update_sql.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    return {part.split("=")[0].strip().strip('"`') for part in clause.split(",")}
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_save_after_a_read_assigns_only_what_changed(make_store: Callable[..., PeeweeStore], dialect: str) -> None:
+    store = make_store(dialect)
+    record = make_record(store, user_id=7)
+    store.create(record)
+    seen = count_statements(store.database)
+    steps = [
+        (record.with_changes(data='{"n":1}', version=2), {"data", "created_at", "updated_at", "version"}),
+        (record.with_changes(data='{"n":2}', version=3, expires_at=record.expires_at + 60),
+         {"data", "created_at", "updated_at", "expires_at", "version"}),
+        (record.with_changes(data='{"n":3}', version=4, expires_at=record.expires_at + 60, user_id=8),
+         {"data", "user_id", "created_at", "updated_at", "version"}),
+        (record.with_changes(data='{"n":4}', version=5, expires_at=record.expires_at + 90, user_id="eight"),
+         {"data", "user_id", "created_at", "updated_at", "expires_at", "version"}),
+    ]
+    for new, assigned in steps:
+        assert store.get(record.key) is not None
+        seen.clear()
+        assert store.set(new, new.version - 1) is SetResult.SAVED
+        updates = [sql for sql in seen if sql.startswith("UPDATE")]
+        assert len(updates) == 1 and _assigned(updates[0]) == assigned
+        assert store.get(record.key) == new
+    assert [r.key for r in store.get_all_for_user("eight")] == [record.key]
+    assert store.get_all_for_user(7) == [] and store.get_all_for_user(8) == []
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_touch_between_the_read_and_the_save_is_not_lost_sight_of(
+        make_store: Callable[..., PeeweeStore], dialect: str) -> None:
+    store = make_store(dialect)
+    record = make_record(store)
+    store.create(record)
+    assert store.get(record.key) == record
+    # Another request touches the row: expires_at moves, the version does not.
+    assert store.touch(record.key, record.updated_at + 5, record.expires_at + 5) is True
+    seen = count_statements(store.database)
+    new = record.with_changes(data='{"n":1}', version=2)  # this request's expiry: the one it read
+    assert store.set(new, 1) is SetResult.SAVED
+    updates = [sql for sql in seen if sql.startswith("UPDATE")]
+    assert len(updates) == 2 and "expires_at" not in _assigned(updates[0]) and "expires_at" in _assigned(updates[1])
+    assert store.get(record.key) == new  # the whole record as set, expiry included
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_read_of_an_older_version_is_not_used(make_store: Callable[..., PeeweeStore], dialect: str) -> None:
+    store = make_store(dialect)
+    record = make_record(store, user_id=1)
+    store.create(record)
+    assert store.get(record.key) is not None  # version 1 read here ...
+    other = PeeweeStore(store.database, table_name=store.table_name)
+    moved = record.with_changes(data='{"other":1}', version=2, user_id=2)
+    assert other.set(moved, 1) is SetResult.SAVED  # ... another process saved version 2 for user 2
+    assert store.set(record.with_changes(data='{"mine":1}', version=2), 1) is SetResult.CONFLICT
+    assert store.get(record.key) == moved
+    seen = count_statements(store.database)
+    store._recent_rows[record.key] = (record.key, record.data, "i:1", record.created_at, record.updated_at,
+                                      record.expires_at, 2)  # a stale row claiming version 2
+    newer = moved.with_changes(data='{"mine":2}', version=3, user_id=3)
+    assert store.set(newer, 2) is SetResult.SAVED
+    assert "user_id" in _assigned([sql for sql in seen if sql.startswith("UPDATE")][0])
+    assert [r.key for r in store.get_all_for_user(3)] == [record.key] and store.get_all_for_user(2) == []
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])
+def test_recent_reads_are_bounded_and_skip_large_rows(make_store: Callable[..., PeeweeStore], dialect: str) -> None:
+    store = make_store(dialect)
+    records = [make_record(store) for _ in range(300)]
+    for record in records:
+        store.create(record)
+        store.get(record.key)
+    assert len(store._recent_rows) == 256
+    assert records[0].key not in store._recent_rows and records[-1].key in store._recent_rows
+    assert store.delete(records[-1].key) is True and records[-1].key not in store._recent_rows
+    big = make_record(store, data='{"x":"' + "y" * 70_000 + '"}')
+    store.create(big)
+    assert store.get(big.key) == big and big.key not in store._recent_rows
