@@ -52,7 +52,8 @@ def user_id_from_data(data: Mapping[str, Any]) -> UserId | None:
 
 
 #: Value types a reader cannot change in place: handing one out cannot change the session.
-_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes, tuple, frozenset})
+#: (Not tuples: a serializer may produce tuples that hold lists.)
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
 
 
 class SessionData(dict):  # type: ignore[type-arg]
@@ -60,8 +61,8 @@ class SessionData(dict):  # type: ignore[type-arg]
 
     ``changed`` becomes true on any write (``d[k] = v``, ``del``, ``update``,
     ``pop``, ``setdefault``, ``clear``, ``|=``, ...) and whenever a value that
-    can be changed in place (a list, a dict, anything not a str, number,
-    bool, ``None``, bytes, tuple or frozenset) is handed out, by ``d[k]``,
+    can be changed in place (a list, a dict, a tuple, anything not a str,
+    number, bool, ``None`` or bytes) is handed out, by ``d[k]``,
     ``get``, ``values()``, ``items()``, ``copy()``, ``|`` or ``dict(d)`` /
     ``{**d}``.  A commit serialises the data to look for changes only when it
     is true, so a request that only reads strings and numbers skips that work;

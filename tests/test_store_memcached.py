@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pymemcache.client.base import Client, PooledClient
@@ -149,6 +150,31 @@ def test_memcached_pool_refuses_unknown_client_options() -> None:
         MemcachedPool("127.0.0.1:11211", no_such_option=1)
 
 
+@pytest.mark.parametrize("option", ["max_pool_size", "pool_idle_timeout", "lock_generator"])
+def test_memcached_pool_refuses_pooled_client_options_by_name(option: str) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        MemcachedPool("127.0.0.1:11211", **{option: 4})
+    with pytest.raises(ConfigurationError, match=option):
+        MemcachedStore.from_servers(["127.0.0.1:11211"], **{option: 4})
+
+
+def test_a_pymemcache_hash_client_in_its_retry_window_is_a_miss_not_a_crash(memcached_server: PrivateServer) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    with pytest.warns(RuntimeWarning):
+        store = MemcachedStore(HashClient([memcached_server.address, dead], connect_timeout=0.2, timeout=0.2,
+                                          retry_attempts=2, retry_timeout=30))
+    outcomes = set()
+    for _ in range(12):  # keys on both nodes; each read twice, the second inside the retry window
+        record = make_record(store)
+        for _ in range(2):
+            try:
+                outcomes.add(type(store.get(record.key)).__name__)
+            except StoreUnavailable:
+                outcomes.add("StoreUnavailable")
+    assert outcomes <= {"NoneType", "StoreUnavailable"} and "NoneType" in outcomes
+    store.client.close()
+
+
 def test_memcached_pool_is_safe_to_share_between_threads(memcached_server: PrivateServer) -> None:
     pool = MemcachedPool(memcached_server.address)
     errors: list[str] = []
@@ -255,6 +281,9 @@ def test_memcached_pool_plain_reads_match_pymemcache(memcached_server: PrivateSe
      (b"ERROR\r\n", "MemcacheUnknownCommandError"),
      (b"GARBAGE\r\n", "MemcacheUnknownError"),
      (b"VALUE k 0\r\n", "MemcacheUnknownError"),
+     (b"VALUE k 0 3x\r\nabc\r\nEND\r\n", "MemcacheUnknownError"),
+     (b"VALUE k 0 -3\r\nabc\r\nEND\r\n", "MemcacheUnknownError"),
+     (b"END\r\nEND\r\n", "MemcacheUnknownError"),
      (b"VALUE k 0 3\r\nabcXXEND\r\n", "MemcacheUnknownError"),
      (b"VALUE k 0 3\r\nabc\r\nEND\r\nEXTRA", "MemcacheUnknownError"),
      (b"VALUE k 0 3\r\nab", "MemcacheUnexpectedCloseError"),
@@ -271,9 +300,13 @@ def test_plain_get_raises_pymemcache_errors_for_bad_replies(reply: bytes, error:
         assert server.recv(100) == b"get k\r\n"
 
 
-def test_plain_get_reads_a_reply_split_across_many_packets() -> None:
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [(b"VALUE k 7 10\r\n0123456789\r\nEND\r\n", (b"0123456789", None)), (b"END\r\n", (None, None))],
+    ids=["value", "miss"],
+)
+def test_plain_get_reads_a_reply_split_across_many_packets(reply: bytes, expected: tuple[Any, Any]) -> None:
     ours, server = socket.socketpair()
-    reply = b"VALUE k 7 10\r\n0123456789\r\nEND\r\n"
     with ours, server:
         def trickle() -> None:
             assert server.recv(100) == b"get k\r\n"
@@ -283,7 +316,7 @@ def test_plain_get_reads_a_reply_split_across_many_packets() -> None:
 
         thread = threading.Thread(target=trickle)
         thread.start()
-        assert _plain_fetch(ours, b"get", "k") == (b"0123456789", None)
+        assert _plain_fetch(ours, b"get", "k") == expected
         thread.join()
 
 
@@ -591,7 +624,7 @@ def test_saving_a_session_read_in_the_same_request_is_one_cas(
         loaded.data["n"] = n
         assert manager.commit(loaded) is None
         assert proxy.calls == ["gets", "cas"]
-        assert _changed(before, after := _server_commands(real)) == {"cmd_get": 1, "cmd_set": 1, "cas_hits": 1}
+        assert _changed(before, _server_commands(real)) == {"cmd_get": 1, "cmd_set": 1, "cas_hits": 1}
         stored = store.get(loaded.handle)
         assert stored is not None and stored.data == f'{{"n":{n}}}' and stored.version == n
 

@@ -762,3 +762,21 @@ def test_recent_reads_are_bounded_and_skip_large_rows(make_store: Callable[..., 
     big = make_record(store, data='{"x":"' + "y" * 70_000 + '"}')
     store.create(big)
     assert store.get(big.key) == big and big.key not in store._recent_rows
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_same_version_save_elsewhere_that_changed_the_user_is_not_overwritten_blindly(
+        make_store: Callable[..., PeeweeStore], dialect: str) -> None:
+    # The store contract lets a caller keep the version (set(record, record.version));
+    # another process may do so and change the user between this store's read and save.
+    store = make_store(dialect)
+    record = make_record(store, user_id="alice")
+    store.create(record)
+    assert store.get(record.key) == record
+    other = PeeweeStore(store.database, table_name=store.table_name)
+    assert other.set(record.with_changes(data='{"x":1}', user_id="bob"), 1) is SetResult.SAVED
+    mine = record.with_changes(data='{"y":2}', version=2)  # this request still names alice
+    assert store.set(mine, 1) is SetResult.SAVED
+    assert store.get(record.key) == mine
+    assert [r.key for r in store.get_all_for_user("alice")] == [record.key]
+    assert store.get_all_for_user("bob") == []

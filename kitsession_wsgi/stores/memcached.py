@@ -186,9 +186,11 @@ def _plain_fetch(sock: Any, command: bytes, key: str) -> tuple[bytes | None, byt
         buffer += _more(sock)
     line = bytes(buffer[:eol])
     if not line.startswith(b"VALUE "):
+        if line == b"END" and len(buffer) == 5:  # a miss whose reply came in two pieces
+            return None, None
         _raise_reply_error(line)
     fields = line.split(b" ")
-    if len(fields) != (5 if command == b"gets" else 4):
+    if len(fields) != (5 if command == b"gets" else 4) or not fields[3].isdigit():
         raise MemcacheUnknownError(line[:32])
     end = eol + 2 + int(fields[3])
     while len(buffer) < end + 7:
@@ -208,7 +210,7 @@ def _more(sock: Any) -> bytes:
 def _raise_reply_error(line: bytes) -> None:
     """Raise what pymemcache raises for a reply line that is not a value."""
     if line == b"END":
-        raise MemcacheUnknownError(b"END before the reply's value line")
+        raise MemcacheUnknownError(b"bytes after END")
     if line.startswith(b"ERROR"):
         raise MemcacheUnknownCommandError(b"get")
     if line.startswith(b"CLIENT_ERROR"):
@@ -252,7 +254,10 @@ class MemcachedPool:
             raise ConfigurationError("ignore_exc", "MemcachedPool never ignores errors: an outage is not a miss")
         _check_max_idle(max_idle)
         for option in ("max_pool_size", "pool_idle_timeout", "lock_generator"):
-            client_options.pop(option, None)  # PooledClient's options, meaningless here
+            if option in client_options:
+                raise ConfigurationError(
+                    option, "is an option of pymemcache's PooledClient; MemcachedPool opens a connection per "
+                    "concurrent call and keeps at most max_idle of them open between calls")
         self.server = normalize_server_spec(server)
         self.max_idle = max_idle
         self.client_options: dict[str, Any] = {"no_delay": True, "default_noreply": False, **client_options,
@@ -617,6 +622,15 @@ class MemcachedStore(SessionStore):
         except (MemcacheError, OSError) as exc:
             raise self._unavailable(exc, action) from exc
 
+    def _gets(self, key: str) -> tuple[Any, Any]:
+        """``client.gets(key)``: the value and its CAS token, or ``(None, None)``.
+
+        pymemcache's ``HashClient`` answers a bare ``None`` (its miss) for a node
+        in its retry window instead of a pair.
+        """
+        reply = self.client.gets(key)
+        return (None, None) if reply is None else reply
+
     # -- records ----------------------------------------------------------------------
 
     def get(self, key: str) -> SessionRecord | None:
@@ -628,7 +642,7 @@ class MemcachedStore(SessionStore):
         """
         item_key = self.key_prefix + _storage_id(key)
         try:
-            raw, token = self.client.gets(item_key)
+            raw, token = self._gets(item_key)
         except MemcacheClientError:
             raise
         except (MemcacheError, OSError) as exc:
@@ -637,6 +651,8 @@ class MemcachedStore(SessionStore):
             return None
         record = decode_record(raw)
         if record is None or record.key != key:
+            if record is None:
+                logger.error("unreadable session item in memcached ignored (%d bytes)", len(raw))
             return None
         if token is not None and len(raw) <= _REMEMBERED_ITEM_BYTES:
             remembered = self._read_tokens
@@ -705,7 +721,7 @@ class MemcachedStore(SessionStore):
                     current, token = remembered
                     remembered = None
                 else:
-                    raw, token = self.client.gets(item_key)
+                    raw, token = self._gets(item_key)
                     current = decode_record(raw)
                 if current is None or current.key != record.key:
                     return SetResult.MISSING
@@ -745,7 +761,7 @@ class MemcachedStore(SessionStore):
                     current, token = remembered
                     remembered = None
                 else:
-                    raw, token = self.client.gets(item_key)
+                    raw, token = self._gets(item_key)
                     current = decode_record(raw)
                 if current is None or current.key != key:
                     return False
@@ -923,7 +939,7 @@ class MemcachedStore(SessionStore):
         """
         lock_key = f"{self.key_prefix}lock:{_storage_id(key)}"
         with self._driver_errors("release a session lock"):
-            raw, cas_token = self.client.gets(lock_key)
+            raw, cas_token = self._gets(lock_key)
             if raw is not None and raw == token.encode("utf-8", "surrogatepass"):
                 # A negative expiry expires the item at once: a delete guarded by cas.
                 self.client.cas(lock_key, b"", cas_token, expire=-1, noreply=False)
@@ -972,7 +988,7 @@ class MemcachedStore(SessionStore):
             return
         with self._driver_errors("update a session index"):
             for _attempt in range(_CAS_ATTEMPTS):
-                raw, token = self.client.gets(index_key)
+                raw, token = self._gets(index_key)
                 if raw is None:
                     return
                 entries = _entries(raw)

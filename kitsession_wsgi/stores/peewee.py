@@ -451,6 +451,8 @@ class PeeweeStore(SessionStore):
         # duplicates are skipped in SQL, not caught; MySQL's INSERT IGNORE would
         # also swallow foreign-key errors, so there the duplicate error is caught.
         skip_duplicate = "" if dialect == "mysql" else f" ON CONFLICT ({key}) DO NOTHING"
+        # equality that holds for two NULLs (an anonymous session's user_id)
+        same = {"sqlite": "IS", "postgres": "IS NOT DISTINCT FROM", "mysql": "<=>"}[dialect]
         batch = self.purge_batch_size
         if dialect == "mysql":
             # MySQL refuses LIMIT in an IN subquery but has DELETE ... LIMIT.
@@ -479,7 +481,7 @@ class PeeweeStore(SessionStore):
             update_same_user=(
                 f"UPDATE {table} SET {quote('data')} = {p}, {quote('created_at')} = {p}, "
                 f"{quote('updated_at')} = {p}, {expires} = {p}, {quote('version')} = {p} "
-                f"WHERE {key} = {p} AND {quote('version')} = {p}"
+                f"WHERE {key} = {p} AND {quote('version')} = {p} AND {user} {same} {p}"
             ),
             update_same_expiry=(
                 f"UPDATE {table} SET {quote('data')} = {p}, {user} = {p}, {quote('created_at')} = {p}, "
@@ -489,7 +491,7 @@ class PeeweeStore(SessionStore):
             update_same_user_and_expiry=(
                 f"UPDATE {table} SET {quote('data')} = {p}, {quote('created_at')} = {p}, "
                 f"{quote('updated_at')} = {p}, {quote('version')} = {p} "
-                f"WHERE {key} = {p} AND {quote('version')} = {p} AND {expires} = {p}"
+                f"WHERE {key} = {p} AND {quote('version')} = {p} AND {user} {same} {p} AND {expires} = {p}"
             ),
             stored=(
                 f"SELECT {quote('version')}, {quote('data')}, {user}, {quote('created_at')} "
@@ -752,9 +754,10 @@ class PeeweeStore(SessionStore):
         if read is not None and read[_ROW_VERSION] == expected_version:
             # Indexed columns cost an index write each when assigned, even an unchanged
             # value (SQLite: about 8 us per index here).  The read of this version says
-            # what they hold: user_id changes only with a version bump, so the version
-            # check covers it; a touch moves expires_at without one, so leaving it out
-            # also requires it unchanged, and a touched row falls back to the full UPDATE.
+            # what they hold; a column left out of SET is required in WHERE to still
+            # hold that value (a touch moves expires_at without a version bump; a caller
+            # of the store may keep the version), so a row that changed meanwhile makes
+            # the narrow UPDATE match nothing and the full UPDATE below decides.
             sql, params = self._narrow_update(statements, record, expected_version, user, read)
             updated, retried = self._write_noting_retry(statements, sql, params)
             if updated:
@@ -791,10 +794,10 @@ class PeeweeStore(SessionStore):
                                                 record.key)
         if same_user and same_expiry:
             return statements.update_same_user_and_expiry, (
-                data, created, updated, version, key, expected_version, read[_ROW_EXPIRES])
+                data, created, updated, version, key, expected_version, user, read[_ROW_EXPIRES])
         if same_user:
             return statements.update_same_user, (
-                data, created, updated, record.expires_at, version, key, expected_version)
+                data, created, updated, record.expires_at, version, key, expected_version, user)
         if same_expiry:
             return statements.update_same_expiry, (
                 data, user, created, updated, version, key, expected_version, read[_ROW_EXPIRES])
