@@ -181,6 +181,14 @@ def _plain_fetch(sock: Any, command: bytes, key: str) -> tuple[bytes | None, byt
     reply = sock.recv(_RECV_SIZE)
     if reply == b"END\r\n":
         return None, None
+    if reply.startswith(b"VALUE ") and reply.endswith(b"\r\nEND\r\n"):
+        # The usual case: the whole reply in one piece, read without copying it into a buffer.
+        eol = reply.find(b"\r\n")
+        fields = reply[:eol].split(b" ")
+        if len(fields) == (5 if command == b"gets" else 4) and fields[3].isdigit():
+            end = eol + 2 + int(fields[3])
+            if end + 7 == len(reply):
+                return reply[eol + 2:end], (fields[4] if command == b"gets" else None)
     buffer = bytearray(reply)
     while (eol := buffer.find(b"\r\n")) < 0:
         buffer += _more(sock)
