@@ -586,14 +586,18 @@ def test_lone_surrogates_in_data_and_user_ids_round_trip(request: pytest.Fixture
 # -- through the manager ----------------------------------------------------------------
 
 
+def _counted(real: MemcachedStore) -> tuple[MemcachedStore, CountingProxy, MemcachedStore, SessionManager]:
+    """A store and manager over ``real``'s client, with every client call recorded by name."""
+    proxy = CountingProxy(real.client)
+    store = MemcachedStore(proxy)  # type: ignore[arg-type]
+    return real, proxy, store, SessionManager(store, keys=["k"])
+
+
 @pytest.mark.parametrize("topology", ["single", "cluster"])
 def test_reading_an_existing_session_is_exactly_one_get(
     request: pytest.FixtureRequest, topology: str
 ) -> None:
-    real = request.getfixturevalue(f"{topology}_store")
-    proxy = CountingProxy(real.client)
-    store = MemcachedStore(proxy)  # type: ignore[arg-type]
-    manager = SessionManager(store, keys=["k"])
+    real, proxy, store, manager = _counted(request.getfixturevalue(f"{topology}_store"))
     session = manager.create_session(user_id=5, data={"cart": [1]})
     cookie = cookie_for(manager, session)
     before = _server_commands(real)
@@ -612,10 +616,7 @@ def test_reading_an_existing_session_is_exactly_one_get(
 def test_saving_a_session_read_in_the_same_request_is_one_cas(
     request: pytest.FixtureRequest, topology: str
 ) -> None:
-    real = request.getfixturevalue(f"{topology}_store")
-    proxy = CountingProxy(real.client)
-    store = MemcachedStore(proxy)  # type: ignore[arg-type]
-    manager = SessionManager(store, keys=["k"])
+    real, proxy, store, manager = _counted(request.getfixturevalue(f"{topology}_store"))
     cookie = cookie_for(manager, manager.create_session(user_id=5, data={"n": 1}))
     for n in (2, 3):
         before = _server_commands(real)

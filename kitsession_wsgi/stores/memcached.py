@@ -306,42 +306,32 @@ class MemcachedPool:
         return result
 
     def get(self, key: str, default: Any = None) -> Any:
-        """``Client.get`` on an idle connection; every session read is one.
+        """``Client.get`` on an idle connection.
 
         A plain key (printable ASCII, no spaces, at most 250 bytes) on a
         connected client without a serializer or key prefix is sent and read
         by :func:`_plain_fetch`; anything else goes through pymemcache.
         """
-        client = self._take()
-        try:
-            if self._plain and client.sock is not None and type(key) is str and _WIRE_KEY.fullmatch(key):
-                value = _plain_fetch(client.sock, b"get", key)[0]
-                if value is None:
-                    value = default
-            else:
-                value = client.get(key, default)
-        except MemcacheIllegalInputError:
-            self._give_back(client)
-            raise
-        except BaseException:
-            self._failed(client)
-            raise
-        self._give_back(client)
-        return value
+        return self._fetch(b"get", key, default, None)[0]
 
     def get_many(self, keys: Iterable[str]) -> dict[Any, Any]:
         return self._call("get_many", keys)  # type: ignore[no-any-return]
 
     def gets(self, key: str, default: Any = None, cas_default: Any = None) -> tuple[Any, Any]:
-        """``Client.gets`` on an idle connection, read like :meth:`get`."""
+        """``Client.gets`` on an idle connection, read like :meth:`get`; every session read is one."""
+        return self._fetch(b"gets", key, default, cas_default)
+
+    def _fetch(self, command: bytes, key: Any, default: Any, cas_default: Any) -> tuple[Any, Any]:
         client = self._take()
         try:
             if self._plain and client.sock is not None and type(key) is str and _WIRE_KEY.fullmatch(key):
-                value, token = _plain_fetch(client.sock, b"gets", key)
+                value, token = _plain_fetch(client.sock, command, key)
                 if value is None:
                     value, token = default, cas_default
-            else:
+            elif command == b"gets":
                 value, token = client.gets(key, default, cas_default)
+            else:
+                value, token = client.get(key, default), None
         except MemcacheIllegalInputError:
             self._give_back(client)
             raise
@@ -670,6 +660,21 @@ class MemcachedStore(SessionStore):
                     del remembered[next(iter(remembered))]  # the oldest
         return record
 
+    def _cas_states(self, item_key: str, key: str, version: int | None = None
+                    ) -> Iterator[tuple[SessionRecord | None, Any]]:
+        """The record and CAS token each attempt of a ``gets``/``cas`` loop works on, ``_CAS_ATTEMPTS`` in all.
+
+        The first is the read that loaded this session when it is remembered
+        (so a save after a read is a lone ``cas``), the others fresh ``gets``.
+        """
+        remembered = self._remembered(item_key, key, version)
+        for attempt in range(_CAS_ATTEMPTS):
+            if attempt == 0 and remembered is not None:
+                yield remembered
+            else:
+                raw, token = self._gets(item_key)
+                yield decode_record(raw), token
+
     def _remembered(self, item_key: str, key: str, version: int | None = None) -> tuple[SessionRecord, Any] | None:
         """The record and CAS token a recent :meth:`get` read for ``item_key``, taken out of the cache.
 
@@ -720,17 +725,9 @@ class MemcachedStore(SessionStore):
         value = self._value(record, item_key)
         expire = self._expire(record.ttl())
         indexed_for_new_user = False
-        # The read that loaded this session left its CAS token: the first attempt is a lone cas.
-        remembered = self._remembered(item_key, record.key, expected_version)
-        current: SessionRecord | None
+        current: SessionRecord | None = None
         with self._driver_errors("save a session"):
-            for _attempt in range(_CAS_ATTEMPTS):
-                if remembered is not None:
-                    current, token = remembered
-                    remembered = None
-                else:
-                    raw, token = self._gets(item_key)
-                    current = decode_record(raw)
+            for current, token in self._cas_states(item_key, record.key, expected_version):
                 if current is None or current.key != record.key:
                     return SetResult.MISSING
                 if current.version != expected_version:
@@ -761,16 +758,8 @@ class MemcachedStore(SessionStore):
         .. versionadded:: 0.1
         """
         item_key = self._record_key(_storage_id(key))
-        remembered = self._remembered(item_key, key)
-        current: SessionRecord | None
         with self._driver_errors("touch a session"):
-            for _attempt in range(_CAS_ATTEMPTS):
-                if remembered is not None:
-                    current, token = remembered
-                    remembered = None
-                else:
-                    raw, token = self._gets(item_key)
-                    current = decode_record(raw)
+            for current, token in self._cas_states(item_key, key):
                 if current is None or current.key != key:
                     return False
                 moved = current.with_changes(updated_at=updated_at, expires_at=expires_at)
