@@ -71,12 +71,46 @@ class JSONSerializer:
 
 
 def check_keys(data: dict[str, Any]) -> None:
-    """Reject non-str top-level keys: JSON would turn ``1`` into ``"1"`` and merge duplicates."""
-    for key in data:
+    """Reject non-str keys at any depth: JSON would turn ``1`` into ``"1"`` and merge duplicates.
+
+    Nested containers are walked only where they exist, so flat data costs one
+    pass over its keys.
+
+    :raises SessionSerializationError: naming the top-level key that holds the bad key.
+    """
+    for key, value in data.items():
         if type(key) is not str:
             raise SessionSerializationError(
                 None, f"session data keys must be str, got {key!r} ({type(key).__name__})"
             )
+        if isinstance(value, (dict, list, tuple)):
+            try:
+                bad = _non_str_key(value)
+            except RecursionError:
+                raise SessionSerializationError(key, "session data is nested too deeply to store") from None
+            if bad is not _NONE:
+                raise SessionSerializationError(
+                    key, f"session data key {key!r} holds a dict with the key {bad!r} ({type(bad).__name__}): "
+                    "keys must be str at every depth (JSON would store it as a string)"
+                )
+
+
+_NONE = object()
+
+
+def _non_str_key(value: Any) -> Any:
+    """The first dict key inside ``value`` that is not a str, or ``_NONE``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if type(key) is not str:
+                return key
+            if isinstance(item, (dict, list, tuple)) and (bad := _non_str_key(item)) is not _NONE:
+                return bad
+    else:
+        for item in value:
+            if isinstance(item, (dict, list, tuple)) and (bad := _non_str_key(item)) is not _NONE:
+                return bad
+    return _NONE
 
 
 def describe_serialization_error(

@@ -664,17 +664,33 @@ def test_data_that_is_not_json_is_refused_before_anything_is_written(data: dict[
     assert store.get(live.handle or "") == before and len(store) == 1
 
 
-@pytest.mark.xfail(reason="bug: non-str keys below the top level are silently turned into strings by json "
-                          "({'k': {1: 2}} is stored as {'k': {'1': 2}}), and {'k': {1: 'a', '1': 'b'}} writes "
-                          "duplicate JSON keys and loses one; top-level non-str keys are refused",
-                   strict=True)
-def test_nested_non_str_keys_are_refused() -> None:
+@pytest.mark.parametrize(
+    "data",
+    [{"k": {1: "a", "1": "b"}}, {"k": {1: 2}}, {"k": [{"ok": 1}, {None: 1}]}, {"k": ({"x": {(1, 2): 3}},)},
+     {"k": {"a": {"b": {"c": {2.5: 1}}}}}],
+    ids=["duplicate-after-json", "int", "in-a-list", "tuple-key-in-a-tuple", "deep-float"],
+)
+@pytest.mark.parametrize("flask_types", [False, True], ids=["json", "flask-tagged"])
+def test_nested_non_str_keys_are_refused_naming_the_top_level_key(data: dict[str, Any], flask_types: bool) -> None:
+    # JSON would store {1: 2} as {"1": 2}, and {1: "a", "1": "b"} as two equal keys, one of them lost.
     from kitsession_wsgi import SessionDataError
+    from kitsession_wsgi.flask import FlaskSessionSerializer
 
     store = CountingStore()
-    with pytest.raises(SessionDataError):
-        SessionManager(store).create_session(data={"k": {1: "a", "1": "b"}})
+    options = {"serializer": FlaskSessionSerializer()} if flask_types else {}
+    with pytest.raises(SessionDataError, match="keys must be str at every depth") as caught:
+        SessionManager(store, **options).create_session(data=data)
+    assert getattr(caught.value, "key", None) == "k"
     assert len(store) == 0
+
+
+def test_nested_str_keys_and_containers_are_stored() -> None:
+    store = CountingStore()
+    manager = SessionManager(store)
+    data = {"k": {"a": [{"b": ({"c": 1},)}], "d": {}}, "e": [], "f": "x"}
+    session = manager.create_session(data=data)
+    assert manager.get_session(session.id or "") is not None
+    assert json.loads(store.get(session.handle or "").data) == {"k": {"a": [{"b": [{"c": 1}]}], "d": {}}, "e": [], "f": "x"}
 
 
 def test_too_deeply_nested_data_is_a_session_data_error() -> None:
