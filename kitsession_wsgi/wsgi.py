@@ -177,40 +177,92 @@ def _error_response(start_response: StartResponse, exc: Exception, retry_after: 
     return [body]
 
 
+class _ResponseStart:
+    """The ``start_response`` a wrapped app calls: held back until the response really starts.
+
+    PEP 3333 lets an app call ``start_response`` again with ``exc_info`` (a 200
+    turned into a 500) until the first body bytes are produced, so the session
+    is committed only then, against the final status: when the app returned
+    its iterable (once it called ``start_response``), before the first chunk
+    of a generator app, or at its first ``write()``.  Every call is passed on
+    to the server at that moment, in order; the session headers join the last.
+    """
+
+    __slots__ = ("request", "start_response", "calls", "sent", "server_write")
+
+    def __init__(self, request: RequestSession, start_response: StartResponse) -> None:
+        self.request = request
+        self.start_response = start_response
+        self.calls: list[tuple[str, list[tuple[str, str]], t.Any]] = []
+        self.sent = False
+        self.server_write: t.Callable[[bytes], object] | None = None
+
+    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
+                 ) -> t.Callable[[bytes], object]:
+        if self.sent:
+            # Too late to change anything: the server re-raises exc_info (PEP 3333).
+            return self.start_response(status, headers, exc_info)
+        self.calls.append((status, headers, exc_info))
+        return self.write
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.calls) and not self.sent
+
+    def flush(self) -> None:
+        """Commit the session against the final status, then start the response at the server."""
+        status, headers, exc_info = self.calls[-1]
+        request = self.request
+        if request._session is not None:
+            set_cookie = None
+            if exc_info is None and not status.startswith("5"):
+                set_cookie = request.commit()
+            else:
+                request.release()
+            add_session_headers(headers, set_cookie)
+        self.sent = True
+        for call in self.calls:
+            self.server_write = self.start_response(*call)
+
+    def write(self, data: bytes) -> object:
+        if not self.sent:
+            self.flush()
+        assert self.server_write is not None
+        return self.server_write(data)
+
+
 class _GuardedResponse:
     """Wraps a response iterable that may still touch the session while it runs.
 
     Used for generator apps (``start_response`` not called yet) and for
-    requests holding a session lock: an outage before the response starts
-    still becomes a 503, and the lock is freed when the server closes the
-    response, whatever happened.
+    requests holding a session lock: the response starts (and the session is
+    committed) before the first chunk goes out; an outage before that still
+    becomes a 503, and the lock is freed when the server closes the response,
+    whatever happened.
     """
 
-    def __init__(
-        self,
-        iterable: t.Iterable[bytes],
-        request: RequestSession,
-        start_response: StartResponse,
-        started: t.Callable[[], bool],
-        retry_after: int,
-    ) -> None:
+    def __init__(self, iterable: t.Iterable[bytes], start: _ResponseStart, retry_after: int) -> None:
         self.iterable = iterable
-        self.request = request
-        self.start_response = start_response
-        self.started = started
+        self.start = start
         self.retry_after = retry_after
 
     def __iter__(self) -> t.Iterator[bytes]:
+        start = self.start
         try:
-            yield from self.iterable
+            for chunk in self.iterable:
+                if start.pending:
+                    start.flush()
+                yield chunk
+            if start.pending:
+                start.flush()
         except (StoreUnavailable, SessionConflict) as exc:
-            self.request.release()
-            if self.started():
+            start.request.release()
+            if start.sent:
                 raise
-            yield from _error_response(self.start_response, exc, self.retry_after)
+            yield from _error_response(start.start_response, exc, self.retry_after)
         except BaseException:
             # Not every server calls close() after a failing iterable.
-            self.request.release()
+            start.request.release()
             raise
 
     def close(self) -> None:
@@ -219,7 +271,7 @@ class _GuardedResponse:
             if close is not None:
                 close()
         finally:
-            self.request.release()
+            self.start.request.release()
 
 
 class SessionMiddleware:
@@ -230,8 +282,10 @@ class SessionMiddleware:
     :param retry_after: seconds for the ``Retry-After`` header of the ``503``
         answered when the store is unavailable before the response started.
 
-    Cookies are added in ``start_response``, before headers go out; a ``5xx``
-    status or ``exc_info`` persists nothing.
+    The session is committed and its cookie added when the response starts
+    (the app returned its iterable, a generator produced its first chunk, or
+    the app called ``write()``), against the final status: a ``5xx`` or an
+    ``exc_info`` call persists nothing.
 
     .. versionadded:: 0.1
     """
@@ -244,35 +298,26 @@ class SessionMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
         request = RequestSession(self.manager, environ)
         environ[ENVIRON_KEY] = request
-        started = False
-
-        def session_start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
-        ) -> t.Callable[[bytes], object]:
-            nonlocal started
-            if request._session is not None:
-                set_cookie = None
-                if exc_info is None and not status.startswith("5"):
-                    set_cookie = request.commit()
-                else:
-                    request.release()
-                add_session_headers(headers, set_cookie)
-            started = True
-            return start_response(status, headers, exc_info)
-
+        start = _ResponseStart(request, start_response)
+        response: t.Iterable[bytes] | None = None
         try:
-            response = self.app(environ, session_start_response)
+            response = self.app(environ, start)
+            if start.pending:
+                start.flush()
         except (StoreUnavailable, SessionConflict) as exc:
             request.release()
-            if started:
+            if start.sent:
                 raise
+            close = getattr(response, "close", None)
+            if close is not None:
+                close()
             return _error_response(start_response, exc, self.retry_after)
         except BaseException:
             request.release()
             raise
-        if started and (request._session is None or request._session._lock_token is None):
+        if start.sent and (request._session is None or request._session._lock_token is None):
             return response
-        return _GuardedResponse(response, request, start_response, lambda: started, self.retry_after)
+        return _GuardedResponse(response, start, self.retry_after)
 
 
 def _request_session(environ: WSGIEnvironment) -> RequestSession:

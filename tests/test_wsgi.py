@@ -608,12 +608,6 @@ def replaced_by_error(environ: Environ, start_response: StartResponse) -> list[b
         return [b"error"]
 
 
-@pytest.mark.xfail(
-    reason="bug: SessionMiddleware commits the session on the first start_response call; an app that "
-    "then replaces the 200 with a 500 via exc_info (allowed by PEP 3333 before the body) still "
-    "gets its session written (a record with no cookie sent)",
-    strict=True,
-)
 def test_status_replaced_by_exc_info_500_persists_nothing(manager: SessionManager, store: FlakyStore) -> None:
     calls, body = call_directly(SessionMiddleware(replaced_by_error, manager), "/")
     assert b"".join(body) == b"error"
@@ -1017,3 +1011,56 @@ def test_duplicate_cookie_name_uses_the_value_that_verifies(
     response = get(fresh, "/read", headers={"Cookie": f"{decoy}; {live}"})
     assert response.json is not None and response.json["user_id"] == 5
     assert session_cookies(response) == [], "the live cookie must not be cleared"
+
+
+# -- the response starts (and the session is committed) once, against the final status ------
+
+
+def write_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """An app that sends its body with the write() callable (PEP 3333's legacy path)."""
+    environ["kitsession"].session.data["via"] = "write"
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"part one, ")
+    write(b"part two")
+    return []
+
+
+def test_an_app_using_write_gets_its_session_committed_before_the_first_write(
+        manager: SessionManager, store: FlakyStore) -> None:
+    written: list[bytes] = []
+    calls: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        calls.append((status, list(headers)))
+        stored_when_started.append(len(store.get_all()))
+        return written.append
+
+    stored_when_started: list[int] = []
+    environ: Environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "QUERY_STRING": "", "SERVER_NAME": "localhost",
+                        "SERVER_PORT": "443", "wsgi.url_scheme": "https", "wsgi.version": (1, 0)}
+    body = SessionMiddleware(write_app, manager)(environ, start_response)
+    assert list(body) == [] and written == [b"part one, ", b"part two"]
+    ((status, headers),) = calls
+    assert status == "200 OK" and stored_when_started == [1]
+    (cookie,) = [parse_set_cookie(v) for k, v in headers if k.lower() == "set-cookie"]
+    loaded = manager.initialize_session({"Cookie": cookie.request_header})
+    assert loaded.data == {"via": "write"}
+
+
+def test_an_outage_while_committing_a_list_response_is_a_503_and_closes_the_app_iterable(
+        manager: SessionManager, store: FlakyStore) -> None:
+    closed: list[bool] = []
+
+    class Body(list):  # type: ignore[type-arg]
+        def close(self) -> None:
+            closed.append(True)
+
+    def app(environ: Environ, start_response: StartResponse) -> Body:
+        environ["kitsession"].session.data["n"] = 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return Body([b"ok"])
+
+    store.failing.add("create")
+    calls, body = call_directly(SessionMiddleware(app, manager), "/")
+    assert [status for status, _, _ in calls] == ["503 Service Unavailable"]
+    assert b"".join(body).startswith(b"Session store unavailable") and closed == [True]
