@@ -71,6 +71,15 @@ _CACHEABLE_HEADER_LENGTH = 4096
 _MAX_COOKIE_CANDIDATES = 4
 #: ``_identify`` result for a session cookie that is present but not acceptable
 _INVALID = "invalid"
+#: The data of a "replaced" marker: what a login or ``regenerate`` leaves under the old id
+#: for ``REPLACED_MARKER_SECONDS``.  A JSON string, so never a session's data (always an object).
+_REPLACED_DATA = '"kitsession:replaced"'
+#: How long an id replaced by a login or ``regenerate`` is recognised (never served): a request
+#: the browser sent with the old cookie before the new one arrived gets an anonymous session
+#: and no clearing cookie, which would otherwise delete the new cookie if it arrived last.
+REPLACED_MARKER_SECONDS = 60.0
+#: ``_load`` result for a cookie naming such an id
+_REPLACED = object()
 
 
 class _ChangeSet(NamedTuple):
@@ -291,10 +300,13 @@ class SessionManager:
                 return self._anonymous(clear_cookie=found is not None)
             assert isinstance(found, tuple)
             candidates = found
+        replaced = False
         for identity in candidates:
             session = self._load(identity)
-            if session is None:
+            if session is None or session is _REPLACED:
+                replaced = replaced or session is _REPLACED
                 continue
+            assert isinstance(session, Session)
             if cached is None and self.cookie_cache_size and len(header) <= _CACHEABLE_HEADER_LENGTH:
                 cache = self._cookie_cache
                 while len(cache) >= self.cookie_cache_size:
@@ -309,10 +321,12 @@ class SessionManager:
                 session._send_cookie = True
                 signals.key_rotated.send(self, session=session)
             return session
-        return self._anonymous(clear_cookie=True)
+        # An id a login just replaced: the response that replaced it set the new cookie.
+        return self._anonymous(clear_cookie=not replaced)
 
-    def _load(self, identity: _CookieIdentity) -> Session | None:
-        """The live session a verified cookie names (locked with ``lock=True``), or ``None``."""
+    def _load(self, identity: _CookieIdentity) -> Session | object | None:
+        """The live session a verified cookie names (locked with ``lock=True``), ``None``,
+        or ``_REPLACED`` for an id a login or ``regenerate`` replaced moments ago."""
         token = self._acquire(identity.key) if self.lock else None
         try:
             record = self.store.get(identity.key)
@@ -327,6 +341,8 @@ class SessionManager:
             if record is None:
                 signals.unknown_id.send(self, handle=identity.key)
                 logger.info("unknown session %s presented", self.log_reference(identity.key))
+            elif self._is_replaced_marker(record):
+                return _REPLACED
             return None
         session._lock_token = token
         return session
@@ -369,6 +385,8 @@ class SessionManager:
 
     def _session_from_record(self, record: SessionRecord, session_id: str | None) -> Session | None:
         """A Session for a stored record; ``None`` (and the record removed) if it must not be served."""
+        if self._is_replaced_marker(record):
+            return None
         now = self.clock()
         if now >= record.expires_at or now >= record.created_at + self.max_age:
             self.store.delete(record.key)
@@ -381,6 +399,34 @@ class SessionManager:
             self.store.delete(record.key)
             return None
         return Session.from_record(record, session_id, data)
+
+    def _is_replaced_marker(self, record: SessionRecord) -> bool:
+        """Whether ``record`` is a live "replaced" marker (an expired one is an ordinary stale record)."""
+        return record.data == _REPLACED_DATA and self.clock() < record.expires_at
+
+    def _mark_replaced(self, key: str, version: int) -> bool:
+        """End the session under ``key`` by leaving a "replaced" marker; ``False`` if it was gone.
+
+        The marker is never served and carries no user, so it leaves the
+        user's session lists and "sign out everywhere" at once; it expires
+        after ``REPLACED_MARKER_SECONDS`` (stores with TTLs drop it then,
+        ``purge_expired`` removes it from SQL).  If the session keeps changing
+        under us, it is deleted instead.
+        """
+        for _attempt in range(3):
+            now = self.clock()
+            marker = SessionRecord(key=key, data=_REPLACED_DATA, user_id=None, created_at=now, updated_at=now,
+                                   expires_at=now + REPLACED_MARKER_SECONDS, version=version + 1)
+            result = self.store.set(marker, version)
+            if result is SetResult.SAVED:
+                return True
+            if result is SetResult.MISSING:
+                return False
+            current = self.store.get(key)
+            if current is None:
+                return False
+            version = current.version
+        return self.store.delete(key)
 
     # -- writing a response -----------------------------------------------------------
 
@@ -567,7 +613,7 @@ class SessionManager:
                 # so one request is not starved by the others' faster saves.
                 time.sleep(random.uniform(0, min(0.002 * attempt, 0.025)))
             current = self.store.get(session.handle)
-            if current is None or now >= current.expires_at:
+            if current is None or now >= current.expires_at or current.data == _REPLACED_DATA:
                 self._vanished(session)
                 return
             expected = current.version
@@ -651,7 +697,7 @@ class SessionManager:
         old = session._replaces
         session._replaces = None
         if old is not None and old.handle is not None and not old._destroyed:
-            self.store.delete(old.handle)
+            self._mark_replaced(old.handle, old._version)
             old._destroyed = True
             self.release(old)
             signals.regenerated.send(self, session=session, previous_handle=old.handle)
@@ -821,7 +867,7 @@ class SessionManager:
         another request removed it first.
         """
         if grace <= 0:
-            return self.store.delete(record.key)
+            return self._mark_replaced(record.key, record.version)
         now = self.clock()
         end = min(now + grace, record.expires_at)
         for _attempt in range(self.merge_retries + 1):

@@ -179,3 +179,18 @@ class InterleavingStore(CountingStore):
             queued.pop(0)()
             self.before_set = queued
         return super().set(record, expected_version)
+
+
+def gone_or_replaced(record: SessionRecord | None) -> bool:
+    """The state of an id a login or ``regenerate`` replaced: no record, or the core's short-lived
+    "replaced" marker (never served, no user, no data of the session)."""
+    from kitsession_wsgi.manager import _REPLACED_DATA
+
+    return record is None or (record.data == _REPLACED_DATA and record.user_id is None)
+
+
+def live_records(store: Any) -> list[SessionRecord]:
+    """The store's records without "replaced" markers."""
+    from kitsession_wsgi.manager import _REPLACED_DATA
+
+    return [record for record in store.get_all() if record.data != _REPLACED_DATA]

@@ -40,11 +40,12 @@ from kitsession_wsgi.flask import (
     with_delete_session,
     with_new_session,
 )
+from kitsession_wsgi.manager import REPLACED_MARKER_SECONDS
 from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 
 from conftest import FakeClock
-from session_helpers import FlakyStore, parse_set_cookie
+from session_helpers import FlakyStore, live_records, parse_set_cookie
 
 SECRET = "flask-test-secret"
 
@@ -335,7 +336,7 @@ def test_every_manager_option_is_accepted_by_the_extension(
 
 
 def test_pre_login_id_is_dead_after_login_and_data_does_not_leak(
-    client: FlaskClient, app: Flask, store: FlakyStore
+    client: FlaskClient, app: Flask, store: FlakyStore, clock: FakeClock
 ) -> None:
     old = cookie_of(client.get("/set", query_string={"cart": "apples"}))
     assert read(client)["data"] == {"cart": "apples"}
@@ -345,10 +346,14 @@ def test_pre_login_id_is_dead_after_login_and_data_does_not_leak(
     after = read(client)
     assert after["data"] == {"id": 5, "name": "ada"}, "anonymous data leaked into the login session"
     assert after["handle"] == session_key(CookieSigner((SECRET.encode(),)).unsign(new.value)[0])  # type: ignore[index]
-    assert len(store.get_all()) == 1
+    assert len(live_records(store)) == 1
 
     attacker = app.test_client()
     attacker.set_cookie("session", old.raw_value)
+    replay = attacker.get("/read")
+    assert replay.json is not None and replay.json["is_new"] is True and replay.json["data"] == {}
+    assert replay.headers.getlist("Set-Cookie") == []  # marked "replaced": left alone for a minute
+    clock.advance(REPLACED_MARKER_SECONDS)
     replay = attacker.get("/read")
     assert replay.json is not None and replay.json["is_new"] is True and replay.json["data"] == {}
     assert cookie_of(replay).is_removal

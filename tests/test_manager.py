@@ -8,7 +8,8 @@ import pytest
 
 from kitsession_wsgi import SessionConflict, SessionManager, session_key
 
-from session_helpers import CountingStore, node_signed_value, parse_set_cookie, stored_session
+from session_helpers import (CountingStore, gone_or_replaced, live_records, node_signed_value, parse_set_cookie,
+                             stored_session)
 
 
 @pytest.fixture
@@ -325,7 +326,7 @@ def test_regenerate_gives_a_new_id_with_the_same_data(manager: SessionManager, s
     assert cookie.value == node_signed_value("k", loaded.id)
     fresh = load(manager, cookie.request_header)
     assert (fresh.handle, fresh.data, fresh.user_id) == (loaded.handle, {"cart": [1, 2]}, 9)
-    assert len(store) == 1
+    assert [r.key for r in live_records(store)] == [loaded.handle] and gone_or_replaced(store.get(old_handle))
 
 
 def test_regenerate_keeps_unsaved_changes(manager: SessionManager, store: CountingStore) -> None:
@@ -399,7 +400,7 @@ def test_new_session_replaces_the_previous_on_commit(manager: SessionManager, st
     assert store.get(old.handle) is not None  # nothing happens before the commit  # type: ignore[arg-type]
     cookie = parse_set_cookie(manager.commit(fresh))
     assert fresh.id != old.id and fresh.user_id == 5
-    assert store.get(old.handle) is None  # type: ignore[arg-type]
+    assert gone_or_replaced(store.get(old.handle))  # type: ignore[arg-type]
     assert load(manager, old_header).is_new
     assert load(manager, cookie.request_header).data == {"id": 5}
 
@@ -546,3 +547,79 @@ def test_regenerate_refuses_a_negative_grace(store: CountingStore) -> None:
     manager = SessionManager(store, keys="k")
     with pytest.raises(ValueError, match="grace"):
         manager.regenerate(manager.create_session(data={"a": 1}), grace=-1)
+
+
+# -- an id replaced by a login or regenerate: a short-lived marker, never served ----------------
+
+
+def _logged_in(manager: SessionManager, store: CountingStore) -> tuple[Any, str, Any, str]:
+    """An anonymous session with data, then a login replacing it: (old, old header, new, new header)."""
+    old, old_header = stored_session(manager, store, data={"cart": ["secret item"]}, user_id="anon-user")
+    fresh = manager.new_session(load(manager, old_header), data={"id": 5})
+    new_header = parse_set_cookie(manager.commit(fresh)).request_header
+    return old, old_header, fresh, new_header
+
+
+def test_a_replaced_id_is_never_served_and_leaves_the_user_lists(manager: SessionManager, store: CountingStore) -> None:
+    old, old_header, fresh, _ = _logged_in(manager, store)
+    marker = store.get(old.handle)
+    assert marker is not None and marker.user_id is None and "secret item" not in marker.data
+    assert manager.get_session(old.id) is None
+    replay = load(manager, old_header)
+    assert replay.is_new and replay.data == {} and replay.user_id is None
+    assert manager.commit(replay) is None, "no clearing cookie while the id is marked replaced"
+    assert manager.get_sessions_for_user("anon-user") == []
+    assert [s.handle for s in manager.get_all_sessions()] == [fresh.handle]
+    assert manager.remove_all_sessions_for_user(5) == 1 and store.get(old.handle) is not None
+
+
+def test_a_save_through_a_replaced_id_does_not_bring_it_back(manager: SessionManager, store: CountingStore) -> None:
+    old, old_header, _, _ = _logged_in(manager, store)
+    in_flight = load(manager, old_header)
+    assert in_flight.is_new  # loaded after the login: a new anonymous session
+    old, old_header = stored_session(manager, store, data={"n": 1})
+    slow = load(manager, old_header)  # loaded before the login below
+    manager.commit(manager.new_session(load(manager, old_header), data={"id": 7}))
+    slow.data["n"] = 2
+    assert manager.commit(slow) is None, "the slower request sends no cookie at all"
+    assert gone_or_replaced(store.get(old.handle)) and manager.get_session(old.id) is None
+
+
+def test_the_marker_expires_then_the_dead_cookie_is_cleared(manager: SessionManager, store: CountingStore,
+                                                            clock: Any) -> None:
+    from kitsession_wsgi.manager import REPLACED_MARKER_SECONDS
+
+    old, old_header, _, _ = _logged_in(manager, store)
+    clock.advance(REPLACED_MARKER_SECONDS - 1)
+    assert manager.commit(load(manager, old_header)) is None
+    clock.advance(1)
+    cleared = manager.commit(load(manager, old_header))
+    assert cleared is not None and parse_set_cookie(cleared).is_removal
+    assert store.get(old.handle) is None  # an expired marker is removed like any expired record
+    assert manager.purge_expired() == 0
+
+
+def test_purge_removes_expired_markers(manager: SessionManager, store: CountingStore, clock: Any) -> None:
+    from kitsession_wsgi.manager import REPLACED_MARKER_SECONDS
+
+    old, _, fresh, _ = _logged_in(manager, store)
+    clock.advance(REPLACED_MARKER_SECONDS)
+    assert manager.purge_expired() == 1
+    assert store.get(old.handle) is None and store.get(fresh.handle) is not None
+
+
+def test_regenerate_marks_the_old_id_replaced(manager: SessionManager, store: CountingStore) -> None:
+    old, old_header = stored_session(manager, store, data={"n": 1})
+    session = load(manager, old_header)
+    manager.regenerate(session)
+    manager.commit(session)
+    assert gone_or_replaced(store.get(old.handle)) and store.get(old.handle) is not None
+    replay = load(manager, old_header)
+    assert replay.is_new and manager.commit(replay) is None
+
+
+def test_a_locked_manager_frees_the_lock_of_a_replaced_id(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock, lock=True)
+    old, old_header, _, _ = _logged_in(manager, store)
+    assert load(manager, old_header).is_new
+    assert store.acquire_lock(old.handle, "someone-else", 30) is True, "the replaced id's lock was left held"

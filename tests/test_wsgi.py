@@ -17,12 +17,13 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager
+from kitsession_wsgi.manager import REPLACED_MARKER_SECONDS
 from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_delete_session, with_new_session
 
 from conftest import FakeClock
-from session_helpers import FlakyStore, parse_set_cookie
+from session_helpers import FlakyStore, live_records, parse_set_cookie
 
 KEY = "wsgi-test-key"
 BASE = "https://localhost"
@@ -346,7 +347,8 @@ def test_login_stores_one_session_with_the_user(client: Client, store: FlakyStor
 # -- fixation ------------------------------------------------------------------------------
 
 
-def test_pre_login_id_is_dead_after_login_and_data_does_not_leak(client: Client, store: FlakyStore) -> None:
+def test_pre_login_id_is_dead_after_login_and_data_does_not_leak(client: Client, store: FlakyStore,
+                                                                 clock: FakeClock) -> None:
     anonymous = get(client, "/set", query_string={"cart": "apples"})
     old = cookie_of(anonymous)
     assert get(client, "/read").json["data"] == {"cart": "apples"}  # type: ignore[index]
@@ -357,14 +359,20 @@ def test_pre_login_id_is_dead_after_login_and_data_does_not_leak(client: Client,
     after = get(client, "/read").json
     assert after is not None
     assert after["data"] == {"id": 5, "name": "ada"}, "anonymous data leaked into the login session"
-    assert len(store.get_all()) == 1, "the pre-login record must be deleted"
+    assert len(live_records(store)) == 1, "the pre-login record must be deleted or only marked replaced"
 
     fixated = Client(client.application)
     fixated.set_cookie("session", old.raw_value)
     replay = get(fixated, "/read")
     assert replay.json is not None
     assert replay.json["is_new"] is True and replay.json["data"] == {}
-    assert cookie_of(replay).is_removal, "the dead cookie is cleared"
+    # Marked "replaced" for a minute: a request in flight during the login must not clear
+    # the browser's new cookie, so the dead one is left alone until then ...
+    assert replay.headers.getlist("Set-Cookie") == []
+    clock.advance(REPLACED_MARKER_SECONDS)
+    replay = get(fixated, "/read")
+    assert replay.json is not None and replay.json["is_new"] is True and replay.json["data"] == {}
+    assert cookie_of(replay).is_removal, "the dead cookie is cleared"  # ... and cleared after
 
 
 def test_anonymous_data_is_kept_when_the_app_copies_it(client: Client) -> None:
@@ -743,11 +751,11 @@ def test_bare_wsgi_app_login_counter_logout_flow(client: Client, store: FlakySto
     log_in(client)
     assert client.get_cookie("session").value != first.value  # type: ignore[union-attr]
     assert [get(client, "/counter").json["n"] for _ in range(3)] == [1, 2, 3]  # type: ignore[index]
-    (record,) = store.get_all()
+    (record,) = live_records(store)
     assert record.user_id == 5 and json.loads(record.data)["n"] == 3
 
     get(client, "/logout")
-    assert store.get_all() == []
+    assert live_records(store) == []
     assert get(client, "/read").json["is_new"] is True  # type: ignore[index]
 
 
