@@ -54,6 +54,11 @@ def days_to_max_age(days: float = 14) -> int:
     return int(days * 24 * 60 * 60)
 
 
+def _marker_key(handle: str) -> str:
+    """Where the "replaced" marker of the session ``handle`` is kept: a digest no cookie id maps to."""
+    return session_key("kitsession:replaced:" + handle)
+
+
 def session_key(session_id: str) -> str:
     """The storage key of a session id: unpadded URL-safe base64 of its SHA-256.
 
@@ -71,8 +76,9 @@ _CACHEABLE_HEADER_LENGTH = 4096
 _MAX_COOKIE_CANDIDATES = 4
 #: ``_identify`` result for a session cookie that is present but not acceptable
 _INVALID = "invalid"
-#: The data of a "replaced" marker: what a login or ``regenerate`` leaves under the old id
-#: for ``REPLACED_MARKER_SECONDS``.  A JSON string, so never a session's data (always an object).
+#: The data of a "replaced" marker: what a login or ``regenerate`` leaves for the old id for
+#: ``REPLACED_MARKER_SECONDS``, under a key of its own (``_marker_key``).  A JSON string, so never
+#: a session's data (always an object).
 _REPLACED_DATA = '"kitsession:replaced"'
 #: How long an id replaced by a login or ``regenerate`` is recognised (never served): a request
 #: the browser sent with the old cookie before the new one arrived gets an anonymous session
@@ -339,10 +345,10 @@ class SessionManager:
             if token is not None:
                 self.store.release_lock(identity.key, token)
             if record is None:
+                if self._was_replaced(identity.key):
+                    return _REPLACED
                 signals.unknown_id.send(self, handle=identity.key)
                 logger.info("unknown session %s presented", self.log_reference(identity.key))
-            elif self._is_replaced_marker(record):
-                return _REPLACED
             return None
         session._lock_token = token
         return session
@@ -401,31 +407,31 @@ class SessionManager:
         return Session.from_record(record, session_id, data)
 
     def _is_replaced_marker(self, record: SessionRecord) -> bool:
-        """Whether ``record`` is a live "replaced" marker (an expired one is an ordinary stale record)."""
-        return record.data == _REPLACED_DATA and self.clock() < record.expires_at
+        """Whether ``record`` is a "replaced" marker (never served as a session)."""
+        return record.data == _REPLACED_DATA
 
-    def _mark_replaced(self, key: str, version: int) -> bool:
-        """End the session under ``key`` by leaving a "replaced" marker; ``False`` if it was gone.
+    def _was_replaced(self, key: str) -> bool:
+        """Whether the session ``key`` was replaced by a login or ``regenerate`` moments ago.
 
-        The marker is never served and carries no user, so it leaves the
-        user's session lists and "sign out everywhere" at once; it expires
-        after ``REPLACED_MARKER_SECONDS`` (stores with TTLs drop it then,
-        ``purge_expired`` removes it from SQL).  If the session keeps changing
-        under us, it is deleted instead.
+        Asked only for a verified cookie whose session is gone, so it costs
+        ordinary requests nothing.
         """
-        for _attempt in range(3):
-            now = self.clock()
-            marker = SessionRecord(key=key, data=_REPLACED_DATA, user_id=None, created_at=now, updated_at=now,
-                                   expires_at=now + REPLACED_MARKER_SECONDS, version=version + 1)
-            result = self.store.set(marker, version)
-            if result is SetResult.SAVED:
-                return True
-            if result is SetResult.MISSING:
-                return False
-            current = self.store.get(key)
-            if current is None:
-                return False
-            version = current.version
+        marker = self.store.get(_marker_key(key))
+        return marker is not None and marker.data == _REPLACED_DATA and self.clock() < marker.expires_at
+
+    def _mark_replaced(self, key: str) -> bool:
+        """Remove the session ``key``, leaving a "replaced" marker for it; ``False`` if it was gone.
+
+        The marker lives under a key of its own, so nothing done through the
+        old id (a save, a touch, a lock) can reach or extend it.  It holds no
+        data and no user and expires after ``REPLACED_MARKER_SECONDS`` (stores
+        with TTLs drop it then, ``purge_expired`` removes it from SQL).  It is
+        written before the session is removed, so no request in between finds
+        neither.
+        """
+        now = self.clock()
+        self.store.create(SessionRecord(key=_marker_key(key), data=_REPLACED_DATA, user_id=None, created_at=now,
+                                        updated_at=now, expires_at=now + REPLACED_MARKER_SECONDS, version=1))
         return self.store.delete(key)
 
     # -- writing a response -----------------------------------------------------------
@@ -467,7 +473,12 @@ class SessionManager:
         fresh = None if record is None else self._session_from_record(record, session.id)
         if fresh is None:
             self.release(session)
-            self._mark_destroyed(session)
+            if record is None:
+                # Removed by another request meanwhile (a logout, or a login that
+                # replaced it): that response already sent the right cookie.
+                self._vanished(session)
+            else:
+                self._mark_destroyed(session)  # expired or unreadable: cleared
             return session
         session._take_stored_state(fresh)
         return session
@@ -613,7 +624,7 @@ class SessionManager:
                 # so one request is not starved by the others' faster saves.
                 time.sleep(random.uniform(0, min(0.002 * attempt, 0.025)))
             current = self.store.get(session.handle)
-            if current is None or now >= current.expires_at or current.data == _REPLACED_DATA:
+            if current is None or now >= current.expires_at:
                 self._vanished(session)
                 return
             expected = current.version
@@ -697,7 +708,7 @@ class SessionManager:
         old = session._replaces
         session._replaces = None
         if old is not None and old.handle is not None and not old._destroyed:
-            self._mark_replaced(old.handle, old._version)
+            self._mark_replaced(old.handle)
             old._destroyed = True
             self.release(old)
             signals.regenerated.send(self, session=session, previous_handle=old.handle)
@@ -867,7 +878,7 @@ class SessionManager:
         another request removed it first.
         """
         if grace <= 0:
-            return self._mark_replaced(record.key, record.version)
+            return self._mark_replaced(record.key)
         now = self.clock()
         end = min(now + grace, record.expires_at)
         for _attempt in range(self.merge_retries + 1):

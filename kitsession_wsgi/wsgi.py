@@ -43,13 +43,15 @@ class RequestSession:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("manager", "environ", "_session", "_previous")
+    __slots__ = ("manager", "environ", "_session", "_previous", "_logout")
 
     def __init__(self, manager: SessionManager, environ: WSGIEnvironment) -> None:
         self.manager = manager
         self.environ = environ
         self._session: Session | None = None
         self._previous: Session | None = None
+        # set by with_delete_session: remove the session when the response starts successfully
+        self._logout = False
 
     @property
     def session(self) -> Session:
@@ -183,8 +185,8 @@ class _ResponseStart:
     PEP 3333 lets an app call ``start_response`` again with ``exc_info`` (a 200
     turned into a 500) until the first body bytes are produced, so the session
     is committed only then, against the final status: when the app returned
-    its iterable (once it called ``start_response``), before the first chunk
-    of a generator app, or at its first ``write()``.  Every call is passed on
+    a list or tuple (once it called ``start_response``), before the first
+    chunk of any other iterable, or at its first ``write()``.  Every call is passed on
     to the server at that moment, in order; the session headers join the last.
     """
 
@@ -213,6 +215,8 @@ class _ResponseStart:
         """Commit the session against the final status, then start the response at the server."""
         status, headers, exc_info = self.calls[-1]
         request = self.request
+        if request._logout and exc_info is None and status[:1] not in ("4", "5"):
+            request.delete_session()
         if request._session is not None:
             set_cookie = None
             if exc_info is None and not status.startswith("5"):
@@ -302,7 +306,10 @@ class SessionMiddleware:
         response: t.Iterable[bytes] | None = None
         try:
             response = self.app(environ, start)
-            if start.pending:
+            if start.pending and isinstance(response, (list, tuple)):
+                # A body already made: nothing can replace the status any more.  Any
+                # other iterable may still call start_response with exc_info before
+                # its first chunk, so it is committed then (_GuardedResponse).
                 start.flush()
         except (StoreUnavailable, SessionConflict) as exc:
             request.release()
@@ -383,8 +390,9 @@ def session_lock(app: WSGIApplication) -> WSGIApplication:
 def with_delete_session(app: SessionWSGIApp) -> WSGIApplication:
     """Decorate a WSGI callable ``app(environ, start_response, session)`` that logs out.
 
-    After a successful (non-4xx/5xx) response starts, the session's record is
-    removed and its cookie cleared, even for a stale or unknown cookie.
+    When the response starts with a successful (non-4xx/5xx) final status, the
+    session's record is removed and its cookie cleared, even for a stale or
+    unknown cookie; a 200 replaced by a 500 through ``exc_info`` removes nothing.
 
     .. versionadded:: 0.1
     """
@@ -397,8 +405,8 @@ def with_delete_session(app: SessionWSGIApp) -> WSGIApplication:
         def deleting_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
         ) -> t.Callable[[bytes], object]:
-            if exc_info is None and status[:1] not in ("4", "5"):
-                request.delete_session()
+            # Decided when the response starts, against its final status (SessionMiddleware).
+            request._logout = exc_info is None and status[:1] not in ("4", "5")
             return start_response(status, headers, exc_info)
 
         return app(environ, deleting_start_response, session=session)

@@ -8,6 +8,7 @@ import pytest
 
 from kitsession_wsgi import SessionConflict, SessionManager, session_key
 
+from kitsession_wsgi.manager import _marker_key
 from session_helpers import (CountingStore, gone_or_replaced, live_records, node_signed_value, parse_set_cookie,
                              stored_session)
 
@@ -42,7 +43,8 @@ def test_unknown_valid_id_gives_an_anonymous_session_and_a_fresh_id(store: Count
 
     session = load(manager, header)
     assert session.is_new and session.id is None
-    assert store.calls["get"] == 1
+    # One get for the session, one for a "replaced" marker (asked only when the session is gone).
+    assert store.calls["get"] == 2
 
     session.data["cart"] = [1]
     cookie = parse_set_cookie(manager.commit(session))
@@ -562,7 +564,8 @@ def _logged_in(manager: SessionManager, store: CountingStore) -> tuple[Any, str,
 
 def test_a_replaced_id_is_never_served_and_leaves_the_user_lists(manager: SessionManager, store: CountingStore) -> None:
     old, old_header, fresh, _ = _logged_in(manager, store)
-    marker = store.get(old.handle)
+    assert store.get(old.handle) is None
+    marker = store.get(_marker_key(old.handle))
     assert marker is not None and marker.user_id is None and "secret item" not in marker.data
     assert manager.get_session(old.id) is None
     replay = load(manager, old_header)
@@ -570,7 +573,7 @@ def test_a_replaced_id_is_never_served_and_leaves_the_user_lists(manager: Sessio
     assert manager.commit(replay) is None, "no clearing cookie while the id is marked replaced"
     assert manager.get_sessions_for_user("anon-user") == []
     assert [s.handle for s in manager.get_all_sessions()] == [fresh.handle]
-    assert manager.remove_all_sessions_for_user(5) == 1 and store.get(old.handle) is not None
+    assert manager.remove_all_sessions_for_user(5) == 1 and store.get(_marker_key(old.handle)) is not None
 
 
 def test_a_save_through_a_replaced_id_does_not_bring_it_back(manager: SessionManager, store: CountingStore) -> None:
@@ -595,8 +598,7 @@ def test_the_marker_expires_then_the_dead_cookie_is_cleared(manager: SessionMana
     clock.advance(1)
     cleared = manager.commit(load(manager, old_header))
     assert cleared is not None and parse_set_cookie(cleared).is_removal
-    assert store.get(old.handle) is None  # an expired marker is removed like any expired record
-    assert manager.purge_expired() == 0
+    assert manager.purge_expired() == 1 and store.get(_marker_key(old.handle)) is None
 
 
 def test_purge_removes_expired_markers(manager: SessionManager, store: CountingStore, clock: Any) -> None:
@@ -605,7 +607,7 @@ def test_purge_removes_expired_markers(manager: SessionManager, store: CountingS
     old, _, fresh, _ = _logged_in(manager, store)
     clock.advance(REPLACED_MARKER_SECONDS)
     assert manager.purge_expired() == 1
-    assert store.get(old.handle) is None and store.get(fresh.handle) is not None
+    assert store.get(_marker_key(old.handle)) is None and store.get(fresh.handle) is not None
 
 
 def test_regenerate_marks_the_old_id_replaced(manager: SessionManager, store: CountingStore) -> None:
@@ -613,7 +615,7 @@ def test_regenerate_marks_the_old_id_replaced(manager: SessionManager, store: Co
     session = load(manager, old_header)
     manager.regenerate(session)
     manager.commit(session)
-    assert gone_or_replaced(store.get(old.handle)) and store.get(old.handle) is not None
+    assert store.get(old.handle) is None and store.get(_marker_key(old.handle)) is not None
     replay = load(manager, old_header)
     assert replay.is_new and manager.commit(replay) is None
 
@@ -623,3 +625,28 @@ def test_a_locked_manager_frees_the_lock_of_a_replaced_id(store: CountingStore, 
     old, old_header, _, _ = _logged_in(manager, store)
     assert load(manager, old_header).is_new
     assert store.acquire_lock(old.handle, "someone-else", 30) is True, "the replaced id's lock was left held"
+
+
+@pytest.mark.parametrize("rolling", [False, True])
+def test_an_earlier_request_touching_its_session_after_a_login_sends_no_cookie(store: CountingStore, clock: Any,
+                                                                               rolling: bool) -> None:
+    from kitsession_wsgi.manager import REPLACED_MARKER_SECONDS
+
+    manager = SessionManager(store, keys="k", clock=clock, idle_timeout=3600, rolling=rolling, touch_interval=60)
+    old, old_header = stored_session(manager, store, data={"n": 1})
+    earlier = load(manager, old_header)  # loaded before the login, committed after it, unchanged
+    clock.advance(120)  # past touch_interval: its commit would touch
+    manager.commit(manager.new_session(load(manager, old_header), data={"id": 5}))
+    assert manager.commit(earlier) is None, "the replaced id must not be sent again"
+    marker = store.get(_marker_key(old.handle))
+    assert marker is not None and marker.expires_at == clock.now + REPLACED_MARKER_SECONDS - 0  # not extended
+    assert store.get(old.handle) is None
+
+
+def test_locking_a_session_a_login_replaced_meanwhile_sends_no_cookie(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock)
+    _, old_header = stored_session(manager, store, data={"n": 1})
+    earlier = load(manager, old_header)
+    manager.commit(manager.new_session(load(manager, old_header), data={"id": 5}))
+    locked = manager.lock_session(earlier)
+    assert locked.is_destroyed and manager.commit(locked) is None

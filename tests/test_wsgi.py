@@ -1072,3 +1072,66 @@ def test_an_outage_while_committing_a_list_response_is_a_503_and_closes_the_app_
     calls, body = call_directly(SessionMiddleware(app, manager), "/")
     assert [status for status, _, _ in calls] == ["503 Service Unavailable"]
     assert b"".join(body).startswith(b"Session store unavailable") and closed == [True]
+
+
+def test_a_generator_returned_after_start_response_may_still_turn_into_a_500(
+        manager: SessionManager, store: FlakyStore) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        environ["kitsession"].session.data["lost"] = "yes"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterator[bytes]:
+            try:
+                raise ValueError("rendering failed before the first chunk")
+            except ValueError:
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+            yield b"error"
+
+        return body()
+
+    calls, body = call_directly(SessionMiddleware(app, manager), "/")
+    assert calls == [], "nothing goes to the server before the first chunk"
+    assert b"".join(body) == b"error"
+    assert [status for status, _, _ in calls] == ["200 OK", "500 Internal Server Error"]
+    assert not [v for k, v in calls[-1][1] if k.lower() == "set-cookie"]
+    assert store.get_all() == [] and store.calls["create"] == 0
+
+
+def test_a_logout_whose_response_turns_into_a_500_removes_nothing(manager: SessionManager,
+                                                                  store: FlakyStore) -> None:
+    @with_delete_session
+    def logout(environ: Environ, start_response: StartResponse, session: Session) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            raise ValueError("failed after start_response")
+        except ValueError:
+            start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"error"]
+
+    stored = manager.create_session(user_id=5, data={"n": 1})
+    cookie = parse_set_cookie(manager.set_session_cookie(stored)).request_header
+    calls, body = call_directly(SessionMiddleware(logout, manager), "/logout", cookie=cookie)
+    assert b"".join(body) == b"error" and calls[-1][0].startswith("500")
+    assert store.get(stored.handle or "") is not None, "a failed logout must keep the session"
+
+
+def test_a_session_locked_inside_a_generator_is_saved_and_unlocked(manager: SessionManager,
+                                                                   store: FlakyStore) -> None:
+    stored = manager.create_session(data={"n": 1})
+    cookie = parse_set_cookie(manager.set_session_cookie(stored)).request_header
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+
+        def body() -> Iterator[bytes]:
+            session = environ["kitsession"].lock()
+            session.data["n"] += 1
+            yield str(session.data["n"]).encode()
+
+        return body()
+
+    calls, body = call_directly(SessionMiddleware(app, manager), "/", cookie=cookie)
+    assert b"".join(body) == b"2"
+    body.close()  # type: ignore[attr-defined]
+    assert json.loads(store.get(stored.handle or "").data) == {"n": 2}  # type: ignore[union-attr]
+    assert store.acquire_lock(stored.handle or "", "another request", 30) is True, "the lock was left held"
