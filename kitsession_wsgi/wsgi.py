@@ -186,8 +186,9 @@ class _ResponseStart:
     turned into a 500) until the first body bytes are produced, so the session
     is committed only then, against the final status: when the app returned
     a list or tuple (once it called ``start_response``), before the first
-    chunk of any other iterable, or at its first ``write()``.  Every call is passed on
-    to the server at that moment, in order; the session headers join the last.
+    chunk of any other iterable, or at its first ``write()``.  Every call is
+    passed on to the server at that moment, in order; the session headers
+    join the last.
     """
 
     __slots__ = ("request", "start_response", "calls", "sent", "server_write")
@@ -287,9 +288,9 @@ class SessionMiddleware:
         answered when the store is unavailable before the response started.
 
     The session is committed and its cookie added when the response starts
-    (the app returned its iterable, a generator produced its first chunk, or
-    the app called ``write()``), against the final status: a ``5xx`` or an
-    ``exc_info`` call persists nothing.
+    (the app returned a list or tuple, any other iterable produced its first
+    chunk, or the app called ``write()``), against the final status: a ``5xx``
+    or an ``exc_info`` call persists nothing.
 
     .. versionadded:: 0.1
     """
