@@ -1450,7 +1450,7 @@ def component_cells(bench: Bench, errors: list[str]) -> list[tuple[str, str, Cal
 
             port = bench.servers.memcached().port
             bare_client = Client(("127.0.0.1", port), no_delay=True, default_noreply=False)
-            item_key = next(iter(k for k in [mc.store.key_prefix + mc.handle]))
+            item_key = mc.store.key_prefix + mc.handle
             items += [("store get", "memcached: pymemcache Client.get of the same item", lambda: bare_client.get(item_key)),
                       ("store get", "memcached: the store's own client .get of the same item", lambda: mc.store.client.get(item_key)),
                       ("store get", "memcached: MemcachedStore.get", lambda: mc.store.get(mc.handle))]

@@ -33,7 +33,7 @@ from .errors import ConfigurationError, SessionConflict, SessionDataError
 from .serialization import JSONSerializer, Serializer
 from .session import Session, user_id_from_data, validate_user_id
 from .signing import CookieSigner, normalize_keys
-from .stores.base import SessionRecord, SessionStore, SetResult, UserId
+from .stores.base import SessionRecord, SessionStore, SetResult, UserId, put_bounded
 
 logger = logging.getLogger("kitsession_wsgi")
 
@@ -314,15 +314,7 @@ class SessionManager:
                 continue
             assert isinstance(session, Session)
             if cached is None and self.cookie_cache_size and len(header) <= _CACHEABLE_HEADER_LENGTH:
-                cache = self._cookie_cache
-                while len(cache) >= self.cookie_cache_size:
-                    # Oldest first, one at a time: clearing all would make every
-                    # active client pay a parse and an HMAC at once.
-                    try:
-                        del cache[next(iter(cache))]
-                    except (KeyError, RuntimeError, StopIteration):
-                        break  # another thread changed the cache meanwhile
-                cache[header] = identity
+                put_bounded(self._cookie_cache, header, identity, self.cookie_cache_size)
             if identity.resign:
                 session._send_cookie = True
                 signals.key_rotated.send(self, session=session)
@@ -392,6 +384,8 @@ class SessionManager:
     def _session_from_record(self, record: SessionRecord, session_id: str | None) -> Session | None:
         """A Session for a stored record; ``None`` (and the record removed) if it must not be served."""
         if self._is_replaced_marker(record):
+            # Reachable only with unsigned cookies (an id spelling a marker's key):
+            # never served, and not removed as unreadable either.
             return None
         now = self.clock()
         if now >= record.expires_at or now >= record.created_at + self.max_age:

@@ -81,6 +81,21 @@ class SessionRecord:
         return replace(self, **changes)
 
 
+def put_bounded(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """``cache[key] = value``, first dropping the oldest entries so at most ``limit`` remain.
+
+    One entry at a time, oldest first (dicts keep insertion order): clearing
+    everything at once would make every active client pay a miss together.
+    Safe to call from several threads; a race only costs an entry.
+    """
+    while len(cache) >= limit:
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, RuntimeError, StopIteration):
+            break  # another thread changed the cache meanwhile
+    cache[key] = value
+
+
 def user_index_key(user_id: UserId) -> str:
     """A stable text form of a user id for indexes: ``i:5`` or ``s:alice``.
 

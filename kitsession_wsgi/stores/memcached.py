@@ -69,13 +69,13 @@ import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ..errors import ConfigurationError, SessionDataError, StoreUnavailable
 from ._format import decode_record, encode_record
 from ._format import storage_id as _storage_id
-from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
+from .base import SessionRecord, SessionStore, SetResult, UserId, put_bounded, user_index_key
 
 try:
     from pymemcache.client.base import Client, normalize_server_spec  # type: ignore[import-untyped]
@@ -653,11 +653,7 @@ class MemcachedStore(SessionStore):
                 logger.error("unreadable session item in memcached ignored (%d bytes)", len(raw))
             return None
         if token is not None and len(raw) <= _REMEMBERED_ITEM_BYTES:
-            remembered = self._read_tokens
-            remembered[item_key] = (record, token)
-            if len(remembered) > _REMEMBERED_READS:
-                with suppress(KeyError, RuntimeError, StopIteration):
-                    del remembered[next(iter(remembered))]  # the oldest
+            put_bounded(self._read_tokens, item_key, (record, token), _REMEMBERED_READS)
         return record
 
     def _cas_states(self, item_key: str, key: str, version: int | None = None

@@ -62,7 +62,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ..errors import ConfigurationError, StoreUnavailable
-from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
+from .base import SessionRecord, SessionStore, SetResult, UserId, put_bounded, user_index_key
 
 __all__ = ["PeeweeStore"]
 
@@ -710,12 +710,8 @@ class PeeweeStore(SessionStore):
         row = self._read_one(statements, statements.get, (key,))
         if row is None:
             return None
-        recent = self._recent_rows
-        if len(recent) >= _RECENT_READS:
-            with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-                del recent[next(iter(recent))]  # the oldest
         if len(row[1]) <= _RECENT_ROW_DATA:
-            recent[key] = row
+            put_bounded(self._recent_rows, key, row, _RECENT_READS)
         return statements.record(row, key)
 
     def create(self, record: SessionRecord) -> bool:
