@@ -1,0 +1,154 @@
+"""When a stored session may be served: expiry (one :func:`is_live` rule), unreadable
+data, and the "replaced" markers a login or ``regenerate`` leaves for an old id.
+
+Part of :class:`~kitsession_wsgi.SessionManager`: everything that turns a verified
+id or a store record into a live :class:`~kitsession_wsgi.Session`, or refuses to.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import signals
+from ._session_cookie import CookieIdentity, session_key
+from .session import Session
+from .stores.base import SessionRecord
+
+if TYPE_CHECKING:
+    from .manager import SessionManager
+    from .serialization import Serializer
+
+logger = logging.getLogger("kitsession_wsgi")
+
+#: The data of a "replaced" marker: what a login or ``regenerate`` leaves for the old id for
+#: ``REPLACED_MARKER_SECONDS``, under a key of its own (:func:`marker_key`).  A JSON string, so
+#: never a session's data (always an object).
+REPLACED_DATA = '"kitsession:replaced"'
+#: How long an id replaced by a login or ``regenerate`` is recognised (never served): a request
+#: the browser sent with the old cookie before the new one arrived gets an anonymous session
+#: and no clearing cookie, which would otherwise delete the new cookie if it arrived last.
+REPLACED_MARKER_SECONDS = 60.0
+
+
+class Gone(enum.Enum):
+    """Why a verified cookie gave no session."""
+
+    #: the store holds no such session
+    UNKNOWN = "unknown"
+    #: a login or ``regenerate`` replaced it moments ago (its response set the new cookie)
+    REPLACED = "replaced"
+    #: the record exists but must not be served (expired, unreadable or a marker); removed
+    NOT_SERVED = "not served"
+
+
+def is_live(record: SessionRecord, now: float, max_age: float) -> bool:
+    """The one expiry rule: before its stored deadline and within ``max_age`` of its creation.
+
+    ``max_age`` is the manager's current setting, so lowering it ends older
+    sessions at once, whatever deadline they were stored with.
+    """
+    return now < record.expires_at and now < record.created_at + max_age
+
+
+def deadline(created_at: float, now: float, max_age: float, idle_timeout: float | None) -> float:
+    """When a session active at ``now`` expires: its absolute lifetime, or sooner when idle."""
+    absolute = created_at + max_age
+    if idle_timeout is None:
+        return absolute
+    return min(absolute, now + idle_timeout)
+
+
+def readable(serializer: Serializer, text: str) -> dict[str, Any] | None:
+    """Stored data as a dict, or ``None`` when it is corrupt or not a JSON object."""
+    try:
+        data = serializer.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        # Whatever a damaged or hostile record holds, it is never a 500.
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def marker_key(handle: str) -> str:
+    """Where the "replaced" marker of the session ``handle`` is kept: a digest no cookie id maps to."""
+    return session_key("kitsession:replaced:" + handle)
+
+
+def is_replaced_marker(record: SessionRecord) -> bool:
+    """Whether ``record`` is a "replaced" marker (never served as a session)."""
+    return record.data == REPLACED_DATA
+
+
+class SessionLoader:
+    """Loads the sessions of one :class:`~kitsession_wsgi.SessionManager`."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+
+    def load(self, identity: CookieIdentity) -> Session | Gone:
+        """The live session a verified cookie names (locked with ``lock=True``), or why there is none."""
+        manager = self.manager
+        token = manager._acquire(identity.key) if manager.lock else None
+        try:
+            record = manager.store.get(identity.key)
+            session = None if record is None else self.from_record(record, identity.session_id)
+        except BaseException:
+            if token is not None:
+                manager.store.release_lock(identity.key, token)
+            raise
+        if session is None:
+            if token is not None:
+                manager.store.release_lock(identity.key, token)
+            if record is not None:
+                return Gone.NOT_SERVED
+            if self.was_replaced(identity.key):
+                return Gone.REPLACED
+            signals.unknown_id.send(manager, handle=identity.key)
+            logger.info("unknown session %s presented", manager.log_reference(identity.key))
+            return Gone.UNKNOWN
+        session._lock_token = token
+        return session
+
+    def from_record(self, record: SessionRecord, session_id: str | None) -> Session | None:
+        """A Session for a stored record; ``None`` (and the record removed) if it must not be served."""
+        manager = self.manager
+        if is_replaced_marker(record):
+            # Reachable only with unsigned cookies (an id spelling a marker's key):
+            # never served, and not removed as unreadable either.
+            return None
+        if not is_live(record, manager.clock(), manager.max_age):
+            manager.store.delete(record.key)
+            signals.expired.send(manager, handle=record.key)
+            logger.info("expired session %s removed", manager.log_reference(record.key))
+            return None
+        data = readable(manager.serializer, record.data)
+        if data is None:
+            logger.error("session %s holds unreadable data; removed", manager.log_reference(record.key))
+            manager.store.delete(record.key)
+            return None
+        return Session.from_record(record, session_id, data)
+
+    def listed(self, records: list[SessionRecord]) -> list[Session]:
+        """The live, readable sessions among ``records``, oldest first, without ids."""
+        manager = self.manager
+        now = manager.clock()
+        sessions = []
+        for record in records:
+            if not is_live(record, now, manager.max_age):
+                continue
+            data = readable(manager.serializer, record.data)
+            if data is None:
+                continue
+            sessions.append(Session.from_record(record, None, data))
+        sessions.sort(key=lambda s: s.created_at)
+        return sessions
+
+    def was_replaced(self, key: str) -> bool:
+        """Whether the session ``key`` was replaced by a login or ``regenerate`` moments ago.
+
+        Asked only for a verified cookie whose session is gone, so it costs
+        ordinary requests nothing.
+        """
+        marker = self.manager.store.get(marker_key(key))
+        return marker is not None and is_replaced_marker(marker) and self.manager.clock() < marker.expires_at

@@ -1,0 +1,140 @@
+"""The session cookie, both ways: which ids a request's ``Cookie`` header names, and
+the ``Set-Cookie`` values that hand out or clear a session.
+
+Part of :class:`~kitsession_wsgi.SessionManager`, kept apart so the request path's
+cookie rules read in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from typing import TYPE_CHECKING, NamedTuple
+
+from . import signals
+from .cookies import build_set_cookie, read_cookies
+from .session import Session
+from .stores.base import put_bounded
+
+if TYPE_CHECKING:
+    from .manager import SessionManager
+
+logger = logging.getLogger("kitsession_wsgi")
+
+#: Longer Cookie headers are verified every time, so the cache holds at most
+#: ``cookie_cache_size`` x 4 KiB, whatever clients send.
+CACHEABLE_HEADER_LENGTH = 4096
+#: At most this many values of the session cookie's name are verified per request.
+MAX_COOKIE_CANDIDATES = 4
+
+
+def session_key(session_id: str) -> str:
+    """The storage key of a session id: unpadded URL-safe base64 of its SHA-256.
+
+    Stores and logs only ever see this digest; it cannot be turned back into a
+    cookie.  It doubles as the public :attr:`Session.handle`.
+    """
+    digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+class CookieIdentity(NamedTuple):
+    """A session id read from a cookie whose signature verified."""
+
+    session_id: str
+    key: str
+    #: verified by an old key: send the cookie again, signed with the current one
+    resign: bool
+
+
+class SessionCookie:
+    """Reads and writes the cookie of one :class:`~kitsession_wsgi.SessionManager`."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+        self._cache: dict[str, CookieIdentity] = {}
+
+    # -- reading ----------------------------------------------------------------------
+
+    def identities(self, header: str) -> tuple[CookieIdentity, ...] | None:
+        """The verified identities in ``header``, first first; ``None`` when it holds no
+        session cookie, ``()`` when it holds only values that do not verify.
+
+        Browsers send a cookie set at a more specific path (or by a sibling
+        domain) first, so a stale or foreign value with our name must not hide
+        the live one: every value that verifies is a candidate, first first.
+        """
+        cached = self._cache.get(header)
+        if cached is not None:
+            return (cached,)
+        values = read_cookies(header, self.manager.name)
+        if not values:
+            return None
+        identities = []
+        for value in values[:MAX_COOKIE_CANDIDATES]:
+            identity = self._verify(value)
+            if identity is not None:
+                identities.append(identity)
+        return tuple(identities)
+
+    def remember(self, header: str, identity: CookieIdentity) -> None:
+        """Cache ``header`` -> ``identity``, so the next request with it costs no parse and no HMAC."""
+        size = self.manager.cookie_cache_size
+        if size and len(header) <= CACHEABLE_HEADER_LENGTH and header not in self._cache:
+            put_bounded(self._cache, header, identity, size)
+
+    def _verify(self, value: str) -> CookieIdentity | None:
+        if not value:
+            return None
+        signer = self.manager.signer
+        if signer is None:
+            if len(value) > 256 or not value.isprintable():
+                return None
+            return CookieIdentity(value, session_key(value), False)
+        unsigned = signer.unsign(value)
+        if unsigned is None:
+            signals.invalid_signature.send(self.manager)
+            logger.info("session cookie with an invalid signature rejected")
+            return None
+        return CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def value(self, session_id: str) -> str:
+        """The cookie value for an id: signed ``s:<id>.<mac>`` or the bare id (not yet URL-encoded)."""
+        signer = self.manager.signer
+        return signer.sign(session_id) if signer is not None else session_id
+
+    def set_cookie(self, session_or_id: Session | str) -> str:
+        """The ``Set-Cookie`` value for a session (its expiry) or a bare id (``max_age`` from now)."""
+        manager = self.manager
+        now = manager.clock()
+        if isinstance(session_or_id, Session):
+            if session_or_id.id is None:
+                raise ValueError("this session has no id yet (it was listed from the store, or never saved)")
+            session_id = session_or_id.id
+            expires = (session_or_id.expires_at if manager.rolling
+                       else session_or_id.created_at + manager.max_age)
+        else:
+            session_id = session_or_id
+            expires = now + manager.max_age
+        return self._build(self.value(session_id), max_age=max(0, round(expires - now)), expires=expires)
+
+    def removal(self) -> str:
+        """The ``Set-Cookie`` value that clears the cookie (same Path and Domain, ``Max-Age=0``)."""
+        return self._build("", max_age=0, expires=0)
+
+    def _build(self, value: str, *, max_age: int, expires: float) -> str:
+        manager = self.manager
+        return build_set_cookie(
+            manager.name,
+            value,
+            max_age=max_age,
+            expires=expires,
+            path=manager.path,
+            domain=manager.domain,
+            secure=manager.secure,
+            httponly=manager.httponly,
+            samesite=manager.samesite,
+        )
