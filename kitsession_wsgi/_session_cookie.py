@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from . import signals
 from .cookies import build_set_cookie, read_cookies
 from .session import Session
+from .signing import MAC_LENGTH, SIGNED_PREFIX
 from .stores.base import put_bounded
 
 if TYPE_CHECKING:
@@ -25,8 +26,16 @@ logger = logging.getLogger("kitsession_wsgi")
 #: Longer Cookie headers are verified every time, so the cache holds at most
 #: ``cookie_cache_size`` x 4 KiB, whatever clients send.
 CACHEABLE_HEADER_LENGTH = 4096
-#: At most this many values of the session cookie's name are verified per request.
-MAX_COOKIE_CANDIDATES = 4
+#: At most this many values of the session cookie's name are examined per request: a
+#: sibling subdomain or a deeper path can plant values that the browser sends before
+#: ours ("cookie tossing"), and up to 16 of them must not hide the live session.
+MAX_COOKIE_VALUES = 20
+#: At most this many values that verify (each costs a store read) are tried per request.
+MAX_VERIFIED_CANDIDATES = 8
+#: The longest id accepted from a cookie; stores' ``create_id`` must stay within it.
+MAX_ID_LENGTH = 256
+#: ``s:`` + id + ``.`` + 43 characters of MAC: longer values are refused before any HMAC.
+MAX_SIGNED_LENGTH = len(SIGNED_PREFIX) + MAX_ID_LENGTH + 1 + MAC_LENGTH
 
 
 def session_key(session_id: str) -> str:
@@ -71,11 +80,13 @@ class SessionCookie:
         values = read_cookies(header, self.manager.name)
         if not values:
             return None
-        identities = []
-        for value in values[:MAX_COOKIE_CANDIDATES]:
+        identities: list[CookieIdentity] = []
+        for value in values[:MAX_COOKIE_VALUES]:
             identity = self._verify(value)
-            if identity is not None:
+            if identity is not None and identity not in identities:
                 identities.append(identity)
+                if len(identities) == MAX_VERIFIED_CANDIDATES:
+                    break
         return tuple(identities)
 
     def remember(self, header: str, identity: CookieIdentity) -> None:
@@ -89,10 +100,12 @@ class SessionCookie:
             return None
         signer = self.manager.signer
         if signer is None:
-            if len(value) > 256 or not value.isprintable():
+            if len(value) > MAX_ID_LENGTH or not value.isprintable():
                 return None
             return CookieIdentity(value, session_key(value), False)
-        unsigned = signer.unsign(value)
+        # Cheap shape checks first (the signer checks the prefix and the MAC's length),
+        # so a header full of junk values costs string tests, not HMACs.
+        unsigned = signer.unsign(value) if len(value) <= MAX_SIGNED_LENGTH else None
         if unsigned is None:
             signals.invalid_signature.send(self.manager)
             logger.info("session cookie with an invalid signature rejected")

@@ -249,6 +249,18 @@ CASES: dict[str, Callable[[World], Case]] = {
         [f"{NAME}={w.signed(secrets.token_urlsafe(32))}; {NAME}={w.valid}"], "valid", [w.valid_id]),
     "duplicate-names-forged-twice": lambda w: Case(
         [f"{NAME}=s%3A{w.valid_id}.{'A' * 43}; {NAME}=s%3A{w.other_id}.{'B' * 43}"], "bad", [w.valid_id]),
+    # Cookie tossing: a sibling subdomain or a deeper path plants values with our name that the
+    # browser sends first; up to 16 (the documented cap examines 20 values) hide nothing.
+    "sixteen-tossed-garbage-values-then-valid": _header("; ".join([f"{NAME}=junk{i}" for i in range(16)])
+                                                        + f"; {NAME}={{valid}}", "valid"),
+    "sixteen-tossed-forged-signatures-then-valid": lambda w: Case(
+        ["; ".join(f"{NAME}=s%3A{secrets.token_urlsafe(32)}.{'A' * 43}" for _ in range(16)) + f"; {NAME}={w.valid}"],
+        "valid", [w.valid_id]),
+    "seven-tossed-unknown-verified-ids-then-valid": lambda w: Case(
+        ["; ".join(f"{NAME}={w.signed(secrets.token_urlsafe(32))}" for _ in range(7)) + f"; {NAME}={w.valid}"],
+        "valid", [w.valid_id]),
+    "tossed-values-past-the-cap-are-not-examined": _header("; ".join([f"{NAME}=junk{i}" for i in range(20)])
+                                                          + f"; {NAME}={{valid}}", "bad"),
     "split-across-two-headers-session-second": lambda w: Case(["theme=dark", f"{NAME}={w.valid}"], "either",
                                                               [w.valid_id]),
     "split-across-two-headers-session-first": lambda w: Case([f"{NAME}={w.valid}", "theme=dark"], "either",

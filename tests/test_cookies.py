@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import EnvironHeaders, Headers
 
 from kitsession_wsgi import MemoryStore, SessionManager, days_to_max_age
+from kitsession_wsgi.cookies import encode_cookie_value
 
 from session_helpers import CountingStore, parse_set_cookie, stored_session
 
@@ -90,6 +92,36 @@ def test_duplicate_names_a_forged_first_value_does_not_hide_the_valid_one(
     session = manager.initialize_session({"Cookie": f"session=s%3Aforged.sig; {valid}"})
     assert session.handle == original.handle
     assert store.calls["get"] == 1  # the forged value cost no store call
+
+
+def test_sixteen_tossed_values_cost_no_store_call_and_hide_nothing(
+    manager: SessionManager, store: CountingStore
+) -> None:
+    """Cookie tossing: forged values planted before ours are refused by shape or HMAC, not by the store."""
+    original, valid = stored_session(manager, store)
+    store.calls.clear()
+    tossed = [f"session=s%3A{secrets.token_urlsafe(32)}.{'A' * 43}" for _ in range(8)]
+    tossed += [f"session=junk{i}" for i in range(7)] + ["session=s%3A" + "x" * 5000 + "." + "B" * 43]
+    session = manager.initialize_session({"Cookie": "; ".join(tossed + [valid])})
+    assert session.handle == original.handle
+    assert store.calls["get"] == 1
+    assert manager.commit(session) is None, "the live session is served, not cleared"
+
+
+def test_verified_candidates_are_capped(manager: SessionManager, store: CountingStore) -> None:
+    """Values that verify cost a store read each: at most MAX_VERIFIED_CANDIDATES are tried."""
+    from kitsession_wsgi._session_cookie import MAX_VERIFIED_CANDIDATES
+
+    original, valid = stored_session(manager, store)
+    unknown = [f"session={encode_cookie_value(manager.cookie_value(secrets.token_urlsafe(32)))}"
+               for _ in range(MAX_VERIFIED_CANDIDATES)]
+    store.calls.clear()
+    session = manager.initialize_session({"Cookie": "; ".join(unknown + [valid])})
+    assert session.is_new, "the live value came after the cap"
+    assert store.calls["get"] <= 2 * MAX_VERIFIED_CANDIDATES  # a record read and a replaced-marker read each
+    store.calls.clear()
+    session = manager.initialize_session({"Cookie": "; ".join(unknown[1:] + [valid])})
+    assert session.handle == original.handle
 
 
 # -- where it must not be found -----------------------------------------------------------

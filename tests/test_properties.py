@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from kitsession_wsgi import SessionManager, SessionRecord, session_key
+from kitsession_wsgi._lifetime import marker_key
 from kitsession_wsgi.cookies import encode_cookie_value
 from kitsession_wsgi.signing import CookieSigner, normalize_keys
 
@@ -164,6 +165,35 @@ def test_well_formed_cookies_around_the_session_cookie_never_hide_it(
     split = Headers([("Cookie", separator.join(line)) for line in lines])
     session = world.manager.initialize_session(split)
     assert not session.is_new and session.id == world.live_id
+
+
+#: what a tossing attacker can plant under our name without a key: any cookie-octet text,
+#: signed-looking forgeries, and real signed ids the store does not hold
+tossed_value = st.one_of(
+    st.text(COOKIE_OCTETS, max_size=60),
+    st.builds(lambda i, m: f"s%3A{i}.{m}", st.text(TOKEN, min_size=1, max_size=50),
+              st.text(string.ascii_letters + string.digits + "+/", min_size=43, max_size=43)),
+    st.just(WORLD.value(WORLD.unknown_id)),
+)
+
+
+@SETTINGS
+@given(tossed=st.lists(tossed_value, max_size=16), after=st.lists(tossed_value, max_size=4))
+def test_up_to_sixteen_tossed_values_before_the_session_cookie_never_hide_it(
+    tossed: list[str], after: list[str]
+) -> None:
+    world = WORLD
+    # the unknown id verifies and costs a store read: the documented cap on verified values
+    assume(sum(v == world.value(world.unknown_id) for v in tossed) < 8)
+    cookies = [f"{NAME}={v}" for v in tossed] + [f"{NAME}={world.value(world.live_id)}"]
+    cookies += [f"{NAME}={v}" for v in after]
+    world.store.looked_up.clear()
+    session = world.manager.initialize_session({"Cookie": "; ".join(cookies)})
+    assert not session.is_new and session.id == world.live_id
+    # (an unknown id is looked up, then whether a login replaced it moments ago)
+    markers = {marker_key(key) for key in world.allowed_keys}
+    assert set(world.store.looked_up) <= world.allowed_keys | markers
+    assert world.manager.commit(session) is None, "the live session is never cleared"
 
 
 # -- sign -> unsign ----------------------------------------------------------------------------
