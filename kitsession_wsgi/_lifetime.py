@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from . import signals
 from ._session_cookie import CookieIdentity, session_key
 from .session import Session
-from .stores.base import SessionRecord
+from .stores.base import SessionRecord, UserId
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -22,14 +22,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("kitsession_wsgi")
 
-#: The data of a "replaced" marker: what a login or ``regenerate`` leaves for the old id for
-#: ``REPLACED_MARKER_SECONDS``, under a key of its own (:func:`marker_key`).  A JSON string, so
-#: never a session's data (always an object).
-REPLACED_DATA = '"kitsession:replaced"'
+#: Internal records (markers) hold a JSON string starting so: never a session's data (always an
+#: object), so listings skip them as unreadable, and none can be served.
+MARKER_PREFIX = '"kitsession:'
+#: A "replaced" marker is what a login, ``regenerate`` or a rotation leaves for the old id for
+#: ``REPLACED_MARKER_SECONDS``, under a key of its own (:func:`marker_key`); it names the
+#: successor's handle, so removing the old id within that time removes the new one too.
+REPLACED_PREFIX = '"kitsession:replaced'
 #: How long an id replaced by a login or ``regenerate`` is recognised (never served): a request
 #: the browser sent with the old cookie before the new one arrived gets an anonymous session
 #: and no clearing cookie, which would otherwise delete the new cookie if it arrived last.
 REPLACED_MARKER_SECONDS = 60.0
+#: A user's revocation marker: when ``remove_all_sessions_for_user`` last ran for the user
+#: (its ``updated_at``) and which session it spared, so a move to a new id that overlaps it
+#: can tell, and undo itself.
+REVOKED_PREFIX = '"kitsession:revoked'
+#: How long a revocation marker is kept after the last revocation: far longer than any
+#: removal of a user's sessions takes, however many they are.
+REVOCATION_MARKER_SECONDS = 3600.0
 
 
 class Gone(enum.Enum):
@@ -75,9 +85,45 @@ def marker_key(handle: str) -> str:
     return session_key("kitsession:replaced:" + handle)
 
 
+def revocation_key(user_id: UserId) -> str:
+    """Where the revocation marker of ``user_id`` is kept (``5`` and ``"5"`` are different users)."""
+    return session_key(f"kitsession:revoked:{type(user_id).__name__}:{user_id}")
+
+
+def replaced_data(successor: str) -> str:
+    """The data of a "replaced" marker whose session now lives under handle ``successor``."""
+    return f'{REPLACED_PREFIX}:{successor}"'
+
+
+def revoked_data(spared: str | None) -> str:
+    """The data of a revocation marker that spared the session with handle ``spared``."""
+    return f'{REVOKED_PREFIX}:{spared or ""}"'
+
+
+def spared_by(marker: SessionRecord) -> str | None:
+    """The handle a revocation marker spared (``None``: none)."""
+    head = REVOKED_PREFIX + ":"
+    if not marker.data.startswith(head) or not marker.data.endswith('"'):
+        return None
+    return marker.data[len(head):-1] or None
+
+
+def is_marker(record: SessionRecord) -> bool:
+    """Whether ``record`` is one of the core's markers (never served, never listed)."""
+    return record.data.startswith(MARKER_PREFIX)
+
+
 def is_replaced_marker(record: SessionRecord) -> bool:
-    """Whether ``record`` is a "replaced" marker (never served as a session)."""
-    return record.data == REPLACED_DATA
+    """Whether ``record`` is a "replaced" marker."""
+    return record.data.startswith(REPLACED_PREFIX)
+
+
+def successor(marker: SessionRecord) -> str | None:
+    """The handle a "replaced" marker points to."""
+    head = REPLACED_PREFIX + ":"
+    if not marker.data.startswith(head) or not marker.data.endswith('"'):
+        return None
+    return marker.data[len(head):-1] or None
 
 
 class SessionLoader:
@@ -113,7 +159,7 @@ class SessionLoader:
     def from_record(self, record: SessionRecord, session_id: str | None) -> Session | None:
         """A Session for a stored record; ``None`` (and the record removed) if it must not be served."""
         manager = self.manager
-        if is_replaced_marker(record):
+        if is_marker(record):
             # Reachable only with unsigned cookies (an id spelling a marker's key):
             # never served, and not removed as unreadable either.
             return None

@@ -4,6 +4,31 @@ insert-only creation, expiry touches, and the retirement of replaced ids.
 Part of :class:`~kitsession_wsgi.SessionManager`.  The store contract it relies
 on: ``create`` is insert-only, ``set`` is update-only and versioned, so a
 session another request removed is never brought back by a slower one.
+
+Moving a session to a new id (a login that replaces a session, ``regenerate``, the
+rotation when the session's user changes) must never let it outlive a concurrent
+removal (rule 9 of the design: revocation wins every race).  :meth:`SessionWriter.move`
+does it in this order, and the argument for each kind of removal is:
+
+1. insert the new record, with its user: from here on a removal by user finds it;
+2. retire the old id: write a "replaced" marker naming the new handle, then delete the
+   old record (or, with a grace period, cap its lifetime);
+3. read the user's revocation marker;
+4. if the old record was already gone (2), or the user's sessions were revoked after the
+   old session was created and it was not the one spared (3), delete the new one.
+
+* ``remove_all_sessions_for_user`` first writes the user's revocation marker (the time, and
+  the session it spares), then deletes; a store may do the delete as a list and then a
+  delete of what it listed.  If the move's read (3) comes after the marker was written,
+  the move sees a revocation newer than its session and undoes itself.  If it comes
+  before, the new record was inserted (1) before the revocation started, so the removal
+  lists it and deletes it.  Either way no new record survives.  (A session created after
+  the revocation began is a new login, not one the revocation was meant to end.)
+* Removing the old session (a logout, ``remove_session``, removal by handle) deletes its
+  record and then follows its "replaced" marker to the successor.  If the removal comes
+  before step 2's delete, the move finds the old record gone and deletes the new one; if
+  after, the marker (written first in step 2) leads the removal to the new record, which
+  exists since step 1.
 """
 
 from __future__ import annotations
@@ -13,7 +38,19 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import signals
-from ._lifetime import REPLACED_DATA, REPLACED_MARKER_SECONDS, deadline, marker_key, readable
+from ._lifetime import (
+    REPLACED_MARKER_SECONDS,
+    REVOCATION_MARKER_SECONDS,
+    deadline,
+    is_live,
+    marker_key,
+    readable,
+    replaced_data,
+    revocation_key,
+    revoked_data,
+    spared_by,
+    successor,
+)
 from ._session_cookie import session_key
 from .errors import SessionConflict, SessionDataError
 from .session import Session, user_id_from_data
@@ -25,6 +62,9 @@ if TYPE_CHECKING:
 #: A stored session whose id collides with a fresh one is astronomically rare;
 #: a few retries cover a store whose ``create_id`` is weaker than the default.
 CREATE_ATTEMPTS = 5
+#: A chain of "replaced" markers is followed this far (markers live 60 s, so only a client
+#: moving its session thousands of times a minute could make one longer).
+MAX_MARKER_HOPS = 10_000
 
 
 class ChangeSet(NamedTuple):
@@ -56,13 +96,19 @@ class SessionWriter:
         elif session._maybe_changed() and (text := manager.serializer.dumps(session._data)) != session._loaded_text:
             if not session._user_id_explicit:
                 self._follow_data_user(session)
-            # Saved (merged) even when emptied, so a concurrent request's keys survive.
-            self.save(session, text)
+            if self._rotates(session):
+                self.rotate(session, self._checked_size(text))
+            else:
+                # Saved (merged) even when emptied, so a concurrent request's keys survive.
+                self.save(session, text)
             if not session._destroyed and not session._data and session._user_id is None:
                 # Emptied (Flask's session.clear() logout idiom): nothing left to keep.
                 manager.remove_session(session)
         elif session._user_id != session._loaded_user_id:
-            self.save(session)
+            if self._rotates(session):
+                self.rotate(session, self.serialize(session._data))
+            else:
+                self.save(session)
         elif manager.touch_interval is not None:
             self._touch(session)
         if session._destroyed:
@@ -71,6 +117,11 @@ class SessionWriter:
             session._send_cookie = False
             return manager.set_session_cookie(session)
         return None
+
+    def _rotates(self, session: Session) -> bool:
+        """Whether this commit gives the session a new id: it gained a user, or changed user."""
+        return (self.manager.rotate_on_user_change and session._user_id is not None
+                and session._user_id != session._loaded_user_id)
 
     def _follow_data_user(self, session: Session) -> None:
         """Apply svelte-kit-session's user rule to data changed in place.
@@ -122,6 +173,12 @@ class SessionWriter:
         text = self.serialize(session._data) if text is None else self._checked_size(text)
         now = manager.clock()
         if session.is_new:
+            if not session._user_id_explicit:
+                # The user rule holds for new sessions however the data was set
+                # (``data["user_id"] = 7`` in place as much as ``data = {...}``).
+                derived = user_id_from_data(session._data)
+                if derived is not None:
+                    session._user_id = derived
             self.insert(session, text, now)
             return
         assert session.handle is not None
@@ -200,7 +257,32 @@ class SessionWriter:
 
     def insert(self, session: Session, text: str, now: float, *, created_at: float | None = None,
                announce: bool = True) -> None:
-        """Store ``session`` under a new id (insert-only, retried on a taken id) and mark its cookie due."""
+        """Store ``session`` under a new id (insert-only) and mark its cookie due.
+
+        A session that replaces another (``new_session(previous)``, the login path)
+        is a move: see :meth:`move` for why the order below is safe.
+        """
+        old = session._replaces
+        session._replaces = None
+        if old is not None and (old.handle is None or old._destroyed):
+            old = None
+        self._create(session, text, now, created_at=created_at)
+        if announce:
+            signals.created.send(self.manager, session=session)
+        if old is None:
+            return
+        assert old.handle is not None
+        old._destroyed = True
+        self.manager.release(old)
+        if not self.mark_replaced(old.handle, session) or (
+            self._revoked_since(old._loaded_user_id, old.created_at, old.handle, session)
+        ):
+            self._undo_move(session)
+            return
+        signals.regenerated.send(self.manager, session=session, previous_handle=old.handle)
+
+    def _create(self, session: Session, text: str, now: float, *, created_at: float | None = None) -> None:
+        """Insert a record for ``session`` under a fresh id (retried on a taken one)."""
         manager = self.manager
         user_id = session._user_id
         created_at = now if created_at is None else created_at
@@ -231,15 +313,129 @@ class SessionWriter:
         session._version = 1
         session._send_cookie = True
         session._clear_cookie = False
-        if announce:
-            signals.created.send(manager, session=session)
-        old = session._replaces
-        session._replaces = None
-        if old is not None and old.handle is not None and not old._destroyed:
-            self.mark_replaced(old.handle)
-            old._destroyed = True
-            manager.release(old)
-            signals.regenerated.send(manager, session=session, previous_handle=old.handle)
+
+    # -- moving a session to a new id -------------------------------------------------
+
+    def move(self, session: Session, current: SessionRecord, text: str, user_id: UserId | None,
+             grace: float = 0) -> bool:
+        """Give the stored session ``current`` a new id holding ``text`` and ``user_id``.
+
+        The order (revocation marker, insert, retire, check) is argued in the
+        module docstring.  ``False``, with ``session`` ended and no cookie sent,
+        when a concurrent removal got there first.
+        """
+        session._user_id = user_id
+        self._create(session, text, self.manager.clock(), created_at=session.created_at)
+        if not self.retire(current, grace, session) or (
+            self._revoked_since(current.user_id, current.created_at, current.key, session)
+        ):
+            self._undo_move(session)
+            return False
+        return True
+
+    def rotate(self, session: Session, text: str) -> None:
+        """Move a stored session whose user changed in this request to a new id (fixation defence).
+
+        ``text`` is this request's data; if another request saved the session
+        meanwhile, this request's changes are applied to what it saved.
+        """
+        manager = self.manager
+        assert session.handle is not None
+        current = manager.store.get(session.handle)
+        if current is None or not is_live(current, manager.clock(), manager.max_age):
+            self.vanished(session)
+            return
+        user_id = session._user_id
+        if current.version != session._version:
+            changes = self._changes(session)
+            merged = self._loads_object(current.data)
+            merged.update(changes.updated)
+            for key in changes.deleted:
+                merged.pop(key, None)
+            session._data = merged
+            text = self.serialize(merged)
+        previous_handle = session.handle
+        manager.release(session)
+        if self.move(session, current, text, user_id):
+            signals.regenerated.send(manager, session=session, previous_handle=previous_handle)
+
+    def _undo_move(self, session: Session) -> None:
+        """A removal won the race: the new record goes too, and no cookie is sent."""
+        assert session.handle is not None
+        self.manager.store.delete(session.handle)
+        self.vanished(session)
+
+    def _revoked_since(self, user_id: UserId | None, created_at: float, handle: str, successor: Session) -> bool:
+        """Whether ``user_id``'s sessions were revoked after ``created_at``, not sparing ``handle``.
+
+        Strictly after: a session created at the very instant of a revocation (as
+        with a test's frozen clock) counts as created after it.  When ``handle`` is
+        the session a revocation spared, the marker now spares its successor, so the
+        device that signed out its others can move its session again.
+        """
+        if user_id is None:
+            return False
+        store = self.manager.store
+        marker = store.get(revocation_key(user_id))
+        if marker is None or marker.updated_at <= created_at:
+            return False
+        if spared_by(marker) != handle:
+            return True
+        assert successor.handle is not None
+        # One try: if another revocation wrote the marker meanwhile, it spares no move of ours.
+        store.set(marker.with_changes(data=revoked_data(successor.handle), version=marker.version + 1),
+                  marker.version)
+        return False
+
+    def note_revocation(self, user_id: UserId, spared: str | None) -> None:
+        """Write ``user_id``'s revocation marker (now, sparing ``spared``), before its sessions are removed.
+
+        Two revocations close together that spare different sessions spare none:
+        each removes the other's spared session anyway.
+        """
+        store = self.manager.store
+        key = revocation_key(user_id)
+        for _attempt in range(self.manager.merge_retries + 1):
+            now = self.manager.clock()
+            record = store.get(key)
+            if record is None:
+                if store.create(SessionRecord(key=key, data=revoked_data(spared), user_id=None, created_at=now,
+                                              updated_at=now, expires_at=now + REVOCATION_MARKER_SECONDS,
+                                              version=1)):
+                    return
+                continue
+            if spared_by(record) != spared and now - record.updated_at < REPLACED_MARKER_SECONDS:
+                spared = None
+            result = store.set(record.with_changes(data=revoked_data(spared), updated_at=max(now, record.updated_at),
+                                                   expires_at=now + REVOCATION_MARKER_SECONDS,
+                                                   version=record.version + 1), record.version)
+            if result is SetResult.SAVED:
+                return
+        raise SessionConflict("the user's revocation marker kept changing", handle=key)
+
+    def remove_successors(self, handle: str, *, user_id: UserId | None = None) -> bool:
+        """After ``handle`` was removed: remove what a recent move of it became, too.
+
+        Follows "replaced" markers to the end of the chain (a move of a move: a client
+        looping ``regenerate`` cannot outrun it, since each move checks that its old
+        record was still there); with ``user_id``, only a successor owned by that user
+        is removed.  ``True`` if one was.
+        """
+        store = self.manager.store
+        now = self.manager.clock()
+        removed = False
+        for _hop in range(MAX_MARKER_HOPS):
+            marker = store.get(marker_key(handle))
+            next_handle = None if marker is None or now >= marker.expires_at else successor(marker)
+            if next_handle is None:
+                return removed
+            if user_id is not None:
+                record = store.get(next_handle)
+                if record is not None and record.user_id != user_id:
+                    return removed
+            removed = store.delete(next_handle) or removed
+            handle = next_handle
+        return removed
 
     # -- ends -------------------------------------------------------------------------
 
@@ -260,31 +456,37 @@ class SessionWriter:
         session._clear_cookie = True
         session._send_cookie = False
 
-    def mark_replaced(self, key: str) -> bool:
-        """Remove the session ``key``, leaving a "replaced" marker for it; ``False`` if it was gone.
+    def mark_replaced(self, key: str, successor: Session) -> bool:
+        """Remove the session ``key``, leaving a "replaced" marker naming ``successor``; ``False`` if it was gone.
 
         The marker lives under a key of its own, so nothing done through the
         old id (a save, a touch, a lock) can reach or extend it.  It holds no
         data and no user and expires after ``REPLACED_MARKER_SECONDS`` (stores
         with TTLs drop it then, ``purge_expired`` removes it from SQL).  It is
         written before the session is removed, so no request in between finds
-        neither.
+        neither, and a removal of the old id finds the successor through it.
         """
-        manager = self.manager
-        now = manager.clock()
-        manager.store.create(SessionRecord(key=marker_key(key), data=REPLACED_DATA, user_id=None, created_at=now,
-                                           updated_at=now, expires_at=now + REPLACED_MARKER_SECONDS, version=1))
-        return manager.store.delete(key)
+        self._write_marker(key, successor)
+        return self.manager.store.delete(key)
 
-    def retire(self, record: SessionRecord, grace: float) -> bool:
-        """End an id replaced by :meth:`~kitsession_wsgi.SessionManager.regenerate`: now, or after ``grace`` seconds.
+    def _write_marker(self, key: str, successor: Session, grace: float = 0) -> None:
+        assert successor.handle is not None
+        now = self.manager.clock()
+        self.manager.store.create(SessionRecord(
+            key=marker_key(key), data=replaced_data(successor.handle), user_id=None, created_at=now,
+            updated_at=now, expires_at=now + grace + REPLACED_MARKER_SECONDS, version=1,
+        ))
+
+    def retire(self, record: SessionRecord, grace: float, successor: Session) -> bool:
+        """End an id replaced by a move: now, or after ``grace`` seconds.
 
         A grace record's lifetime is capped by moving its ``created_at``, so no
         save or touch through the old id can ever extend it.  ``False`` when
         another request removed it first.
         """
         if grace <= 0:
-            return self.mark_replaced(record.key)
+            return self.mark_replaced(record.key, successor)
+        self._write_marker(record.key, successor, grace)
         manager = self.manager
         now = manager.clock()
         end = min(now + grace, record.expires_at)

@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from . import _options, signals
-from ._lifetime import REPLACED_DATA, REPLACED_MARKER_SECONDS, Gone, SessionLoader, marker_key, readable
+from ._lifetime import REPLACED_MARKER_SECONDS, Gone, SessionLoader, readable
 from ._session_cookie import SessionCookie, session_key
 from ._writing import SessionWriter
 from .errors import ConfigurationError, SessionConflict
@@ -37,10 +37,6 @@ from .signing import CookieSigner, normalize_keys
 from .stores.base import SessionStore, UserId
 
 __all__ = ["REPLACED_MARKER_SECONDS", "SessionManager", "days_to_max_age", "session_key"]
-
-# Older spellings, still imported by tests.
-_marker_key = marker_key
-_REPLACED_DATA = REPLACED_DATA
 
 
 def days_to_max_age(days: float = 14) -> int:
@@ -86,6 +82,11 @@ class SessionManager:
     :param lock_timeout: seconds to wait for a session lock before
         :class:`~kitsession_wsgi.SessionConflict`.
     :param lock_ttl: seconds after which a lock whose holder died frees itself.
+    :param rotate_on_user_change: give a stored session a new id whenever its user
+        changes (anonymous -> user, user A -> user B), by any route (data keys, the
+        ``user_id`` setter, Flask's ``session[...]``), so an id planted before a login
+        is worthless after it.  Turn off only if every login goes through
+        ``with_new_session`` / :meth:`regenerate`.
 
     .. versionadded:: 0.1
     """
@@ -115,6 +116,7 @@ class SessionManager:
         lock: bool = False,
         lock_timeout: int | float | timedelta = 10.0,
         lock_ttl: int | float | timedelta = 30.0,
+        rotate_on_user_change: bool = True,
     ) -> None:
         _options.store(store)
         self.store = store
@@ -152,6 +154,7 @@ class SessionManager:
         self.on_conflict = _options.conflict_policy(on_conflict)
         self.max_data_bytes = _options.positive_int("max_data_bytes", max_data_bytes)
         self.merge_retries = _options.positive_int("merge_retries", merge_retries)
+        self.rotate_on_user_change = _options.flag("rotate_on_user_change", rotate_on_user_change)
         self.lock = _options.flag("lock", lock)
         self.lock_timeout = _options.seconds("lock_timeout", lock_timeout) or 0.0
         self.lock_ttl = _options.seconds("lock_ttl", lock_ttl) or 0.0
@@ -193,11 +196,12 @@ class SessionManager:
         if not candidates:
             # A cookie we cannot accept is cleared; an absent one costs nothing.
             return self._anonymous(clear_cookie=candidates is not None)
-        replaced = False
+        replaced: str | None = None
         for identity in candidates:
             session = self._loader.load(identity)
             if not isinstance(session, Session):
-                replaced = replaced or session is Gone.REPLACED
+                if session is Gone.REPLACED and replaced is None:
+                    replaced = identity.key
                 continue
             self._cookie.remember(header, identity)
             if identity.resign:
@@ -205,7 +209,10 @@ class SessionManager:
                 signals.key_rotated.send(self, session=session)
             return session
         # An id a login just replaced: the response that replaced it set the new cookie.
-        return self._anonymous(clear_cookie=not replaced)
+        anonymous = self._anonymous(clear_cookie=replaced is None)
+        # A logout sent with it removes what it became (see remove_session).
+        anonymous._replaced_handle = replaced
+        return anonymous
 
     def _anonymous(self, *, clear_cookie: bool) -> Session:
         session = Session()
@@ -336,8 +343,14 @@ class SessionManager:
         removed = False
         if session.handle is not None and not session._destroyed:
             removed = self.store.delete(session.handle)
+            self._writer.remove_successors(session.handle)
+        elif session._replaced_handle is not None:
+            # Sent with an id a login or regenerate replaced moments ago: the logout
+            # is meant for what that session became.
+            self._writer.remove_successors(session._replaced_handle)
         if session._replaces is not None and session._replaces.handle is not None:
             self.store.delete(session._replaces.handle)
+            self._writer.remove_successors(session._replaces.handle)
             session._replaces = None
         self._writer.mark_destroyed(session)
         signals.destroyed.send(self, session=session)
@@ -350,6 +363,8 @@ class SessionManager:
         """
         validate_user_id(user_id)
         except_key = session.handle if session is not None else None
+        # First, so that a move to a new id running meanwhile undoes itself (see _writing).
+        self._writer.note_revocation(user_id, except_key)
         return self.store.delete_all_for_user(user_id, except_key)
 
     def remove_session_by_handle(self, handle: str, *, user_id: UserId | None = None) -> bool:
@@ -359,9 +374,14 @@ class SessionManager:
         """
         if user_id is not None:
             record = self.store.get(handle)
-            if record is None or record.user_id != user_id:
+            if record is None:
+                # Moved to a new id moments ago (a login, regenerate or rotation): the
+                # device is the same, so its new id goes.
+                return self._writer.remove_successors(handle, user_id=user_id)
+            if record.user_id != user_id:
                 return False
-        return self.store.delete(handle)
+        removed = self.store.delete(handle)
+        return self._writer.remove_successors(handle) or removed
 
     def get_all_sessions(self) -> list[Session]:
         """Every live session, oldest first, without ids (``id`` is ``None``)."""
@@ -403,13 +423,9 @@ class SessionManager:
             self._writer.vanished(session)
             return session
         self.release(session)
-        if not self._writer.retire(current, grace):
-            self._writer.vanished(session)
-            return session
         session._data = data
-        session._user_id = current.user_id
-        self._writer.insert(session, current.data, self.clock(), created_at=session.created_at, announce=False)
-        signals.regenerated.send(self, session=session, previous_handle=old_key)
+        if self._writer.move(session, current, current.data, current.user_id, grace):
+            signals.regenerated.send(self, session=session, previous_handle=old_key)
         return session
 
     def purge_expired(self) -> int:

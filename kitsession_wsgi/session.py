@@ -195,6 +195,7 @@ class Session:
         "_clear_cookie",
         "_destroyed",
         "_replaces",
+        "_replaced_handle",
         "_lock_token",
     )
 
@@ -232,6 +233,8 @@ class Session:
         self._clear_cookie = False
         self._destroyed = False
         self._replaces: Session | None = None
+        # the handle a verified cookie named, when a login or regenerate had just replaced it
+        self._replaced_handle: str | None = None
         self._lock_token: str | None = None
 
     @classmethod
@@ -260,6 +263,7 @@ class Session:
         session._clear_cookie = False
         session._destroyed = False
         session._replaces = None
+        session._replaced_handle = None
         session._lock_token = None
         return session
 

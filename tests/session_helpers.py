@@ -184,13 +184,13 @@ class InterleavingStore(CountingStore):
 def gone_or_replaced(record: SessionRecord | None) -> bool:
     """The state of an id a login or ``regenerate`` replaced: no record, or the core's short-lived
     "replaced" marker (never served, no user, no data of the session)."""
-    from kitsession_wsgi.manager import _REPLACED_DATA
+    from kitsession_wsgi._lifetime import is_replaced_marker
 
-    return record is None or (record.data == _REPLACED_DATA and record.user_id is None)
+    return record is None or (is_replaced_marker(record) and record.user_id is None)
 
 
 def live_records(store: Any) -> list[SessionRecord]:
-    """The store's records without "replaced" markers."""
-    from kitsession_wsgi.manager import _REPLACED_DATA
+    """The store's records without the core's markers ("replaced", "revoked")."""
+    from kitsession_wsgi._lifetime import is_marker
 
-    return [record for record in store.get_all() if record.data != _REPLACED_DATA]
+    return [record for record in store.get_all() if not is_marker(record)]

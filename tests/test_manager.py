@@ -8,7 +8,7 @@ import pytest
 
 from kitsession_wsgi import SessionConflict, SessionManager, session_key
 
-from kitsession_wsgi.manager import _marker_key
+from kitsession_wsgi._lifetime import marker_key as _marker_key
 from session_helpers import (CountingStore, gone_or_replaced, live_records, node_signed_value, parse_set_cookie,
                              stored_session)
 
@@ -243,7 +243,8 @@ def test_an_unchanged_slower_request_does_not_revert_the_faster_one(manager: Ses
     assert load(manager, header).data == {"n": 1, "a": 1}
 
 
-def test_merge_keeps_the_other_requests_login(manager: SessionManager, store: CountingStore) -> None:
+def test_merge_keeps_the_other_requests_login(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock, rotate_on_user_change=False)  # the merge in place
     original, first, second, header = two_requests(manager, store)
     first.user_id = 42
     second.data["b"] = 2
@@ -253,7 +254,8 @@ def test_merge_keeps_the_other_requests_login(manager: SessionManager, store: Co
     assert store.get(original.handle).user_id == 42  # type: ignore[union-attr]
 
 
-def test_merged_session_reflects_the_stored_user(manager: SessionManager, store: CountingStore) -> None:
+def test_merged_session_reflects_the_stored_user(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock, rotate_on_user_change=False)  # the merge in place
     original, first, second, header = two_requests(manager, store)
     first.user_id = 42
     manager.commit(first)

@@ -93,7 +93,8 @@ def test_user_id_set_on_the_session_wins_over_later_data() -> None:
     assert session.user_id == 0
 
 
-def test_loaded_session_takes_a_new_user_from_assigned_data(manager: SessionManager, store: CountingStore) -> None:
+def test_loaded_session_takes_a_new_user_from_assigned_data(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock, rotate_on_user_change=False)  # saved in place
     original, header = stored_session(manager, store, data={"id": 1})
     loaded = load(manager, header)
     assert loaded.user_id == 1
@@ -102,7 +103,8 @@ def test_loaded_session_takes_a_new_user_from_assigned_data(manager: SessionMana
     assert store.get(original.handle).user_id == 2  # type: ignore[union-attr]
 
 
-def test_user_id_change_alone_is_saved(manager: SessionManager, store: CountingStore) -> None:
+def test_user_id_change_alone_is_saved(store: CountingStore, clock: Any) -> None:
+    manager = SessionManager(store, keys="k", clock=clock, rotate_on_user_change=False)  # saved in place
     original, header = stored_session(manager, store)
     loaded = load(manager, header)
     loaded.user_id = "bob"
