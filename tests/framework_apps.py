@@ -8,7 +8,9 @@ Every app has the same routes and answers JSON:
 * ``POST /logout?status=S``: ``request_session(request).logout()``, then answers ``S``;
 * ``POST /count`` and ``POST /count-locked`` (the latter calls ``.lock()`` first): add 1 to
   ``count``;
-* ``POST /sign-out-others``: ``.manager.remove_all_sessions_for_user(user_id, session)``.
+* ``POST /sign-out-others``: ``.manager.remove_all_sessions_for_user(user_id, session)``;
+* ``GET /stream``: a streamed body (the framework's own way) that sets ``early`` before its
+  first chunk and ``late`` after it, which the middleware can no longer save.
 
 None of them knows about the middleware: the tests wrap them in ``SessionMiddleware``
 (or deliberately do not).  Exceptions the framework catches are recorded in
@@ -22,7 +24,7 @@ starts it on a free port and stops it by its pid).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +64,19 @@ def sign_out_others(sessions: RequestSession) -> dict[str, Any]:
     if session.user_id is None:
         return {"removed": 0}
     return {"removed": sessions.manager.remove_all_sessions_for_user(session.user_id, session)}
+
+
+def stream(sessions: RequestSession) -> Iterator[bytes]:
+    """Set ``early``, then a body whose code after the first chunk sets ``late``."""
+    data = sessions.session.data
+    data["early"] = True
+
+    def body() -> Iterator[bytes]:
+        yield b"first,"
+        data["late"] = True
+        yield b"second"
+
+    return body()
 
 
 def login(sessions: RequestSession, user: str, status: str) -> tuple[int, dict[str, Any]]:
@@ -114,6 +129,10 @@ def bottle_app() -> FrameworkApp:
     def others() -> Any:
         return sign_out_others(request_session(bottle.request))
 
+    @app.get("/stream")
+    def streamed() -> Any:
+        return stream(request_session(bottle.request))
+
     return built
 
 
@@ -158,12 +177,17 @@ def falcon_app() -> FrameworkApp:
         def on_post(self, req: Any, resp: Any) -> None:
             resp.media = sign_out_others(request_session(req))
 
+    class Stream:
+        def on_get(self, req: Any, resp: Any) -> None:
+            resp.stream = stream(request_session(req))
+
     app.add_route("/me", Me())
     app.add_route("/login", Login())
     app.add_route("/logout", Logout())
     app.add_route("/count", Count(locked=False))
     app.add_route("/count-locked", Count(locked=True))
     app.add_route("/sign-out-others", SignOutOthers())
+    app.add_route("/stream", Stream())
     return built
 
 
@@ -189,6 +213,10 @@ def pyramid_app() -> FrameworkApp:
         request.response.status_int = int(request.GET.get("status", "200"))
         return {}
 
+    def streamed(request: Any) -> Any:
+        request.response.app_iter = stream(request_session(request))
+        return request.response
+
     def on_error(exc: BaseException, request: Any) -> Any:
         built.errors.append(exc)
         request.response.status_int = 500
@@ -206,6 +234,8 @@ def pyramid_app() -> FrameworkApp:
         for name, (method, view) in routes.items():
             config.add_route(name, f"/{name}", request_method=method)
             config.add_view(view, route_name=name, renderer="json")
+        config.add_route("stream", "/stream", request_method="GET")
+        config.add_view(streamed, route_name="stream")
         config.add_exception_view(on_error, context=Exception, renderer="json")
         built.wsgi = config.make_wsgi_app()
     return built
@@ -248,6 +278,12 @@ def django_sign_out_others(request: Any) -> Any:
     return _django_json(sign_out_others(request_session(request)))
 
 
+def django_stream(request: Any) -> Any:
+    from django.http import StreamingHttpResponse
+
+    return StreamingHttpResponse(stream(request_session(request)))
+
+
 def _django_urlpatterns() -> list[Any]:
     from django.urls import path
 
@@ -258,6 +294,7 @@ def _django_urlpatterns() -> list[Any]:
         path("count", django_count),
         path("count-locked", django_count_locked),
         path("sign-out-others", django_sign_out_others),
+        path("stream", django_stream),
     ]
 
 

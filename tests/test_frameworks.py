@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -175,6 +176,20 @@ def test_sign_out_other_devices(app: tuple[SessionMiddleware, FrameworkApp], man
     assert me(phone)["user_id"] is None
     assert me(someone_else)["user_id"] == 8
     assert [s.handle for s in manager.get_sessions_for_user(7)] == [me(laptop)["handle"]]
+
+
+# -- a streamed body ------------------------------------------------------------------------------
+
+
+def test_a_session_change_after_the_first_streamed_chunk_is_logged(client: Client, manager: SessionManager,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="kitsession_wsgi")
+    response = client.get("/stream", buffered=True)   # buffered: the body is closed, as a server does
+    assert response.get_data() == b"first,second"
+    (session,) = manager.get_all_sessions()
+    assert session.data == {"early": True}, "committed before the first chunk"
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "kitsession_wsgi"]
+    assert "session 'late' changed after the response started" in warning
 
 
 # -- the middleware is missing -----------------------------------------------------------------
