@@ -347,7 +347,7 @@ def test_pyramid_view_is_refused_at_decoration_time() -> None:
     assert isinstance(caught.value, TypeError)
 
 
-def test_a_view_whose_signature_fits_by_accident_is_refused_on_its_first_call(manager: SessionManager) -> None:
+def test_a_view_whose_signature_fits_by_accident_is_refused_on_its_first_call() -> None:
     """Django's ``view(request, pk)`` binds ``(environ, start_response)``: refused when Django calls it."""
     from django.core.handlers.wsgi import WSGIRequest
 
