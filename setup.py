@@ -23,6 +23,11 @@ EXTRAS["dev"] = EXTRAS["all"] + [
     "hypothesis>=6.100",
     "waitress>=3.0",
     "playwright>=1.40",
+    # web frameworks the SessionMiddleware is tested under (tests/test_frameworks.py)
+    "bottle>=0.13",
+    "falcon>=4.0",
+    "pyramid>=2.0",
+    "django>=4.2",
 ]
 
 setup(

@@ -7,9 +7,10 @@ Wrap any WSGI application::
 
     app = SessionMiddleware(app, SessionManager(MemoryStore(), keys=["secret"]))
 
-and inside it read ``environ["kitsession"]`` (a :class:`RequestSession`).
-The middleware only translates: every cookie, signing, expiry and store rule
-lives in :class:`~kitsession_wsgi.SessionManager`.
+and inside it read ``environ["kitsession"]`` (a :class:`RequestSession`), or
+``request_session(request)`` from a framework view (Bottle, Falcon, Pyramid,
+Django, werkzeug, ...).  The middleware only translates: every cookie,
+signing, expiry and store rule lives in :class:`~kitsession_wsgi.SessionManager`.
 
 .. versionadded:: 0.1
 """
@@ -17,12 +18,13 @@ lives in :class:`~kitsession_wsgi.SessionManager`.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import typing as t
 
-from .errors import ConfigurationError, SessionConflict, StoreUnavailable
+from .errors import ConfigurationError, KitSessionError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
-from .session import Session
+from .session import Session, SessionData
 from .stores.base import UserId
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -34,24 +36,59 @@ logger = logging.getLogger("kitsession_wsgi")
 ENVIRON_KEY = "kitsession"
 
 
+class MiddlewareMissing(KitSessionError, RuntimeError):
+    """A view asked for the session of a request that did not pass through :class:`SessionMiddleware`.
+
+    Also a ``RuntimeError``, which is what this situation raised before 0.2.
+
+    .. versionadded:: 0.2
+    """
+
+
+class NotAWSGIApplication(KitSessionError, TypeError):
+    """A WSGI-only decorator was put on something that is not called as a WSGI application.
+
+    ``with_new_session``, ``with_delete_session`` and ``session_lock`` wrap plain
+    ``app(environ, start_response)`` callables; framework views use
+    :meth:`RequestSession.login`, :meth:`RequestSession.logout` and
+    :meth:`RequestSession.lock` instead.
+
+    .. versionadded:: 0.2
+    """
+
+
+def _succeeded(status: str, exc_info: t.Any) -> bool:
+    """A response that keeps a login or performs a logout: status below 400, no ``exc_info``."""
+    return exc_info is None and status[:1] in ("1", "2", "3")
+
+
 class RequestSession:
     """The session side of one request, at ``environ["kitsession"]``.
 
+    Get it with :func:`request_session` from a framework's request object.
     Loads lazily: a request that never touches :attr:`session` costs no
-    cookie parsing and no store call.
+    cookie parsing and no store call.  Everything is committed when the
+    response starts (see :class:`SessionMiddleware`).
+
+    :attr:`manager` is the :class:`~kitsession_wsgi.SessionManager`, for what a
+    request does beyond its own session (``remove_all_sessions_for_user``,
+    ``get_sessions_for_user``, ``remove_session_by_handle``, ...).
 
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("manager", "environ", "_session", "_previous", "_logout")
+    __slots__ = ("manager", "environ", "_session", "_previous", "_login_pending", "_logout_pending", "_streamed")
 
     def __init__(self, manager: SessionManager, environ: WSGIEnvironment) -> None:
         self.manager = manager
         self.environ = environ
         self._session: Session | None = None
         self._previous: Session | None = None
-        # set by with_delete_session: remove the session when the response starts successfully
-        self._logout = False
+        # login() / logout(): decided when the response starts, against its final status
+        self._login_pending = False
+        self._logout_pending = False
+        # committed before the first chunk of a body that still runs application code
+        self._streamed = False
 
     @property
     def session(self) -> Session:
@@ -69,33 +106,79 @@ class RequestSession:
         """Whether the application touched the session during this request."""
         return self._session is not None
 
+    def login(self, user_id: UserId | None = None, data: dict[str, t.Any] | None = None) -> Session:
+        """Log a user in: a fresh session, kept only if the response succeeds.
+
+        The fixation-safe path of :meth:`new_session` (a new id; the previous
+        session is deleted when the new one is stored), decided when the
+        response starts: a final status below 400 without ``exc_info`` keeps
+        it, anything else (a 403 for a wrong password, a 500, an exception)
+        drops it, storing nothing and sending no cookie; the previous session
+        then stays as it was.
+
+        :returns: the new session; set its :attr:`~kitsession_wsgi.Session.data` as needed.
+
+        .. versionadded:: 0.2
+        """
+        self._warn_if_streamed("login()")
+        session = self.new_session(user_id=user_id, data=data)
+        self._login_pending = True
+        return session
+
+    def logout(self) -> None:
+        """Log out when the response succeeds: remove the session and clear its cookie.
+
+        Decided when the response starts: with a final status below 400 and
+        no ``exc_info`` the session's record is removed and its cookie
+        cleared (even a stale or unknown cookie); a 4xx or 5xx answer (a
+        failed CSRF check, an error) leaves the session as it was.
+
+        .. versionadded:: 0.2
+        """
+        self._warn_if_streamed("logout()")
+        self._logout_pending = True
+
     def new_session(self, user_id: UserId | None = None, data: dict[str, t.Any] | None = None) -> Session:
-        """Replace the request's session with a fresh one (new id on save).
+        """Replace the request's session with a fresh one (new id on save), whatever the status.
 
         The fixation defence for logins: when the response is committed the new
-        session is stored and the previous one deleted.
+        session is stored and the previous one deleted.  A 4xx answer still
+        stores it (only a 5xx or an exception persists nothing): for a login
+        that may fail use :meth:`login`, which also drops it on a 4xx.
         """
+        self._warn_if_streamed("new_session()")
         previous = self.session
         self._previous = previous
         self._session = self.manager.new_session(previous, user_id=user_id, data=data)
         return self._session
 
     def abandon_new_session(self) -> None:
-        """Undo :meth:`new_session`: the previous session stays, nothing new is stored."""
+        """Undo :meth:`new_session` or :meth:`login`: the previous session stays, nothing new is stored.
+
+        For a view that decides, after starting a login, not to log in after all.
+        """
+        self._login_pending = False
         if self._previous is not None:
             self._session = self._previous
             self._previous = None
 
     def delete_session(self) -> bool:
-        """Remove the session from the store and clear its cookie on this response.
+        """Remove the session from the store now and clear its cookie on this response.
 
-        Clears the cookie even when the presented cookie was stale or unknown.
+        Acts at once, whatever status the response ends with: for a logout that
+        may fail use :meth:`logout`.  Clears the cookie even when the presented
+        cookie was stale or unknown.
+
         :returns: ``True`` when a stored record was removed.
         """
         return self.manager.remove_session(self.session)
 
     def lock(self) -> Session:
-        """Take the session's lock and reload it (see :meth:`SessionManager.lock_session`)."""
+        """Take the session's lock and reload it (see :meth:`SessionManager.lock_session`).
+
+        Call it first thing in a view that does a read-modify-write of one key
+        (a counter); the lock is freed when the response starts.
+        """
         return self.manager.lock_session(self.session)
 
     def commit(self) -> str | None:
@@ -109,6 +192,108 @@ class RequestSession:
         for session in (self._session, self._previous):
             if session is not None:
                 self.manager.release(session)
+
+    # -- used by the middleware when the response starts ------------------------------
+
+    def _settle(self, succeeded: bool) -> None:
+        """Apply :meth:`login` and :meth:`logout` against the response's final status."""
+        if self._login_pending and not succeeded:
+            self.abandon_new_session()
+        self._login_pending = False
+        if self._logout_pending:
+            self._logout_pending = False
+            if succeeded:
+                self.delete_session()
+
+    def _watch_late_writes(self) -> None:
+        """The session was committed while the body still runs: note any later change."""
+        self._streamed = True
+        session = self._session
+        if session is not None:
+            # Nothing else commits this session any more: these flags now mean
+            # "changed since the commit", which makes the final check free when
+            # the body leaves the session alone.
+            session._data_touched = False
+            if type(session._data) is SessionData:
+                session._data.changed = False
+
+    def _warn_if_streamed(self, what: str) -> None:
+        if self._streamed:
+            logger.warning(
+                "%s was called after the response started: the session was already committed "
+                "(before the first chunk of the body), so it has no effect", what
+            )
+
+    def _report_late_writes(self) -> None:
+        """Log a warning naming each session key changed after the session was committed."""
+        if not self._streamed:
+            return
+        self._streamed = False
+        session = self._session
+        if session is None or session._destroyed:
+            return
+        changed: list[str] = []
+        if session._maybe_changed():
+            dumps = self.manager.serializer.dumps
+            try:
+                stored = self.manager.serializer.loads(session._loaded_text)
+            except ValueError:
+                stored = {}
+            stored = stored if isinstance(stored, dict) else {}
+            current = dict(dict.items(session._data))
+            for key in [*current, *(key for key in stored if key not in current)]:
+                try:
+                    same = key in current and key in stored and (
+                        dumps({key: current[key]}) == dumps({key: stored[key]})
+                    )
+                except (TypeError, ValueError):
+                    same = False  # not serialisable: certainly not what was stored
+                if not same:
+                    changed.append(repr(key))
+        if session._user_id != session._loaded_user_id:
+            changed.append("the user id")
+        if changed:
+            logger.warning(
+                "session %s changed after the response started: the session is committed before "
+                "the first chunk of the body is sent, so the change was not saved; change the "
+                "session before the body starts (before the first yield or write())",
+                ", ".join(changed),
+            )
+
+
+def request_session(request: t.Any) -> RequestSession:
+    """The :class:`RequestSession` of a request, from its WSGI environ or a framework's request object.
+
+    Accepts the environ itself or any object that carries it: ``.environ``
+    (Bottle, Pyramid/WebOb, werkzeug and Flask, Django), ``.env`` (Falcon) or
+    ``.META`` (Django).
+
+    :raises MiddlewareMissing: the request did not pass through :class:`SessionMiddleware`.
+    :raises TypeError: ``request`` is neither an environ nor carries one.
+
+    .. versionadded:: 0.2
+    """
+    environ: WSGIEnvironment
+    if isinstance(request, dict):
+        environ = request
+    else:
+        for attribute in ("environ", "env", "META"):
+            candidate = getattr(request, attribute, None)
+            if isinstance(candidate, dict):
+                environ = candidate
+                break
+        else:
+            raise TypeError(
+                "request_session() takes a WSGI environ or a request object that carries one "
+                f"(.environ, .env or .META), not {type(request).__name__}"
+            )
+    found = environ.get(ENVIRON_KEY)
+    if not isinstance(found, RequestSession):
+        raise MiddlewareMissing(
+            f"no session on this request: wrap the WSGI application in "
+            f"kitsession_wsgi.wsgi.SessionMiddleware (nothing is at environ[{ENVIRON_KEY!r}])"
+        )
+    return found
 
 
 def validate_retry_after(value: object, option: str = "retry_after") -> int:
@@ -212,12 +397,16 @@ class _ResponseStart:
     def pending(self) -> bool:
         return bool(self.calls) and not self.sent
 
-    def flush(self) -> None:
-        """Commit the session against the final status, then start the response at the server."""
+    def flush(self, *, streaming: bool = False) -> None:
+        """Commit the session against the final status, then start the response at the server.
+
+        ``streaming``: application code still runs after this (a body being
+        iterated, an app that called ``write()``), so later session changes,
+        which can no longer be saved, are watched for and reported.
+        """
         status, headers, exc_info = self.calls[-1]
         request = self.request
-        if request._logout and exc_info is None and status[:1] not in ("4", "5"):
-            request.delete_session()
+        request._settle(_succeeded(status, exc_info))
         if request._session is not None:
             set_cookie = None
             if exc_info is None and not status.startswith("5"):
@@ -225,13 +414,15 @@ class _ResponseStart:
             else:
                 request.release()
             add_session_headers(headers, set_cookie)
+        if streaming:
+            request._watch_late_writes()
         self.sent = True
         for call in self.calls:
             self.server_write = self.start_response(*call)
 
     def write(self, data: bytes) -> object:
         if not self.sent:
-            self.flush()
+            self.flush(streaming=True)
         assert self.server_write is not None
         return self.server_write(data)
 
@@ -256,7 +447,7 @@ class _GuardedResponse:
         try:
             for chunk in self.iterable:
                 if start.pending:
-                    start.flush()
+                    start.flush(streaming=True)
                 yield chunk
             if start.pending:
                 start.flush()
@@ -271,12 +462,14 @@ class _GuardedResponse:
             raise
 
     def close(self) -> None:
+        request = self.start.request
         try:
             close = getattr(self.iterable, "close", None)
             if close is not None:
                 close()
         finally:
-            self.start.request.release()
+            request.release()
+            request._report_late_writes()
 
 
 class SessionMiddleware:
@@ -290,7 +483,10 @@ class SessionMiddleware:
     The session is committed and its cookie added when the response starts
     (the app returned a list or tuple, any other iterable produced its first
     chunk, or the app called ``write()``), against the final status: a ``5xx``
-    or an ``exc_info`` call persists nothing.
+    or an ``exc_info`` call persists nothing, and a :meth:`RequestSession.login`
+    or :meth:`RequestSession.logout` takes effect only below 400.  A session
+    change made after that (by a streamed body after its first chunk) cannot be
+    saved: it is logged as a warning naming the keys.
 
     .. versionadded:: 0.1
     """
@@ -323,50 +519,112 @@ class SessionMiddleware:
         except BaseException:
             request.release()
             raise
-        if start.sent and (request._session is None or request._session._lock_token is None):
+        if request._streamed and isinstance(response, (list, tuple)):
+            # The app called write(): all its code has run by now.
+            request._report_late_writes()
+        if start.sent and not request._streamed and (
+            request._session is None or request._session._lock_token is None
+        ):
             return response
         return _GuardedResponse(response, start, self.retry_after)
 
 
-def _request_session(environ: WSGIEnvironment) -> RequestSession:
-    request = environ.get(ENVIRON_KEY)
-    if not isinstance(request, RequestSession):
-        raise RuntimeError("wrap the application in kitsession_wsgi.wsgi.SessionMiddleware first")
-    return request
-
-
 SessionWSGIApp = t.Callable[..., t.Iterable[bytes]]
+
+#: what the decorators' wrappers report to ``inspect.signature`` (and to a
+#: decorator stacked on top of them): they are called as WSGI applications,
+#: whatever extra ``session`` argument the function they wrap takes.
+_WSGI_SIGNATURE = inspect.Signature([
+    inspect.Parameter("environ", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("start_response", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+])
+
+
+def _refusal(decorator: str, shape: str, instead: str, what: str) -> NotAWSGIApplication:
+    return NotAWSGIApplication(
+        f"{decorator} decorates a plain WSGI callable {shape} (one mounted with Bottle's "
+        f"app.mount() or Pyramid's @wsgiapp, or routed by hand), and {what}. "
+        f"In a framework view (Bottle, Falcon, Pyramid, Django, ...) call "
+        f"kitsession_wsgi.wsgi.request_session(request).{instead} instead."
+    )
+
+
+def _check_wsgi_callable(app: object, decorator: str, shape: str, instead: str, *, takes_session: bool) -> None:
+    """Refuse, at decoration time, what cannot be called as ``shape``.
+
+    Binding the arguments the wrapper will pass, rather than counting
+    positional parameters, is what decides: ``inspect.signature`` already
+    drops ``self`` of a bound method or a callable instance's ``__call__``
+    and the arguments a ``functools.partial`` fills in, and it accepts
+    optional extra parameters and ``*args`` / ``**kwargs``, exactly as the
+    call will.  So every framework view that takes no arguments, one
+    ``request``, or ``(self, req, resp)`` (a Falcon responder decorated in
+    its class body) is refused here, and nothing a server could call is.
+    A view that happens to bind (Django's ``view(request, pk)``, Pyramid's
+    ``view(context, request)``) is refused by the wrapper on its first
+    call, which checks it got an environ dict.  A callable without a
+    readable signature (some C callables) is let through for that check.
+    """
+    if not callable(app):
+        raise _refusal(decorator, shape, instead, f"{app!r} is not callable")
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return
+    try:
+        if takes_session:
+            signature.bind(None, None, session=None)
+        else:
+            signature.bind(None, None)
+    except TypeError:
+        name = getattr(app, "__qualname__", None) or type(app).__name__
+        raise _refusal(decorator, shape, instead, f"{name}{signature} cannot be called that way") from None
+
+
+def _wsgi_arguments(args: tuple[t.Any, ...], kwargs: dict[str, t.Any], decorator: str, shape: str,
+                    instead: str, app: object) -> tuple[WSGIEnvironment, StartResponse]:
+    """The ``(environ, start_response)`` a wrapper was called with, or a refusal naming the fix."""
+    if len(args) == 2 and not kwargs and isinstance(args[0], dict) and callable(args[1]):
+        return args[0], args[1]
+    name = getattr(app, "__qualname__", None) or type(app).__name__
+    received = ", ".join([*(type(arg).__name__ for arg in args), *(f"{key}=..." for key in kwargs)])
+    raise _refusal(decorator, shape, instead, f"{name} was called with ({received}) instead")
 
 
 def with_new_session(app: SessionWSGIApp) -> WSGIApplication:
     """Decorate a WSGI callable ``app(environ, start_response, session)`` that logs a user in.
 
-    ``session`` is a fresh session that replaces the request's session when the
-    response succeeds: it is stored with a new id and the old one is deleted.
-    If ``app`` raises or answers 4xx/5xx, nothing is stored and the old
-    session stays.
+    ``session`` is a fresh session (:meth:`RequestSession.login`) that replaces
+    the request's session when the response succeeds: it is stored with a
+    new id and the old one is deleted.  If ``app`` raises or answers
+    4xx/5xx, nothing is stored and the old session stays.
+
+    For plain WSGI callables only, including those a framework runs as they
+    are (Bottle's ``app.mount()``, Pyramid's ``@wsgiapp``).  A framework view
+    is refused when it is decorated (or, if its signature fits by accident,
+    on its first call) with :class:`NotAWSGIApplication`: call
+    ``request_session(request).login(user_id, data)`` in it instead.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       Framework views are refused with a message naming ``login()``.
     """
+    shape, instead = "app(environ, start_response, session)", "login(user_id=..., data=...)"
+    _check_wsgi_callable(app, "with_new_session", shape, instead, takes_session=True)
 
     @functools.wraps(app)
-    def wrapper(environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
-        request = _request_session(environ)
-        session = request.new_session()
-
-        def guarded_start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
-        ) -> t.Callable[[bytes], object]:
-            if exc_info is not None or status[:1] in ("4", "5"):
-                request.abandon_new_session()
-            return start_response(status, headers, exc_info)
-
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Iterable[bytes]:
+        environ, start_response = _wsgi_arguments(args, kwargs, "with_new_session", shape, instead, app)
+        request = request_session(environ)
+        session = request.login()
         try:
-            return app(environ, guarded_start_response, session=session)
+            return app(environ, start_response, session=session)
         except BaseException:
+            # Even when an outer layer turns the exception into a page of its own.
             request.abandon_new_session()
             raise
 
+    wrapper.__signature__ = _WSGI_SIGNATURE  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -375,41 +633,55 @@ def session_lock(app: WSGIApplication) -> WSGIApplication:
 
     The session is locked and reloaded before ``app`` runs; the lock is freed
     when the response is committed (or fails).  Use it for read-modify-write of
-    one key, such as a counter.
+    one key, such as a counter.  A framework view is refused (see
+    :func:`with_new_session`): call ``request_session(request).lock()`` first
+    thing in it instead.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       Framework views are refused with a message naming ``lock()``.
     """
+    shape, instead = "app(environ, start_response)", "lock() first thing"
+    _check_wsgi_callable(app, "session_lock", shape, instead, takes_session=False)
 
     @functools.wraps(app)
-    def wrapper(environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
-        _request_session(environ).lock()
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Iterable[bytes]:
+        environ, start_response = _wsgi_arguments(args, kwargs, "session_lock", shape, instead, app)
+        request_session(environ).lock()
         return app(environ, start_response)
 
+    wrapper.__signature__ = _WSGI_SIGNATURE  # type: ignore[attr-defined]
     return wrapper
 
 
 def with_delete_session(app: SessionWSGIApp) -> WSGIApplication:
     """Decorate a WSGI callable ``app(environ, start_response, session)`` that logs out.
 
-    When the response starts with a successful (non-4xx/5xx) final status, the
+    When the response starts with a successful (below 400) final status, the
     session's record is removed and its cookie cleared, even for a stale or
-    unknown cookie; a 200 replaced by a 500 through ``exc_info`` removes nothing.
+    unknown cookie (:meth:`RequestSession.logout`); a 4xx, a 5xx, a 200
+    replaced by a 500 through ``exc_info`` or an exception removes nothing.
+    A framework view is refused (see :func:`with_new_session`): call
+    ``request_session(request).logout()`` in it instead.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       Framework views are refused with a message naming ``logout()``.
     """
+    shape, instead = "app(environ, start_response, session)", "logout()"
+    _check_wsgi_callable(app, "with_delete_session", shape, instead, takes_session=True)
 
     @functools.wraps(app)
-    def wrapper(environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
-        request = _request_session(environ)
+    def wrapper(*args: t.Any, **kwargs: t.Any) -> t.Iterable[bytes]:
+        environ, start_response = _wsgi_arguments(args, kwargs, "with_delete_session", shape, instead, app)
+        request = request_session(environ)
         session = request.session
+        request.logout()
+        try:
+            return app(environ, start_response, session=session)
+        except BaseException:
+            request._logout_pending = False
+            raise
 
-        def deleting_start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: t.Any = None
-        ) -> t.Callable[[bytes], object]:
-            # Decided when the response starts, against its final status (SessionMiddleware).
-            request._logout = exc_info is None and status[:1] not in ("4", "5")
-            return start_response(status, headers, exc_info)
-
-        return app(environ, deleting_start_response, session=session)
-
+    wrapper.__signature__ = _WSGI_SIGNATURE  # type: ignore[attr-defined]
     return wrapper
