@@ -51,7 +51,7 @@ logger = logging.getLogger("kitsession_wsgi")
 MANAGER_OPTIONS = (
     "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
     "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
-    "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl",
+    "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl", "rotate_on_user_change",
 )
 #: options of the extension itself (not passed to the manager)
 EXTENSION_OPTIONS = ("retry_after", "store")
