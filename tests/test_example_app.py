@@ -600,6 +600,20 @@ def test_cookie_is_not_secure_and_idle_timeout_is_set(app: Flask) -> None:
     assert manager(app).idle_timeout == 7 * 24 * 3600
 
 
+def test_served_over_https_the_cookie_is_a_secure_host_prefixed_one(
+    monkeypatch: pytest.MonkeyPatch, database_path: Path
+) -> None:
+    """KITSESSION_EXAMPLE_HTTPS=1: ``__Host-session``, which no subdomain or other path can toss."""
+    monkeypatch.setenv("KITSESSION_EXAMPLE_HTTPS", "1")
+    app = create_app({"EXAMPLE_DATABASE": str(database_path), "SECRET_KEY": "test-secret", "TESTING": True})
+    client = app.test_client()
+    response = sign_up(client)
+    assert response.status_code == 302
+    cookie = client.get_cookie("__Host-session", domain="localhost")
+    assert cookie is not None and cookie.secure and cookie.path == "/" and not cookie.domain.startswith(".")
+    assert manager(app).name == "__Host-session" and manager(app).secure
+
+
 def test_generated_secret_key_is_persisted_privately(tmp_path: Path) -> None:
     path = tmp_path / "instance" / "secret_key"
     key = persistent_secret_key(path)

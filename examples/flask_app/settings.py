@@ -10,6 +10,9 @@ Environment variables:
 * ``KITSESSION_STORE``: a store URL (``memory``, ``memcached://host:port,...``,
   ``redis://...``, ``postgresql://...``, ``mysql://...``, ``sqlite:///...``)
   to keep sessions somewhere else than the SQLite file.
+* ``KITSESSION_EXAMPLE_HTTPS=1``: the app is served over HTTPS (behind a TLS
+  proxy): the cookie is ``Secure`` and named ``__Host-session``, which browsers
+  refuse to let a subdomain or another path set (no cookie tossing).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "TEMPLATES_AUTO_RELOAD": False,
 }
 
+#: Served over HTTPS: a Secure cookie with the ``__Host-`` prefix (Path=/, no Domain, Secure),
+#: so no sibling subdomain or deeper path can plant a cookie the browser sends first.
+HTTPS_SETTINGS: dict[str, Any] = {"KITSESSION_SECURE": True, "KITSESSION_NAME": "__Host-session"}
+
 SECRET_KEY_FILE = "secret_key"
 DATABASE_FILE = "kitsession-example.sqlite3"
 
@@ -56,6 +63,8 @@ def load_config(app: Flask, config: Mapping[str, Any] | None) -> None:
     )
     if os.environ.get("KITSESSION_STORE"):
         app.config["KITSESSION_STORE"] = os.environ["KITSESSION_STORE"]
+    if os.environ.get("KITSESSION_EXAMPLE_HTTPS") == "1":
+        app.config.update(HTTPS_SETTINGS)
     if config:
         app.config.update(config)
     if not app.config.get("SECRET_KEY"):
