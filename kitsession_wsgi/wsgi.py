@@ -225,6 +225,9 @@ class _ResponseStart:
             else:
                 request.release()
             add_session_headers(headers, set_cookie)
+            for name, value in request.manager.bearer_headers(request._session):  # bearer=True only
+                if name != "Cache-Control" or not any(n.lower() == "cache-control" for n, _ in headers):
+                    headers.append((name, value))
         self.sent = True
         for call in self.calls:
             self.server_write = self.start_response(*call)
