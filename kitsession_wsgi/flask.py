@@ -43,7 +43,7 @@ from .serialization import COMPACT_ENCODER, SessionSerializationError, check_key
 from .session import Session, SessionData
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
-from .wsgi import validate_retry_after, vary_covers_cookie
+from .wsgi import add_bearer_headers, validate_retry_after, vary_covers_cookie
 
 logger = logging.getLogger("kitsession_wsgi")
 
@@ -308,9 +308,7 @@ class KitSessionInterface(SessionInterface):
             headers.add("Set-Cookie", set_cookie)
             if "Cache-Control" not in headers:
                 headers["Cache-Control"] = "no-store"
-        for name, value in state.manager.bearer_headers(session._core):  # bearer=True only
-            if name != "Cache-Control" or name not in headers:
-                headers.add(name, value)
+        add_bearer_headers(headers, state.manager.bearer_headers(session._core))
 
 
 def _become(response: Response, replacement: Response) -> None:
