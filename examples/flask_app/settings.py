@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "KITSESSION_IDLE_TIMEOUT": days_to_max_age(7),
     "KITSESSION_MAX_AGE": days_to_max_age(30),
     "TEMPLATES_AUTO_RELOAD": False,
+    # The JSON API (api.py) takes its session from Authorization: Bearer <token>.
+    "KITSESSION_BEARER": True,
 }
 
 SECRET_KEY_FILE = "secret_key"
