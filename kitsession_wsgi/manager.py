@@ -316,6 +316,9 @@ class SessionManager:
         :raises SessionConflict: with ``on_conflict="raise"``, or when merging keeps failing.
         :raises SessionDataError: the data is too large or not serialisable.
         """
+        # A new id or a re-signed token is due before the write; a rolling refresh (same token) is not.
+        token_changes = session._send_cookie
+        id_before = session.id
         if session._lock_token is None:
             set_cookie = self._writer.commit(session)
         else:
@@ -326,9 +329,9 @@ class SessionManager:
         if session._transport != "header":
             return set_cookie
         # The header transport never sets or clears a cookie (the request may carry a
-        # browser's cookie that is not ours to touch): a cookie that was due for the
-        # session's id becomes the Session-Token response header (bearer_headers).
-        if set_cookie is not None and not session._destroyed:
+        # browser's cookie that is not ours to touch): a new token for the session
+        # goes out in the Session-Token response header instead (bearer_headers).
+        if set_cookie is not None and not session._destroyed and (token_changes or session.id != id_before):
             session._token_due = True
         return None
 

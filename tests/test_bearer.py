@@ -567,3 +567,32 @@ def test_a_token_round_trips_and_the_header_forms_are_all_read(clock: Any) -> No
                    {"Authorization": f"Bearer {token}".encode("latin-1")}):
         read = manager.initialize_session(source)
         assert read.user_id == 1 and read.transport == "header", source
+
+
+def test_a_rolling_refresh_keeps_the_token_and_sends_neither_cookie_nor_session_token(clock: Any) -> None:
+    store = CountingStore()
+    manager = SessionManager(store, keys=[KEY], secure=False, clock=clock, bearer=True, rolling=True,
+                             idle_timeout=IDLE, max_age=MAX_AGE)
+    session = manager.create_session(user_id=1)
+    token = manager.session_token(session)
+    clock.advance(IDLE / 2)
+    read = manager.initialize_session({"Authorization": f"Bearer {token}"})
+    store.reset()
+    assert manager.commit(read) is None
+    assert store.calls["touch"] == 1, "the idle deadline moved"
+    assert manager.bearer_headers(read) == [("Vary", "Authorization")]
+    # the same token goes on working past the first idle deadline
+    clock.advance(IDLE / 2 + 1)
+    assert manager.initialize_session({"Authorization": f"Bearer {token}"}).user_id == 1
+
+
+def test_regenerate_on_a_header_session_hands_out_the_new_token(clock: Any) -> None:
+    manager = SessionManager(CountingStore(), keys=[KEY], secure=False, clock=clock, bearer=True)
+    token = manager.session_token(manager.create_session(user_id=1))
+    read = manager.initialize_session({"Authorization": f"Bearer {token}"})
+    manager.regenerate(read)
+    assert manager.commit(read) is None
+    headers = dict(manager.bearer_headers(read))
+    assert read.id is not None and headers["Session-Token"] == token_for(read.id) != token
+    assert manager.initialize_session({"Authorization": f"Bearer {token}"}).is_new
+    assert manager.initialize_session({"Authorization": f"Bearer {headers['Session-Token']}"}).user_id == 1
