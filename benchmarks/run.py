@@ -1089,11 +1089,11 @@ class Bench:
         add("beaker-flask", "Beaker memory around Flask", self.build_beaker_flask)
         add("beaker-wsgi", "Beaker memory around a bare WSGI callable", self.build_beaker_wsgi, kind="wsgi")
         add("kit-memory", "kitsession KitSession, MemoryStore", self.build_kit_memory)
-        add("kit-memory-bearer", "kitsession KitSession, MemoryStore, bearer=True, session in the header",
+        add("kit-bearer", "kitsession KitSession, MemoryStore, bearer=True, session in the header",
             self.build_kit_bearer)
-        add("kit-memory-anon", "kitsession KitSession, MemoryStore, neither cookie nor header",
+        add("kit-anon", "kitsession KitSession, MemoryStore, neither cookie nor header",
             lambda s: self.build_kit_anonymous(s, bearer=False))
-        add("kit-memory-bearer-anon", "kitsession KitSession, MemoryStore, bearer=True, neither cookie nor header",
+        add("kit-anon-bearer", "kitsession KitSession, MemoryStore, bearer=True, neither cookie nor header",
             lambda s: self.build_kit_anonymous(s, bearer=True))
         add("kit-memory-nocache", "kitsession KitSession, MemoryStore, cookie cache off",
             lambda s: self.build_kit_memory(s, cache=False))

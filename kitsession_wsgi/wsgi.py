@@ -164,7 +164,7 @@ def add_bearer_headers(headers: t.Any, extra: list[tuple[str, str]]) -> None:
 
     ``Authorization`` joins the first ``Vary`` header (one ``Vary`` line, which
     werkzeug's ``response.vary`` reads whole) unless a ``Vary`` already covers
-    it; a ``Cache-Control`` the application set is kept.
+    it; a ``Cache-Control`` (or ``Session-Token``) the application set itself is kept.
 
     .. versionadded:: 0.2
     """
