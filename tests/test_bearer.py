@@ -53,9 +53,10 @@ def _describe(session: Any) -> dict[str, Any]:
             "transport": session.transport}
 
 
-def build_wsgi(store: CountingStore, clock: Callable[[], float], keys: list[str]) -> tuple[Any, SessionManager]:
+def build_wsgi(store: CountingStore, clock: Callable[[], float], keys: list[str],
+               **options: Any) -> tuple[Any, SessionManager]:
     manager = SessionManager(store, keys=keys, max_age=MAX_AGE, idle_timeout=IDLE, clock=clock, secure=False,
-                             bearer=True)
+                             bearer=True, **options)
 
     def answer(start_response: Callable[..., Any], body: dict[str, Any], status: str = "200 OK") -> list[bytes]:
         raw = json.dumps(body).encode()
@@ -596,3 +597,35 @@ def test_regenerate_on_a_header_session_hands_out_the_new_token(clock: Any) -> N
     assert read.id is not None and headers["Session-Token"] == token_for(read.id) != token
     assert manager.initialize_session({"Authorization": f"Bearer {token}"}).is_new
     assert manager.initialize_session({"Authorization": f"Bearer {headers['Session-Token']}"}).user_id == 1
+
+
+class LockCountingStore(CountingStore):
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        self.calls["acquire_lock"] += 1
+        return super().acquire_lock(key, token, ttl)
+
+    def release_lock(self, key: str, token: str) -> None:
+        self.calls["release_lock"] += 1
+        super().release_lock(key, token)
+
+
+@pytest.mark.parametrize("case_name", list(CASES))
+def test_with_locks_a_bad_token_takes_no_lock_and_a_stale_one_leaves_none_behind(case_name: str,
+                                                                                 clock: Any) -> None:
+    store = LockCountingStore()
+    app, manager = build_wsgi(store, clock, [KEY, OLD_KEY], lock=True, lock_timeout=2)
+    world = World(app, manager, store, clock)
+    world.data = {"user": "alice", "n": 1}
+    world.valid_id = world.stored_id(world.data)
+    world.other_id = world.stored_id({"user": "bob"})
+    case = CASES[case_name](world)
+    store.reset()
+    for path in ("/read", "/write"):
+        reply = world.request(path, case.authorization)
+        assert reply.status == 200, reply.error
+        assert reply.cookies == [] or case.outcome == "other-scheme"
+    if case.outcome in ("bad", "other-scheme"):
+        assert store.calls["acquire_lock"] == 0 and store.calls["get"] == 0, dict(store.calls)
+    assert store.calls["acquire_lock"] == store.calls["release_lock"], dict(store.calls)
+    for session_id in [*case.presented, world.valid_id]:
+        assert store.acquire_lock(session_key(session_id), "probe", 30), "a lock was left behind"
