@@ -815,6 +815,79 @@ class Bench:
         app, manager, state = self.kit_flask("kit_memory", MemoryStore(), **options)
         self.kit_wire(scenario, app, manager, state)
 
+    def build_kit_bearer(self, scenario: Scenario) -> None:
+        """The same app and store as kit-memory, the session in ``Authorization: Bearer`` instead of a cookie."""
+        from kitsession_wsgi import MemoryStore
+
+        app, manager, state = self.kit_flask("kit_bearer", MemoryStore(), bearer=True)
+        session = manager.create_session(data=dict(PAYLOAD))
+        token = manager.session_token(session)
+        scenario.store, scenario.handle, scenario.manager = manager.store, session.handle, manager
+
+        def with_header(path: str, value: str | None) -> Caller:
+            environ = environ_for(path)
+            if value is not None:
+                environ["HTTP_AUTHORIZATION"] = value
+            return Caller(app, environ)
+
+        def stored() -> dict[str, Any] | None:
+            record = manager.store.get(session.handle)
+            return None if record is None else json.loads(record.data)
+
+        read, writer = with_header("/read", f"Bearer {token}"), with_header("/write", f"Bearer {token}")
+        scenario.calls["read"] = read
+        scenario.calls["write"] = writer
+        scenario.profile_target = read
+
+        def check_read() -> None:
+            check(read.status.startswith("200") and read.body == READ_BODY, f"read answered {read.status} {read.body!r}")
+            check(not read.set_cookies(), "a header read set a cookie")
+            check(any(k.lower() == "vary" and "Authorization" in v for k, v in read.headers),
+                  "read without Vary: Authorization")
+
+        def check_write() -> None:
+            check(writer.status.startswith("200"), f"write answered {writer.status}")
+            check(not writer.set_cookies(), "a header write set a cookie")
+            data = stored()
+            check(data is not None and data.get("n") == state["n"], f"store holds {data!r}, expected n={state['n']}")
+
+        scenario.checks["read"] = check_read
+        scenario.checks["write"] = check_write
+
+        def count() -> str:
+            original = manager.store
+            counter = CallCounter(original)
+
+            def swap(returned: CallCounter | None) -> CallCounter | None:
+                manager.store = counter if returned is None else original
+                return counter if returned is None else None
+
+            probes = [("read", read), ("write", writer), ("anon", with_header("/read", None)),
+                      ("bad sig", with_header("/read", f"Bearer {token[:-3]}AAA")),
+                      ("unknown id", with_header("/read", f"Bearer {manager._cookie.token('x' * 43)}"))]
+            counts = count_probe(swap, probes)
+            check(sum(counts["read"].values()) == 1 and counts["read"]["get"] == 1,
+                  f"a header read made {dict(counts['read'])} store calls, expected exactly one get")
+            check(sum(counts["anon"].values()) == 0, f"an anonymous request made {dict(counts['anon'])} store calls")
+            check(sum(counts["bad sig"].values()) == 0, f"a bad token made {dict(counts['bad sig'])} store calls")
+            scenario.store_calls = {label: sum(c.values()) for label, c in counts.items()}
+            return "; ".join(f"{label} {describe_counts(c)}" for label, c in counts.items())
+
+        scenario.count_calls = count
+        scenario.notes = "session in Authorization: Bearer (same store and app as the MemoryStore row)"
+
+    def build_kit_anonymous(self, scenario: Scenario, bearer: bool) -> None:
+        """A request with neither cookie nor header, whose view reads the session (read column)."""
+        from kitsession_wsgi import MemoryStore
+
+        app, manager, _ = self.kit_flask("kit_anonymous", MemoryStore(), bearer=bearer)
+        caller = Caller(app, environ_for("/read"))
+        scenario.calls["read"] = caller
+        scenario.checks["read"] = lambda: check(
+            caller.status.startswith("200") and caller.body == b"None" and not caller.set_cookies()
+            and len(manager.store.get_all()) == 0, f"anonymous read answered {caller.status} {caller.body!r}")
+        scenario.notes = "no cookie, no Authorization header: the cost of reading an empty session"
+
     def build_kit_sqlite(self, scenario: Scenario) -> None:
         need("peewee", "peewee")
         try:
@@ -1016,6 +1089,12 @@ class Bench:
         add("beaker-flask", "Beaker memory around Flask", self.build_beaker_flask)
         add("beaker-wsgi", "Beaker memory around a bare WSGI callable", self.build_beaker_wsgi, kind="wsgi")
         add("kit-memory", "kitsession KitSession, MemoryStore", self.build_kit_memory)
+        add("kit-bearer", "kitsession KitSession, MemoryStore, bearer=True, session in the header",
+            self.build_kit_bearer)
+        add("kit-anon", "kitsession KitSession, MemoryStore, neither cookie nor header",
+            lambda s: self.build_kit_anonymous(s, bearer=False))
+        add("kit-anon-bearer", "kitsession KitSession, MemoryStore, bearer=True, neither cookie nor header",
+            lambda s: self.build_kit_anonymous(s, bearer=True))
         add("kit-memory-nocache", "kitsession KitSession, MemoryStore, cookie cache off",
             lambda s: self.build_kit_memory(s, cache=False))
         add("kit-middleware", "kitsession SessionMiddleware around a bare WSGI callable, MemoryStore",

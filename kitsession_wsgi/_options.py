@@ -116,3 +116,13 @@ def cache_size(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError("cookie_cache_size", f"must be an int >= 0, got {value!r}")
     return value
+
+
+def bearer(value: object, *, signed: bool) -> bool:
+    """The header transport needs signing: a bearer token is the signed session id."""
+    enabled = flag("bearer", value)
+    if enabled and not signed:
+        raise ConfigurationError(
+            "bearer", "bearer=True needs signing keys (keys=...): a bearer token is the signed session id"
+        )
+    return enabled

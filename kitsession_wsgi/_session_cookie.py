@@ -1,5 +1,6 @@
 """The session cookie, both ways: which ids a request's ``Cookie`` header names, and
-the ``Set-Cookie`` values that hand out or clear a session.
+the ``Set-Cookie`` values that hand out or clear a session; and the same signed id
+carried as an ``Authorization: Bearer`` token (the header transport).
 
 Part of :class:`~kitsession_wsgi.SessionManager`, kept apart so the request path's
 cookie rules read in one place.
@@ -10,7 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from typing import TYPE_CHECKING, NamedTuple
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from werkzeug.datastructures import Headers
 
 from . import signals
 from .cookies import build_set_cookie, read_cookies
@@ -37,6 +42,14 @@ MAX_ID_LENGTH = 256
 #: ``s:`` + id + ``.`` + 43 characters of MAC: longer values are refused before any HMAC.
 MAX_SIGNED_LENGTH = len(SIGNED_PREFIX) + MAX_ID_LENGTH + 1 + MAC_LENGTH
 
+#: The response header that hands a header session its new token (a new session, or
+#: one whose token verified with an old key and was re-signed with the current one).
+TOKEN_HEADER = "Session-Token"
+#: RFC 6750 ``b64token`` (the token68 of RFC 7235): what a bearer token may hold.
+TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: id + ``.`` + MAC: longer tokens are refused before any regex or HMAC.
+MAX_TOKEN_LENGTH = MAX_SIGNED_LENGTH - len(SIGNED_PREFIX)
+
 
 def session_key(session_id: str) -> str:
     """The storage key of a session id: unpadded URL-safe base64 of its SHA-256.
@@ -46,6 +59,52 @@ def session_key(session_id: str) -> str:
     """
     digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def authorization_header(source: Any) -> str | None:
+    """The raw ``Authorization`` header from a WSGI environ, werkzeug ``Headers`` or a mapping.
+
+    Several values (repeated headers) are joined with ``", "``, so a request
+    carrying two never has one of them picked: the joined text is no token.
+    """
+    if type(source) is dict and "wsgi.version" in source:
+        value = source.get("HTTP_AUTHORIZATION")
+    elif isinstance(source, Headers):
+        values = source.getlist("Authorization")
+        value = ", ".join(values) if values else None
+    elif isinstance(source, Mapping):
+        if "wsgi.version" in source or "HTTP_COOKIE" in source or "HTTP_AUTHORIZATION" in source:
+            value = source.get("HTTP_AUTHORIZATION")
+        else:
+            value = source.get("Authorization")
+            if value is None:
+                value = next((v for k, v in source.items() if isinstance(k, str) and k.lower() == "authorization"),
+                             None)
+    else:
+        return None  # cookie_header() names the accepted types in its TypeError
+    if value is None or type(value) is str:
+        return value
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(v.decode("latin-1") if isinstance(v, bytes) else str(v) for v in value)
+    return str(value)
+
+
+def bearer_credentials(header: str | None) -> str | None:
+    """What follows ``Bearer`` in an ``Authorization`` header; ``None`` for any other scheme.
+
+    The scheme is matched case-insensitively (RFC 7235: ``bearer`` and ``BEARER``
+    are the Bearer scheme) and must be followed by a space or nothing, so
+    ``Bearertoken`` or ``Basic ...`` are other schemes, left to the application.
+    The credentials are returned unchecked (``""`` for a bare ``Bearer``).
+    """
+    if not header:
+        return None
+    header = header.strip(" \t")
+    if header[:6].lower() != "bearer" or header[6:7] not in (" ", ""):
+        return None
+    return header[7:].lstrip(" ")
 
 
 class CookieIdentity(NamedTuple):
@@ -63,6 +122,9 @@ class SessionCookie:
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
         self._cache: dict[str, CookieIdentity] = {}
+        # Kept apart from the Cookie header cache: a Cookie header with the text of a
+        # token must never be taken for one (and the other way round).
+        self._token_cache: dict[str, CookieIdentity] = {}
 
     # -- reading ----------------------------------------------------------------------
 
@@ -95,6 +157,33 @@ class SessionCookie:
         if size and len(header) <= CACHEABLE_HEADER_LENGTH and header not in self._cache:
             put_bounded(self._cache, header, identity, size)
 
+    def token_identity(self, credentials: str) -> CookieIdentity | None:
+        """The verified identity a bearer token names, or ``None``.
+
+        The token is the signed cookie value without its ``s:`` prefix
+        (``<id>.<mac>``), so it goes through the same checks as a cookie: the
+        same keys and rotation, the same lengths, the same full-length,
+        constant-time comparison.  Its shape (RFC 6750 characters, length) is
+        checked first, so junk costs string tests, not an HMAC.
+        """
+        cached = self._token_cache.get(credentials)
+        if cached is not None:
+            return cached
+        if len(credentials) > MAX_TOKEN_LENGTH or not TOKEN68_RE.fullmatch(credentials):
+            self._rejected()
+            return None
+        return self._verify(SIGNED_PREFIX + credentials)
+
+    def remember_token(self, credentials: str, identity: CookieIdentity) -> None:
+        """Cache a token that led to a live session (bounded like the cookie cache)."""
+        size = self.manager.cookie_cache_size
+        if size and credentials not in self._token_cache:
+            put_bounded(self._token_cache, credentials, identity, size)
+
+    def _rejected(self) -> None:
+        signals.invalid_signature.send(self.manager)
+        logger.info("session cookie or token with an invalid signature rejected")
+
     def _verify(self, value: str) -> CookieIdentity | None:
         if not value:
             return None
@@ -107,8 +196,7 @@ class SessionCookie:
         # so a header full of junk values costs string tests, not HMACs.
         unsigned = signer.unsign(value) if len(value) <= MAX_SIGNED_LENGTH else None
         if unsigned is None:
-            signals.invalid_signature.send(self.manager)
-            logger.info("session cookie with an invalid signature rejected")
+            self._rejected()
             return None
         return CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
@@ -118,6 +206,19 @@ class SessionCookie:
         """The cookie value for an id: signed ``s:<id>.<mac>`` or the bare id (not yet URL-encoded)."""
         signer = self.manager.signer
         return signer.sign(session_id) if signer is not None else session_id
+
+    def token(self, session_id: str) -> str:
+        """The bearer token for an id: the signed value without ``s:`` (``<id>.<mac>``).
+
+        :raises ValueError: the id holds characters a bearer token cannot carry
+            (a store whose ``create_id`` is not URL-safe).
+        """
+        signer = self.manager.signer
+        assert signer is not None, "bearer=True is refused without keys"
+        token = signer.sign(session_id)[len(SIGNED_PREFIX):]
+        if not TOKEN68_RE.fullmatch(token):
+            raise ValueError("this session id cannot be carried in a bearer token (A-Z a-z 0-9 - . _ ~ + / only)")
+        return token
 
     def set_cookie(self, session_or_id: Session | str) -> str:
         """The ``Set-Cookie`` value for a session (its expiry) or a bare id (``max_age`` from now)."""

@@ -43,7 +43,7 @@ from .serialization import COMPACT_ENCODER, SessionSerializationError, check_key
 from .session import Session, SessionData
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
-from .wsgi import validate_retry_after, vary_covers_cookie
+from .wsgi import add_bearer_headers, validate_retry_after, vary_covers_cookie
 
 logger = logging.getLogger("kitsession_wsgi")
 
@@ -52,6 +52,7 @@ MANAGER_OPTIONS = (
     "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
     "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
     "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl", "rotate_on_user_change",
+    "bearer",
 )
 #: options of the extension itself (not passed to the manager)
 EXTENSION_OPTIONS = ("retry_after", "store")
@@ -308,6 +309,7 @@ class KitSessionInterface(SessionInterface):
             headers.add("Set-Cookie", set_cookie)
             if "Cache-Control" not in headers:
                 headers["Cache-Control"] = "no-store"
+        add_bearer_headers(headers, state.manager.bearer_headers(session._core))
 
 
 def _become(response: Response, replacement: Response) -> None:
@@ -505,6 +507,7 @@ def with_delete_session(view: F) -> F:
             manager.remove_session(session)
             after = manager.new_session()
             after._clear_cookie = True
+            after._transport = session._transport  # a header request gets no cookie, not even a clearing one
             if flashes:
                 after.data = {"_flashes": flashes}
             flask_session._replace(after)
@@ -558,6 +561,23 @@ def get_all_sessions() -> list[Session]:
 def get_sessions_for_user(user_id: UserId) -> list[Session]:
     """:meth:`SessionManager.get_sessions_for_user` on the current app's manager."""
     return get_manager().get_sessions_for_user(user_id)
+
+
+def session_token(session: Session | None = None) -> str:
+    """:meth:`SessionManager.session_token` on the current app's manager (default: this request's session).
+
+    In a ``with_new_session`` view, pass the fresh session: it is stored now and
+    its token returned (needs ``KITSESSION_BEARER = True``)::
+
+        @app.post("/api/token")
+        @with_new_session
+        def create_token(session):
+            session.data = {"id": user.id}
+            return {"token": session_token(session)}
+
+    .. versionadded:: 0.2
+    """
+    return get_manager().session_token(_flask_session().core if session is None else session)
 
 
 def set_session_cookie(session_or_id: Session | str) -> str:
@@ -671,6 +691,7 @@ __all__ = [
     "remove_session",
     "remove_session_by_handle",
     "remove_session_cookie",
+    "session_token",
     "set_session",
     "set_session_cookie",
     "session_lock",

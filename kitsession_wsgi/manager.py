@@ -27,7 +27,7 @@ from typing import Any
 
 from . import _options, signals
 from ._lifetime import REPLACED_MARKER_SECONDS, Gone, SessionLoader, readable
-from ._session_cookie import SessionCookie, session_key
+from ._session_cookie import TOKEN_HEADER, SessionCookie, authorization_header, bearer_credentials, session_key
 from ._writing import SessionWriter
 from .errors import ConfigurationError, SessionConflict
 from .serialization import JSONSerializer, Serializer
@@ -36,7 +36,7 @@ from .session import Session, validate_user_id
 from .signing import CookieSigner, normalize_keys
 from .stores.base import SessionStore, UserId
 
-__all__ = ["REPLACED_MARKER_SECONDS", "SessionManager", "days_to_max_age", "session_key"]
+__all__ = ["REPLACED_MARKER_SECONDS", "TOKEN_HEADER", "SessionManager", "days_to_max_age", "session_key"]
 
 
 def days_to_max_age(days: float = 14) -> int:
@@ -87,6 +87,12 @@ class SessionManager:
         ``user_id`` setter, Flask's ``session[...]``), so an id planted before a login
         is worthless after it.  Turn off only if every login goes through
         ``with_new_session`` / :meth:`regenerate`.
+    :param bearer: also accept the session as ``Authorization: Bearer <token>``
+        (API clients; see :meth:`session_token`).  Needs signing keys.  A
+        request whose ``Authorization`` header uses the Bearer scheme is read
+        from the header only (its cookie is ignored), never gets a
+        ``Set-Cookie``, and learns a new token from the ``Session-Token``
+        response header.  ``.. versionadded:: 0.2``
 
     .. versionadded:: 0.1
     """
@@ -117,6 +123,7 @@ class SessionManager:
         lock_timeout: int | float | timedelta = 10.0,
         lock_ttl: int | float | timedelta = 30.0,
         rotate_on_user_change: bool = True,
+        bearer: bool = False,
     ) -> None:
         _options.store(store)
         self.store = store
@@ -129,6 +136,7 @@ class SessionManager:
         if self.signed and not normalized_keys:
             raise ConfigurationError("signed", "signed=True needs at least one key in keys=")
         self.signer: CookieSigner | None = CookieSigner(normalized_keys) if self.signed else None
+        self.bearer = _options.bearer(bearer, signed=self.signed)
         # Log lines name sessions by a keyed hash, so logs cannot be matched to store rows.
         self._log_key = normalized_keys[0] if normalized_keys else secrets.token_bytes(32)
 
@@ -187,8 +195,19 @@ class SessionManager:
         written until it gets data).  A presented cookie that does not lead to
         a live session is cleared on the response.
 
+        With ``bearer=True``, a request whose ``Authorization`` header uses the
+        Bearer scheme (in any case) is read from that header only: its cookie is
+        neither read nor cleared, a token that does not verify costs no store
+        call, and a bad, forged, expired or revoked token gives an anonymous
+        session (the application answers 401).  Any other scheme (``Basic``)
+        leaves the request to its cookie.
+
         :raises StoreUnavailable: the store cannot be reached.
         """
+        if self.bearer:
+            credentials = bearer_credentials(authorization_header(headers_or_environ))
+            if credentials is not None:
+                return self._from_token(credentials)
         header = cookie_header(headers_or_environ)
         if not header:
             return Session()
@@ -204,6 +223,7 @@ class SessionManager:
                     replaced = identity.key
                 continue
             self._cookie.remember(header, identity)
+            session._transport = "cookie"
             if identity.resign:
                 session._send_cookie = True
                 signals.key_rotated.send(self, session=session)
@@ -213,6 +233,24 @@ class SessionManager:
         # A logout sent with it removes what it became (see remove_session).
         anonymous._replaced_handle = replaced
         return anonymous
+
+    def _from_token(self, credentials: str) -> Session:
+        """The session a bearer token names, or an anonymous header session."""
+        identity = self._cookie.token_identity(credentials)
+        if identity is not None:
+            session = self._loader.load(identity)
+            if isinstance(session, Session):
+                self._cookie.remember_token(credentials, identity)
+                session._transport = "header"
+                if identity.resign:
+                    # Turned into the Session-Token response header by commit().
+                    session._send_cookie = True
+                    signals.key_rotated.send(self, session=session)
+                return session
+        session = Session()
+        # Even anonymous: whatever this request stores travels back as a token, not a cookie.
+        session._transport = "header"
+        return session
 
     def _anonymous(self, *, clear_cookie: bool) -> Session:
         session = Session()
@@ -285,12 +323,24 @@ class SessionManager:
         :raises SessionConflict: with ``on_conflict="raise"``, or when merging keeps failing.
         :raises SessionDataError: the data is too large or not serialisable.
         """
+        # A new id or a re-signed token is due before the write; a rolling refresh (same token) is not.
+        token_changes = session._send_cookie
+        id_before = session.id
         if session._lock_token is None:
-            return self._writer.commit(session)
-        try:
-            return self._writer.commit(session)
-        finally:
-            self.release(session)
+            set_cookie = self._writer.commit(session)
+        else:
+            try:
+                set_cookie = self._writer.commit(session)
+            finally:
+                self.release(session)
+        if session._transport != "header":
+            return set_cookie
+        # The header transport never sets or clears a cookie (the request may carry a
+        # browser's cookie that is not ours to touch): a new token for the session
+        # goes out in the Session-Token response header instead (bearer_headers).
+        if set_cookie is not None and not session._destroyed and (token_changes or session.id != id_before):
+            session._token_due = True
+        return None
 
     # -- svelte-kit-session's operations ----------------------------------------------
 
@@ -308,7 +358,73 @@ class SessionManager:
             session.data = data
         if previous is not None and not previous.is_new:
             session._replaces = previous
+        if previous is not None and previous._transport == "header":
+            session._transport = "header"  # a header request's new session is a header session too
         return session
+
+    def session_token(self, session: Session) -> str:
+        """The bearer token for ``session``: ``Authorization: Bearer <token>`` presents it.
+
+        The token is the signed session id in an RFC 6750 form (``<id>.<mac>``),
+        verified like the cookie (same keys, rotation and strict-id rules); it
+        lives as long as the session and dies with it (logout, revocation from
+        the devices page, sign out everywhere, expiry).  The session becomes a
+        header session for this request: no cookie is set for it.
+
+        A new session (from :meth:`new_session` / ``with_new_session``) is
+        stored now, under a fresh id, because a token must name a stored
+        session: call this last, once the login succeeded.  It replaces the
+        previous session only if that was a header session too; a browser's
+        cookie session it was to replace is left as it is (the token is a
+        device of its own).
+
+        .. versionadded:: 0.2
+
+        :raises ConfigurationError: the manager was built without ``bearer=True``.
+        :raises ValueError: the session came from a cookie (its id stays in the
+            HttpOnly cookie: mint a token for a new session instead), was removed,
+            was listed from the store (no id), or is new and empty (an empty
+            session is never stored).
+        :raises StoreUnavailable, SessionDataError: storing a new session failed.
+        """
+        if not self.bearer:
+            raise ConfigurationError("bearer", "session_token() needs bearer=True (and signing keys)")
+        if session._destroyed:
+            raise ValueError("this session was removed: it has no token")
+        if session.is_new:
+            if not session._data and session._user_id is None:
+                raise ValueError("an empty session is never stored: give it data or a user before its token")
+            previous = session._replaces
+            if previous is not None and previous._transport != "header":
+                session._replaces = None
+            session._transport = "header"
+            self._writer.save(session)
+        elif session._transport == "cookie":
+            raise ValueError("this session came from its HttpOnly cookie; mint a token for a new session instead")
+        if session.id is None:
+            raise ValueError("this session was listed from the store: it has no id, so no token")
+        session._transport = "header"
+        return self._cookie.token(session.id)
+
+    def bearer_headers(self, session: Session) -> list[tuple[str, str]]:
+        """Response headers the header transport adds for a request that loaded ``session``.
+
+        Adapters add them after :meth:`commit`: ``Vary: Authorization`` whenever
+        the manager reads the header (``bearer=True``), and, when the session's
+        token changed (a new header session was stored, or its token verified
+        with an old key and was re-signed), ``Session-Token: <token>`` with
+        ``Cache-Control: no-store`` (to be added only if the application set no
+        ``Cache-Control``).  Empty with ``bearer=False``.
+
+        .. versionadded:: 0.2
+        """
+        if not self.bearer:
+            return []
+        if not session._token_due or session.id is None or session._destroyed:
+            return [("Vary", "Authorization")]
+        session._token_due = False
+        return [("Vary", "Authorization"), (TOKEN_HEADER, self._cookie.token(session.id)),
+                ("Cache-Control", "no-store")]
 
     def create_session(self, user_id: UserId | None = None, data: dict[str, Any] | None = None) -> Session:
         """Create and store a session now; send it with :meth:`set_session_cookie`.

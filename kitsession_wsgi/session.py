@@ -172,6 +172,8 @@ class Session:
     * ``data``, ``user_id``, ``user`` (user row loaded by the store, if configured).
     * ``created_at``, ``updated_at`` (last activity), ``expires_at``: Unix times.
     * ``is_new``: the session has no stored record yet.
+    * ``transport``: ``"cookie"``, ``"header"`` (an ``Authorization: Bearer``
+      token) or ``None`` (new, or listed from the store).
 
     .. versionadded:: 0.1
     """
@@ -197,6 +199,8 @@ class Session:
         "_replaces",
         "_replaced_handle",
         "_lock_token",
+        "_transport",
+        "_token_due",
     )
 
     def __init__(
@@ -236,6 +240,11 @@ class Session:
         # the handle a verified cookie named, when a login or regenerate had just replaced it
         self._replaced_handle: str | None = None
         self._lock_token: str | None = None
+        # "cookie" or "header": how this request presented the session (or, for a new
+        # session, what it will be handed out by); the header transport never sets a cookie.
+        self._transport: str | None = None
+        # a header session whose token changed (new id, new key): the response names it
+        self._token_due = False
 
     @classmethod
     def from_record(cls, record: SessionRecord, session_id: str | None, data: dict[str, Any]) -> Session:
@@ -265,6 +274,8 @@ class Session:
         session._replaces = None
         session._replaced_handle = None
         session._lock_token = None
+        session._transport = None
+        session._token_due = False
         return session
 
     def _take_stored_state(self, fresh: Session) -> None:
@@ -311,6 +322,21 @@ class Session:
     def user_id(self, value: UserId | None) -> None:
         self._user_id = validate_user_id(value)
         self._user_id_explicit = True
+
+    @property
+    def transport(self) -> str | None:
+        """How this request presented the session: ``"cookie"``, ``"header"`` or ``None``.
+
+        ``"header"`` for a session read from an ``Authorization: Bearer`` token
+        (or handed out as one by :meth:`~kitsession_wsgi.SessionManager.session_token`),
+        ``"cookie"`` for one read from the session cookie, ``None`` for a new
+        session and for sessions listed from the store.  An API can refuse
+        cookie sessions (they need a CSRF token) and a form can refuse header
+        sessions with it.
+
+        .. versionadded:: 0.2
+        """
+        return None if self.is_new else self._transport
 
     @property
     def is_destroyed(self) -> bool:

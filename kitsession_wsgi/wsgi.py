@@ -344,6 +344,30 @@ def add_session_headers(headers: list[tuple[str, str]], set_cookie: str | None) 
             headers.append(("Cache-Control", "no-store"))
 
 
+def add_bearer_headers(headers: t.Any, extra: list[tuple[str, str]]) -> None:
+    """Add :meth:`SessionManager.bearer_headers` to a WSGI header list or werkzeug ``Headers``.
+
+    ``Authorization`` joins the first ``Vary`` header (one ``Vary`` line, which
+    werkzeug's ``response.vary`` reads whole) unless a ``Vary`` already covers
+    it; a ``Cache-Control`` (or ``Session-Token``) the application set itself is kept.
+
+    .. versionadded:: 0.2
+    """
+    for name, value in extra:
+        lowered = name.lower()
+        found = [index for index, (existing, _) in enumerate(headers) if existing.lower() == lowered]
+        if not found:
+            if isinstance(headers, list):
+                headers.append((name, value))
+            else:
+                headers.add(name, value)
+        elif lowered == "vary":
+            tokens = {token.strip().lower() for index in found for token in headers[index][1].split(",")}
+            if value.lower() not in tokens and "*" not in tokens:
+                first_name, first_value = headers[found[0]]
+                headers[found[0]] = (first_name, f"{first_value}, {value}")
+
+
 def _error_response(start_response: StartResponse, exc: Exception, retry_after: int) -> list[bytes]:
     """503 for an unreachable store, 409 for a session that stayed locked or kept conflicting."""
     if isinstance(exc, StoreUnavailable):
@@ -414,6 +438,7 @@ class _ResponseStart:
             else:
                 request.release()
             add_session_headers(headers, set_cookie)
+            add_bearer_headers(headers, request.manager.bearer_headers(request._session))
         if streaming:
             request._watch_late_writes()
         self.sent = True

@@ -12,7 +12,7 @@ from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from . import auth, devices, home
+from . import api, auth, devices, home
 from .csrf import init_csrf
 from .formatting import init_formatting
 from .models import MODELS, open_database
@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(home.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(devices.bp)
+    app.register_blueprint(api.bp)
     app.register_error_handler(HTTPException, render_error)
     return app
 

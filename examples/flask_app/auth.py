@@ -49,7 +49,8 @@ def login_required(view: View) -> View:
 
     @functools.wraps(view)
     def wrapper(*args: object, **kwargs: object) -> ResponseReturnValue:
-        if g.user is None:
+        if g.user is None or current_session.transport == "header":
+            # Pages are for browsers: an API token (api.py) does not open them.
             if session_cookie_was_sent() and current_session.is_new:
                 flash("Your session has ended or was signed out from another device. "
                       "Please log in again.", "info")
@@ -127,16 +128,23 @@ def login_form() -> ResponseReturnValue:
     return render_template("login.html", email="", error=None, next=request.args.get("next", ""))
 
 
+def check_credentials(email: str, password: str) -> User | None:
+    """The user with this e-mail and password, or ``None`` (as slowly for an unknown e-mail)."""
+    user = User.get_or_none(User.email == email)
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    return user if check_password_hash(user.password_hash, password) else None
+
+
 @bp.post("/login")
 @with_new_session
 def login(session: Session) -> ResponseReturnValue:
     """Check the password; on success the browser gets a new session id."""
     email = normalize_email(request.form.get("email", ""))
     password = request.form.get("password", "")
-    user = User.get_or_none(User.email == email)
-    if user is None:
-        check_password_hash(_DUMMY_HASH, password)
-    elif check_password_hash(user.password_hash, password):
+    user = check_credentials(email, password)
+    if user is not None:
         start_user_session(session, user)
         flash("You are logged in.", "success")
         return redirect(safe_next(request.form.get("next")))

@@ -20,6 +20,7 @@ from kitsession_wsgi.flask import (
     remove_session_by_handle,
 )
 
+from .api import API_TOKEN_KIND
 from .auth import login_required
 from .formatting import describe_user_agent
 
@@ -38,6 +39,8 @@ class Device:
     last_active: float
     expires_at: float
     is_current: bool
+    #: a session handed out by POST /api/token rather than a browser's
+    is_token: bool = False
 
     @classmethod
     def from_session(cls, session: Session, current_handle: str | None, now: float) -> Device:
@@ -50,15 +53,17 @@ class Device:
         data = session.data
         user_agent = str(data.get("user_agent", ""))
         is_current = session.handle == current_handle
+        is_token = data.get("kind") == API_TOKEN_KIND
         return cls(
             handle=session.handle or "",
-            browser=describe_user_agent(user_agent),
+            browser="API token" if is_token else describe_user_agent(user_agent),
             user_agent=user_agent,
             ip=str(data.get("ip", "")),
             created_at=session.created_at,
             last_active=now if is_current else session.updated_at,
             expires_at=session.expires_at,
             is_current=is_current,
+            is_token=is_token,
         )
 
 

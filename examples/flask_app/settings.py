@@ -39,6 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "KITSESSION_IDLE_TIMEOUT": days_to_max_age(7),
     "KITSESSION_MAX_AGE": days_to_max_age(30),
     "TEMPLATES_AUTO_RELOAD": False,
+    # The JSON API (api.py) takes its session from Authorization: Bearer <token>.
+    "KITSESSION_BEARER": True,
 }
 
 #: Served over HTTPS: a Secure cookie with the ``__Host-`` prefix (Path=/, no Domain, Secure),
