@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test typecheck bench clean
+.PHONY: install run test typecheck bench dist clean
 
 # Re-install when the package metadata changes; the stamp keeps `make test` fast afterwards.
 $(VENV)/.installed: setup.py
@@ -29,5 +29,17 @@ bench: install
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/run.py
 
+# The sdist and the wheel, built as a user's pip would build them, and their metadata checked
+# (twine --strict: no warnings); both must carry the LICENSE.
+dist: install
+	$(BIN)/python -m pip install --quiet build twine
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . > dist-build.log 2>&1 || { cat dist-build.log; exit 1; }
+	! grep -i "deprecat" dist-build.log || { echo "the build printed a deprecation warning (see above)"; exit 1; }
+	$(BIN)/python -m twine check --strict dist/*
+	tar tzf dist/*.tar.gz | grep -q '/LICENSE$$'
+	$(BIN)/python -m zipfile -l dist/*.whl | grep -q 'licenses/LICENSE'
+	rm -f dist-build.log
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache

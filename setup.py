@@ -37,7 +37,9 @@ setup(
     "key rotation and Memory, SQL, memcached and Redis stores.",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    # An SPDX expression (PEP 639); the text ships in the sdist and the wheel.
     license="MIT",
+    license_files=["LICENSE"],
     packages=find_packages(include=["kitsession_wsgi", "kitsession_wsgi.*"]),
     package_data={"kitsession_wsgi": ["py.typed"]},
     python_requires=">=3.10",
@@ -45,7 +47,6 @@ setup(
     extras_require=EXTRAS,
     classifiers=[
         "Framework :: Flask",
-        "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
         "Typing :: Typed",
