@@ -336,6 +336,23 @@ def test_a_post_without_any_session_is_rejected(client: FlaskClient) -> None:
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("endpoint", ["/note", "/logout", "/devices/revoke-others"])
+def test_a_form_posted_from_a_device_signed_out_meanwhile_gets_the_login_page(
+    app: Flask, endpoint: str
+) -> None:
+    """Not an attack, so not a CSRF 400: the old session's token, with a cookie that no longer works."""
+    laptop, phone = new_client(app), new_client(app, user_agent="Mozilla/5.0 (iPhone)")
+    sign_up(laptop)
+    log_in(phone)
+    phone_token = csrf_token(phone, "/")  # the phone's page is open, its form filled in
+    laptop.post("/devices/revoke-others", data={"csrf_token": csrf_token(laptop, "/")})
+    response = phone.post(endpoint, data={"csrf_token": phone_token, "note": "x"})
+    assert response.status_code == 302 and location_path(response) == "/login"
+    page = phone.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Your session has ended" in page
+    assert signed_in_as(laptop) == "ada@example.com"
+
+
 def test_login_gives_the_new_session_a_new_token(client: FlaskClient) -> None:
     anonymous_token = form(client.get("/login"), "/login").fields["csrf_token"]
     sign_up(client)

@@ -51,13 +51,23 @@ def login_required(view: View) -> View:
     def wrapper(*args: object, **kwargs: object) -> ResponseReturnValue:
         if g.user is None or current_session.transport == "header":
             # Pages are for browsers: an API token (api.py) does not open them.
-            if session_cookie_was_sent() and current_session.is_new:
-                flash("Your session has ended or was signed out from another device. "
-                      "Please log in again.", "info")
-            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            return to_login(request.full_path.rstrip("?"))
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def session_ended() -> bool:
+    """The browser presented a session cookie, but its session is over (expired, or signed out elsewhere)."""
+    return session_cookie_was_sent() and current_session.is_new
+
+
+def to_login(next_path: str | None = None) -> ResponseReturnValue:
+    """The login page, saying why when the browser's session has just ended."""
+    if session_ended():
+        flash("Your session has ended or was signed out from another device. "
+              "Please log in again.", "info")
+    return redirect(url_for("auth.login", next=next_path) if next_path else url_for("auth.login"))
 
 
 def session_cookie_was_sent() -> bool:

@@ -13,6 +13,7 @@ import hmac
 import secrets
 
 from flask import Flask, abort, g, request, session
+from flask.typing import ResponseReturnValue
 
 #: the session key and the form field that carry the token
 TOKEN_KEY = "csrf_token"
@@ -42,8 +43,12 @@ def new_csrf_token() -> str:
     return token
 
 
-def check_csrf_token() -> None:
+def check_csrf_token() -> ResponseReturnValue | None:
     """``before_request`` hook: abort with 400 unless an unsafe request carries the session's token.
+
+    A form posted from a browser whose session ended meanwhile (signed out from
+    another device, or expired) carries the old session's token: that is not an
+    attack, and the visitor gets the login page saying the session ended.
 
     The token seen here is remembered for the request (:func:`csrf_token`), so a
     form re-rendered after a failed login shows the token of the session that
@@ -52,15 +57,20 @@ def check_csrf_token() -> None:
     if request.method not in UNSAFE_METHODS or request.blueprint == "api":
         # The JSON API (api.py) trusts only Authorization: Bearer sessions, which
         # another site cannot make a browser send: no CSRF token there.
-        return
+        return None
     expected = session.get(TOKEN_KEY)
     sent = request.form.get(TOKEN_KEY, "")
     if not isinstance(expected, str) or not hmac.compare_digest(
         expected.encode("utf-8"), sent.encode("utf-8")
     ):
+        from .auth import session_ended, to_login  # auth imports this module
+
+        if session_ended():
+            return to_login()
         abort(400, description="The form was out of date or did not come from this site. "
                                "Reload the page and try again.")
     g.csrf_token = expected
+    return None
 
 
 def init_csrf(app: Flask) -> None:
