@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from .. import signals
 from ..errors import ConfigurationError
@@ -86,6 +87,10 @@ class MemoryStore(SessionStore):
         self._lock = threading.Lock()
         # Least recently used first.  get() reorders it without the lock (see get).
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
+        # The bound method, bound once: the read path is the store's hot path.
+        self._mark_used: Callable[[str], None] | None = (
+            None if max_sessions is None else self._records.move_to_end
+        )
         self._by_user: dict[str, set[str]] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         # (expires_at, key) of every record, plus stale entries of records since
@@ -102,11 +107,11 @@ class MemoryStore(SessionStore):
 
     def get(self, key: str) -> SessionRecord | None:
         record = self._records.get(key)
-        if record is not None and self.max_sessions is not None:
+        if record is not None and self._mark_used is not None:
             # No lock on the read path: OrderedDict's C methods run whole under
             # the GIL, and a key removed meanwhile only makes the move fail.
             try:
-                self._records.move_to_end(key)
+                self._mark_used(key)
             except KeyError:
                 pass
         return record
