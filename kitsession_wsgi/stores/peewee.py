@@ -32,7 +32,10 @@ the exact text, and the store must hand back what it was given.
 
 Migration note: the schema is versionless and only ever created by
 :meth:`PeeweeStore.create_tables` (``CREATE TABLE IF NOT EXISTS``), which never
-alters an existing table.  If a later release changes it, the release notes give
+alters an existing table.  The store checks an existing table's columns on its
+first call (and in ``create_tables()`` and :meth:`PeeweeStore.check_schema`) and
+refuses one of another shape with :class:`~kitsession_wsgi.SchemaMismatch`; the
+README's "Migrating the PeeweeStore table" gives the SQL per database.  If a later release changes it, the release notes give
 the ``ALTER TABLE`` statements; sessions are disposable, so dropping both tables
 (:meth:`PeeweeStore.drop_tables`) and recreating them is always a valid
 migration at the cost of signing everyone out.  Adding ``user_model`` to an
