@@ -93,6 +93,25 @@ def validate_user_id(user_id: object, *, what: str = "user_id") -> UserId | None
     return user_id
 
 
+def require_user_id(user_id: object, *, what: str = "user_id") -> UserId:
+    """:func:`validate_user_id` for arguments that must name a user: ``None`` is refused too.
+
+    For ``remove_all_sessions_for_user``, ``get_sessions_for_user`` and the
+    ``user_id=`` of ``remove_session_by_handle``, where ``None`` would ask each
+    store something different (a SQL ``= NULL`` matches nothing, other stores
+    raise ``TypeError``).
+
+    :raises InvalidUserId: ``user_id`` is ``None`` or breaks the user-id rule.
+
+    .. versionadded:: 0.2
+    """
+    if user_id is None:
+        raise InvalidUserId(f"{what} must name a user, got None", argument=what, reason="type")
+    checked = validate_user_id(user_id, what=what)
+    assert checked is not None
+    return checked
+
+
 def user_id_from_data(data: Mapping[str, Any], *, strict: bool = True) -> UserId | None:
     """The seed's rule: the first of ``id``, ``user_id``, ``userId`` that holds a user id.
 

@@ -340,3 +340,43 @@ def test_the_wsgi_example_answers_400_for_a_name_that_cannot_be_a_user_id() -> N
     assert len(wsgi_manager.get_all_sessions()) == before
     assert client.post("/login", data={"name": "Jos\u00e9"}).status_code == 303
     assert wsgi_manager.get_sessions_for_user("Jos\u00e9")
+
+
+# -- routes whose call sits in manager.py (the lead's): marked until the call is added -------------------
+
+NEEDS_MANAGER_CALL = pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 item 5, manager.py (lead): remove_session_by_handle does not validate user_id, and "
+    "remove_all_sessions_for_user / get_sessions_for_user let None through to the store; they should call "
+    "kitsession_wsgi.session.require_user_id. Remove this mark when they do.",
+)
+
+
+@NEEDS_MANAGER_CALL
+@pytest.mark.parametrize(("bad", "reason"), [BAD_IDS[0], BAD_IDS[7], BAD_IDS[14]])
+def test_revoking_by_handle_applies_the_rule_to_its_user_id(
+    manager: SessionManager, store: RecordingStore, bad: Any, reason: str
+) -> None:
+    owner = manager.create_session(user_id=1, data={"n": 1})
+    store.calls.clear()
+    refused(reason, lambda: manager.remove_session_by_handle(owner.handle, user_id=bad))  # type: ignore[arg-type]
+    assert store.calls == []
+
+
+@NEEDS_MANAGER_CALL
+def test_listing_and_revoking_all_refuse_none_alike_on_every_store(
+    manager: SessionManager, store: RecordingStore
+) -> None:
+    manager.create_session(data={"anonymous": True})
+    store.calls.clear()
+    refused("type", lambda: manager.remove_all_sessions_for_user(None))  # type: ignore[arg-type]
+    refused("type", lambda: manager.get_sessions_for_user(None))  # type: ignore[arg-type]
+    assert store.calls == []
+
+
+def test_require_user_id_refuses_none_and_applies_the_rule() -> None:
+    from kitsession_wsgi.session import require_user_id
+
+    assert require_user_id(0) == 0 and require_user_id("alice") == "alice"
+    assert refused("type", lambda: require_user_id(None)).argument == "user_id"
+    refused("control_character", lambda: require_user_id("a\x00", what="user_id"))
