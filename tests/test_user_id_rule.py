@@ -380,3 +380,20 @@ def test_require_user_id_refuses_none_and_applies_the_rule() -> None:
     assert require_user_id(0) == 0 and require_user_id("alice") == "alice"
     assert refused("type", lambda: require_user_id(None)).argument == "user_id"
     refused("control_character", lambda: require_user_id("a\x00", what="user_id"))
+
+
+@pytest.mark.parametrize("command", ["list", "revoke"])
+@pytest.mark.parametrize("user", ["a\x00b", "line\nbreak", "9" * 5000, "u" * (USER_ID_MAX_BYTES + 1)],
+                         ids=["nul", "newline", "5000-digits", "over-length"])
+def test_the_cli_answers_a_usage_error_for_a_bad_user(command: str, user: str) -> None:
+    from flask import Flask
+
+    from kitsession_wsgi import MemoryStore
+    from kitsession_wsgi.flask import KitSession
+
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "cli"
+    KitSession(app, store=MemoryStore())
+    result = app.test_cli_runner().invoke(args=["kitsession", command, "--user", user])
+    assert result.exit_code == 2, (result.exit_code, repr(result.exception))
+    assert "--user" in result.output and "\x00" not in result.output
