@@ -1344,7 +1344,7 @@ def run_scaling(bench: Bench) -> list[dict[str, Any]]:
     from kitsession_wsgi import MemoryStore
 
     kinds: list[tuple[str, Callable[[str], Any], Callable[[Any, int, Callable[[int], Any]], None], int]] = [
-        ("memory", lambda label: MemoryStore(), fill_memory, settings["scale_large"]),
+        ("memory", lambda label: MemoryStore(max_sessions=None), fill_memory, settings["scale_large"]),
     ]
     try:
         from kitsession_wsgi.stores.peewee import PeeweeStore

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from .errors import (
     ConfigurationError,
+    InvalidUserId,
     KitSessionError,
+    SchemaMismatch,
     SessionConflict,
     SessionDataError,
     StoreUnavailable,
 )
 from .manager import SessionManager, days_to_max_age, session_key
 from .serialization import JSONSerializer, SessionSerializationError
-from .session import Session, SessionData
+from .session import USER_ID_MAX_BYTES, Session, SessionData
 from .stores.base import SessionRecord, SessionStore, SetResult
 from .stores.memory import MemoryStore
 
@@ -22,9 +24,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigurationError",
+    "InvalidUserId",
     "JSONSerializer",
     "KitSessionError",
     "MemoryStore",
+    "SchemaMismatch",
     "Session",
     "SessionConflict",
     "SessionData",
@@ -35,6 +39,7 @@ __all__ = [
     "SessionStore",
     "SetResult",
     "StoreUnavailable",
+    "USER_ID_MAX_BYTES",
     "days_to_max_age",
     "session_key",
 ]

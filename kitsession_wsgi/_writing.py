@@ -133,7 +133,7 @@ class SessionWriter:
         derived = user_id_from_data(session._data)
         if derived is not None:
             session._user_id = derived
-        elif not session._data or user_id_from_data(self._loads_object(session._loaded_text)) is not None:
+        elif not session._data or user_id_from_data(self._loads_object(session._loaded_text), strict=False) is not None:
             session._user_id = None
 
     def _touch(self, session: Session) -> None:

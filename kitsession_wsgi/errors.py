@@ -31,6 +31,36 @@ class ConfigurationError(KitSessionError, ValueError):
         super().__init__(f"{option}: {message}")
 
 
+class SchemaMismatch(ConfigurationError):
+    """An existing store table does not have the shape the store needs.
+
+    Raised by :class:`~kitsession_wsgi.stores.peewee.PeeweeStore` on its first
+    use (or by ``check_schema()`` / ``create_tables()``) instead of letting a
+    later statement fail with a driver error.  The attributes name what to fix;
+    the README's "Migrating the PeeweeStore table" gives the SQL.
+
+    :param option: the store option the mismatch relates to (``table_name``,
+        or ``user_model`` when the ``user_id`` column's type follows it).
+    :param table: the table's name.
+    :param column: the column's name.
+    :param expected: what the store needs, in words (``"a text type"``).
+    :param found: what the database reports (``"integer"``, ``"no such column"``).
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, option: str, *, table: str, column: str, expected: str, found: str) -> None:
+        self.table = table
+        self.column = column
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            option,
+            f"table {table!r} column {column!r}: expected {expected}, found {found}"
+            " (see \"Migrating the PeeweeStore table\" in the README)",
+        )
+
+
 class StoreUnavailable(KitSessionError):
     """The session store could not be reached or did not answer in time.
 
@@ -68,3 +98,32 @@ class SessionDataError(KitSessionError, ValueError):
 
     .. versionadded:: 0.1
     """
+
+
+class InvalidUserId(KitSessionError, ValueError, TypeError):
+    """A user id breaks the one user-id rule, checked in the core before any store is asked.
+
+    The rule (see :func:`kitsession_wsgi.session.validate_user_id`): an ``int``
+    (not ``bool``) or a non-empty ``str``; at most
+    :data:`~kitsession_wsgi.session.USER_ID_MAX_BYTES` (200) bytes in UTF-8 (an
+    int: its decimal text); no control characters (U+0000-U+001F,
+    U+007F-U+009F) and no lone surrogates.  Every store refuses the same ids
+    the same way, because none of them is asked.
+
+    It is both a ``ValueError`` and a ``TypeError``, so code written against
+    the earlier ``TypeError`` (wrong type) / ``ValueError`` (empty string)
+    keeps catching it.  The message never repeats the id (it may hold control
+    characters meant for a log).
+
+    :param message: what is wrong, without the value.
+    :param argument: where the id came from (``"user_id"``, ``"data['id']"``).
+    :param reason: ``"type"``, ``"empty"``, ``"too_long"``,
+        ``"control_character"`` or ``"surrogate"``.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, message: str, *, argument: str = "user_id", reason: str) -> None:
+        self.argument = argument
+        self.reason = reason
+        super().__init__(message)

@@ -37,10 +37,10 @@ from werkzeug.datastructures import Headers
 from werkzeug.local import LocalProxy
 
 from . import signals
-from .errors import ConfigurationError, SessionConflict, StoreUnavailable
+from .errors import ConfigurationError, InvalidUserId, SessionConflict, StoreUnavailable
 from .manager import SessionManager
 from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
-from .session import Session, SessionData
+from .session import USER_ID_MAX_BYTES, Session, SessionData, require_user_id
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
 from .wsgi import add_bearer_headers, validate_retry_after, vary_covers_cookie
@@ -598,7 +598,12 @@ _cli = AppGroup("kitsession", help="Inspect and manage server-side sessions.")
 def _parse_user(value: str, as_string: bool) -> UserId:
     if not value:
         raise click.BadParameter("must not be empty", param_hint="--user")
-    return value if as_string or not value.lstrip("-").isdigit() else int(value)
+    if not as_string and value.lstrip("-").isdigit() and len(value) <= USER_ID_MAX_BYTES:
+        return int(value)  # (longer digit strings stay text, refused below: no int() past its limit)
+    try:
+        return require_user_id(value, what="--user")
+    except InvalidUserId as exc:
+        raise click.BadParameter(str(exc), param_hint="--user") from None
 
 
 def _describe(session: Session) -> dict[str, t.Any]:

@@ -32,7 +32,7 @@ from ._writing import SessionWriter
 from .errors import ConfigurationError, SessionConflict
 from .serialization import JSONSerializer, Serializer
 from .cookies import cookie_header
-from .session import Session, validate_user_id
+from .session import Session, require_user_id, validate_user_id
 from .signing import CookieSigner, normalize_keys
 from .stores.base import SessionStore, UserId
 
@@ -477,7 +477,7 @@ class SessionManager:
 
         :returns: how many sessions were removed.
         """
-        validate_user_id(user_id)
+        user_id = require_user_id(user_id)
         except_key = session.handle if session is not None else None
         # First, so that a move to a new id running meanwhile undoes itself (see _writing).
         self._writer.note_revocation(user_id, except_key)
@@ -489,6 +489,7 @@ class SessionManager:
         Lets a "your devices" page revoke one device without ever seeing its id.
         """
         if user_id is not None:
+            user_id = require_user_id(user_id)
             record = self.store.get(handle)
             if record is None:
                 # Moved to a new id moments ago (a login, regenerate or rotation): the
@@ -505,7 +506,7 @@ class SessionManager:
 
     def get_sessions_for_user(self, user_id: UserId) -> list[Session]:
         """The user's live sessions, oldest first, without ids; ``handle`` identifies each."""
-        validate_user_id(user_id)
+        user_id = require_user_id(user_id)
         return self._loader.listed(self.store.get_all_for_user(user_id))
 
     def regenerate(self, session: Session, *, grace: float = 0) -> Session:

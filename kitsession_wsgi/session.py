@@ -5,41 +5,132 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import InvalidUserId
 from .stores.base import SessionRecord, UserId
 
 #: Data keys that name the user, in the order the seed's README lists them.
 USER_ID_DATA_KEYS = ("id", "user_id", "userId")
 
+#: The longest user id, in bytes of UTF-8 (an int: its decimal text).  Every
+#: bundled store can index it: the SQL ``user_id`` column holds 255 bytes of
+#: which the ``i:``/``s:`` type tag takes 2; memcached keys (250 bytes at most)
+#: and Redis keys hold a digest of it or the id plus a short prefix.  The
+#: margin leaves room for a custom store's own prefix.
+#:
+#: .. versionadded:: 0.2
+USER_ID_MAX_BYTES = 200
+
+# C0 controls, DEL and C1 controls: a NUL ends a C string (PostgreSQL refuses it
+# in text), a newline forges a log line; no real account id holds one.
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+# An int whose decimal text is at most USER_ID_MAX_BYTES long ("-" counts).
+_INT_ABOVE = 10 ** USER_ID_MAX_BYTES
+_INT_BELOW = -(10 ** (USER_ID_MAX_BYTES - 1))
+
 
 def validate_user_id(user_id: object, *, what: str = "user_id") -> UserId | None:
-    """Return ``user_id`` if it is ``None``, an ``int`` (not ``bool``) or a non-empty ``str``.
+    """Apply the user-id rule: return ``user_id`` (``None`` passes) or raise.
 
-    :raises TypeError: any other type.
-    :raises ValueError: an empty string.
+    The rule, the same for every store and every route a user id takes
+    (``create_session``, ``new_session``, ``Session.user_id``, data keys,
+    ``remove_all_sessions_for_user``, ``get_sessions_for_user``, revoking by
+    handle):
+
+    * an ``int`` (not ``bool``) or a non-empty ``str``; a subclass of either is
+      returned as the plain type;
+    * at most :data:`USER_ID_MAX_BYTES` (200) bytes in UTF-8; for an int, its
+      decimal text (so ``-10**199 < user_id < 10**200``);
+    * no control characters (U+0000-U+001F, U+007F-U+009F) and no lone surrogates.
+
+    :param what: how the message names the value (``"data['id']"``).
+    :raises InvalidUserId: the id breaks the rule (a ``ValueError`` and a ``TypeError``).
+
+    .. versionchanged:: 0.2
+        Length and control-character checks; :class:`~kitsession_wsgi.InvalidUserId`.
     """
     if user_id is None:
         return None
-    if isinstance(user_id, bool) or not isinstance(user_id, (int, str)):
-        raise TypeError(f"{what} must be an int or a str, got {type(user_id).__name__}")
-    if isinstance(user_id, str):
-        if not user_id:
-            raise ValueError(f"{what} must not be an empty string")
-        if not user_id.isascii():
-            try:
-                user_id.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValueError(f"{what} must be valid Unicode text (it holds a lone surrogate)") from None
+    if type(user_id) is int:
+        if not _INT_BELOW < user_id < _INT_ABOVE:
+            raise InvalidUserId(
+                f"{what} is an int of more than {USER_ID_MAX_BYTES} digits", argument=what, reason="too_long"
+            )
+        return user_id
+    if type(user_id) is not str:
+        if isinstance(user_id, bool) or not isinstance(user_id, (int, str)):
+            raise InvalidUserId(
+                f"{what} must be an int or a str, got {type(user_id).__name__}", argument=what, reason="type"
+            )
+        # A subclass could answer ==, hash or str() its own way; stores see the plain value.
+        return validate_user_id(int(user_id) if isinstance(user_id, int) else str.__str__(user_id), what=what)
+    if not user_id:
+        raise InvalidUserId(f"{what} must not be an empty string", argument=what, reason="empty")
+    size = len(user_id)
+    if size > USER_ID_MAX_BYTES or not user_id.isascii():
+        try:
+            size = len(user_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidUserId(
+                f"{what} must be valid Unicode text (it holds a lone surrogate)", argument=what, reason="surrogate"
+            ) from None
+        if size > USER_ID_MAX_BYTES:
+            raise InvalidUserId(
+                f"{what} is {size} bytes in UTF-8; at most {USER_ID_MAX_BYTES} are allowed",
+                argument=what,
+                reason="too_long",
+            )
+    match = _CONTROL_CHARACTER.search(user_id)
+    if match is not None:
+        raise InvalidUserId(
+            f"{what} holds a control character (U+{ord(match.group()):04X} at index {match.start()})",
+            argument=what,
+            reason="control_character",
+        )
     return user_id
 
 
-def user_id_from_data(data: Mapping[str, Any]) -> UserId | None:
+def require_user_id(user_id: object, *, what: str = "user_id") -> UserId:
+    """:func:`validate_user_id` for arguments that must name a user: ``None`` is refused too.
+
+    For ``remove_all_sessions_for_user``, ``get_sessions_for_user`` and the
+    ``user_id=`` of ``remove_session_by_handle``, where ``None`` would ask each
+    store something different (a SQL ``= NULL`` matches nothing, other stores
+    raise ``TypeError``).
+
+    :raises InvalidUserId: ``user_id`` is ``None`` or breaks the user-id rule.
+
+    .. versionadded:: 0.2
+    """
+    if user_id is None:
+        raise InvalidUserId(f"{what} must name a user, got None", argument=what, reason="type")
+    checked = validate_user_id(user_id, what=what)
+    assert checked is not None
+    return checked
+
+
+def user_id_from_data(data: Mapping[str, Any], *, strict: bool = True) -> UserId | None:
     """The seed's rule: the first of ``id``, ``user_id``, ``userId`` that holds a user id.
 
-    ``0`` is a valid id (the seed's truthiness test lost it); ``None`` and
-    values that are not ids fall through to the next key.
+    ``0`` is a valid id (the seed's truthiness test lost it); ``None``, ``""``
+    and values of other types (a float, a bool, a list) are not ids and fall
+    through to the next key.  An int or non-empty str under one of these keys
+    *is* the session's user, so it must pass :func:`validate_user_id`: one that
+    does not (too long, a control character) is refused with
+    :class:`~kitsession_wsgi.InvalidUserId` rather than skipped, because a
+    session that looks logged in to the application but is linked to no user
+    would escape "sign out everywhere".  Like an oversized value, it is
+    refused before anything is written.
+
+    :param strict: ``False`` returns such a value unchecked instead (for asking
+        whether data read back from a store named a user at all).
+    :raises InvalidUserId: with ``strict``, the value breaks the user-id rule.
+
+    .. versionchanged:: 0.2
+        A value that breaks the user-id rule is refused.
     """
     for name in USER_ID_DATA_KEYS:
         value = data.get(name)
@@ -47,7 +138,9 @@ def user_id_from_data(data: Mapping[str, Any]) -> UserId | None:
             continue
         if value == "":
             continue
-        return value
+        if not strict:
+            return value
+        return validate_user_id(value, what=f"data[{name!r}]")
     return None
 
 

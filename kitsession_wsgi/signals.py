@@ -9,7 +9,7 @@ Connect a receiver to audit or alert::
         metrics.increment("session.forged_cookie")
 
 Every signal is sent with the :class:`~kitsession_wsgi.SessionManager` as
-sender.  Receivers get a ``session`` or a ``handle`` (the public SHA-256
+sender, except :data:`evicted`, which a store sends itself.  Receivers get a ``session`` or a ``handle`` (the public SHA-256
 digest of the id), never the cookie.  A ``Session``'s ``repr`` hides its id,
 but ``session.id`` is the secret itself: log ``session.handle`` or
 ``manager.log_reference(session.handle)``, never ``session.id``.
@@ -39,3 +39,9 @@ unknown_id = _signals.signal("kitsession.unknown_id")
 key_rotated = _signals.signal("kitsession.key_rotated")
 #: the store could not be reached (``error=``)
 store_unavailable = _signals.signal("kitsession.store_unavailable")
+#: a bounded store dropped a session to make room (sender: the store; ``handle=``,
+#: ``user_id=``, ``reason=`` ``"expired"`` or ``"least_recently_used"``); sent by
+#: :class:`~kitsession_wsgi.MemoryStore` at its ``max_sessions`` bound, after its lock is released
+#:
+#: .. versionadded:: 0.2
+evicted = _signals.signal("kitsession.evicted")

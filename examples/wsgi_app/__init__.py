@@ -8,7 +8,7 @@ import secrets
 import typing as t
 from urllib.parse import parse_qs
 
-from kitsession_wsgi import MemoryStore, Session, SessionManager
+from kitsession_wsgi import InvalidUserId, MemoryStore, Session, SessionManager
 from kitsession_wsgi.wsgi import SessionMiddleware, with_delete_session, with_new_session
 
 Environ = dict[str, t.Any]
@@ -28,7 +28,10 @@ def respond(start_response: StartResponse, status: str, body: str = "", location
 def login(environ: Environ, start_response: StartResponse, session: Session) -> list[bytes]:
     """A fresh session (new id; the old one is deleted) holding the user's name."""
     form = parse_qs(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode())
-    session.data = {"user_id": form.get("name", [""])[0].strip()[:40] or "guest", "visits": 0}
+    try:
+        session.data = {"user_id": form.get("name", [""])[0].strip()[:40] or "guest", "visits": 0}
+    except InvalidUserId:  # a control character in the name: the client's mistake, a 400 (nothing is stored)
+        return respond(start_response, "400 Bad Request", "That name cannot be used.")
     return respond(start_response, "303 See Other", location="/")
 
 

@@ -32,7 +32,10 @@ the exact text, and the store must hand back what it was given.
 
 Migration note: the schema is versionless and only ever created by
 :meth:`PeeweeStore.create_tables` (``CREATE TABLE IF NOT EXISTS``), which never
-alters an existing table.  If a later release changes it, the release notes give
+alters an existing table.  The store checks an existing table's columns on its
+first call (and in ``create_tables()`` and :meth:`PeeweeStore.check_schema`) and
+refuses one of another shape with :class:`~kitsession_wsgi.SchemaMismatch`; the
+README's "Migrating the PeeweeStore table" gives the SQL per database.  If a later release changes it, the release notes give
 the ``ALTER TABLE`` statements; sessions are disposable, so dropping both tables
 (:meth:`PeeweeStore.drop_tables`) and recreating them is always a valid
 migration at the cost of signing everyone out.  Adding ``user_model`` to an
@@ -61,7 +64,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "kitsession_wsgi.stores.peewee needs peewee: pip install 'kitsession-wsgi[peewee]'"
     ) from exc
 
-from ..errors import ConfigurationError, StoreUnavailable
+from ..errors import ConfigurationError, SchemaMismatch, StoreUnavailable
 from .base import SessionRecord, SessionStore, SetResult, UserId, put_bounded, user_index_key
 
 __all__ = ["PeeweeStore"]
@@ -361,6 +364,30 @@ class PeeweeStore(SessionStore):
         database = self._resolve_database()
         with self._unavailable_on_connection_errors():
             database.create_tables(list(self._models()), safe=safe)
+        # IF NOT EXISTS keeps a table of another shape: say so now, not on a request.
+        self._prepare(require_tables=True)
+
+    def check_schema(self) -> None:
+        """Check that both tables exist and have the columns this store needs.
+
+        The same check runs once on the store's first call (and again only if
+        a ``DatabaseProxy`` is pointed at another database), so calling this at
+        start-up only moves a failure earlier, before any request.  It checks
+        each column's presence and type family (text, binary on MySQL,
+        integer, floating point; with ``user_model``, ``user_id`` must have the
+        type of the user's primary key), that ``user_id`` accepts NULL and
+        that ``session_key`` is the primary key.
+
+        :raises SchemaMismatch: a column is missing or of the wrong type
+            (a :class:`~kitsession_wsgi.ConfigurationError`; its message
+            names the table, column, expected and found, and points at the
+            README's migration recipe).
+        :raises ConfigurationError: a table does not exist (call :meth:`create_tables`).
+        :raises StoreUnavailable: the database cannot be reached.
+
+        .. versionadded:: 0.2
+        """
+        self._prepare(require_tables=True)
 
     def drop_tables(self) -> None:
         """Drop both tables if they exist, removing every session and lock (for tests and resets).
@@ -404,12 +431,15 @@ class PeeweeStore(SessionStore):
             statements = self._prepare()
         return statements
 
-    def _prepare(self) -> _Statements:
-        """Render every statement for this database.
+    def _prepare(self, *, require_tables: bool = False) -> _Statements:
+        """Render every statement for this database, after checking the table's shape.
 
         Runs on the first call rather than in ``__init__`` because a
         ``DatabaseProxy`` only learns its database later.  Two threads racing
-        here build equal objects, so no lock is needed.
+        here build equal objects, so no lock is needed.  The statements are
+        kept (so later calls skip the check) only once the sessions table
+        exists and fits; while it does not exist, each call checks again and
+        its statement fails as it always did ("no such table").
         """
         database = self._resolve_database()
         dialect = _dialect(database)
@@ -521,8 +551,84 @@ class PeeweeStore(SessionStore):
                 and getattr(type(database), "_execute_cursor", None) is getattr(peewee.Database, "_execute_cursor", 0)
             ),
         )
-        self._statements = statements
+        if self._schema_fits(database, dialect, require_tables=require_tables):
+            self._statements = statements
         return statements
+
+    # -- the schema check ---------------------------------------------------------------
+
+    def _schema_fits(self, database: Any, dialect: str, *, require_tables: bool) -> bool:
+        """Whether the sessions table exists (``False``: not yet); raise if a table has another shape."""
+        columns = self._existing_columns(database, self.table_name)
+        if not columns:
+            if require_tables:
+                raise ConfigurationError(
+                    "table_name", f"table {self.table_name!r} does not exist: call create_tables()"
+                )
+            return False
+        text = _BINARY if dialect == "mysql" else _TEXT
+        floating = _ColumnNeed(frozenset({_REAL}), "a floating-point type (REAL, DOUBLE PRECISION, DOUBLE)")
+        needs = {
+            "session_key": _ColumnNeed(frozenset({text}), _DESCRIBED[text], primary_key=True),
+            "data": (
+                _ColumnNeed(frozenset({_LONG_TEXT}), "LONGTEXT (TEXT holds only 64 KiB)")
+                if dialect == "mysql"
+                else _ColumnNeed(frozenset({_TEXT, _LONG_TEXT}), "a text type (TEXT)")
+            ),
+            "user_id": self._user_column_need(database, text),
+            "created_at": floating,
+            "updated_at": floating,
+            "expires_at": floating,
+            "version": _ColumnNeed(frozenset({_INTEGER}), "an integer type (BIGINT)"),
+        }
+        _check_columns(self.table_name, columns, needs)
+        lock_columns = self._existing_columns(database, self.lock_table_name)
+        if lock_columns:
+            _check_columns(self.lock_table_name, lock_columns, {
+                "session_key": needs["session_key"],
+                "token": _ColumnNeed(frozenset({text}), _DESCRIBED[text]),
+                "expires_at": floating,
+            })
+        elif require_tables:
+            raise ConfigurationError(
+                "table_name", f"table {self.lock_table_name!r} does not exist: call create_tables()"
+            )
+        return True
+
+    def _user_column_need(self, database: Any, text: str) -> _ColumnNeed:
+        """What ``user_id`` must be: tagged text, or the type of ``user_model``'s primary key."""
+        if self.user_model is None:
+            return _ColumnNeed(frozenset({text}), _DESCRIBED[text] + " for the tagged id (\"i:5\", \"s:alice\")",
+                               nullable=True)
+        meta = self.user_model._meta
+        key_column = self._user_key.column_name
+        where = f"{meta.table_name}.{key_column}"
+        for column in self._existing_columns(database, meta.table_name, meta.schema):
+            if column.name == key_column:
+                return _user_key_need(column.data_type, column.full_type or column.data_type, where)
+        # The user table does not exist yet: the type peewee would create for its key.
+        declared = str(database._field_types.get(self._user_key.field_type, self._user_key.field_type))
+        return _user_key_need(declared, declared, where)
+
+    def _existing_columns(self, database: Any, table: str, schema: str | None = None) -> list[Any]:
+        """peewee's column metadata of ``table`` (empty: no such table), with one reconnect."""
+        def columns() -> list[Any]:
+            # MySQL's get_columns fails on a missing table (SHOW INDEX); the others return [].
+            return list(database.get_columns(table, schema)) if database.table_exists(table, schema) else []
+
+        try:
+            try:
+                return columns()
+            except (peewee.OperationalError, peewee.InterfaceError) as exc:
+                if _is_sqlite_programming_error(str(exc)):
+                    raise
+                self._discard_connection(database)
+                return columns()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if _is_sqlite_programming_error(str(exc)):
+                raise
+            self._discard_connection(database)
+            raise StoreUnavailable(f"session store unavailable: {exc}", store=type(self).__name__) from exc
 
     # -- execution and error mapping ------------------------------------------------------
 
@@ -913,6 +1019,76 @@ class PeeweeStore(SessionStore):
         """
         statements = self._ready()
         self._write(statements, statements.lock_release, (key, token))
+
+
+_TEXT, _LONG_TEXT, _BINARY, _INTEGER, _REAL = "text", "long text", "binary", "integer", "floating point"
+_DESCRIBED = {
+    _TEXT: "a text type (VARCHAR(255) or TEXT)",
+    _BINARY: "VARBINARY (exact comparison; MySQL's VARCHAR collations ignore case and trailing spaces)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _ColumnNeed:
+    """What the store needs of one column, for :meth:`PeeweeStore.check_schema`."""
+
+    families: frozenset[str]
+    described: str
+    nullable: bool = False
+    primary_key: bool = False
+    #: the option a mismatch is reported under
+    option: str = "table_name"
+
+
+def _user_key_need(type_name: str, shown: str, where: str) -> _ColumnNeed:
+    family = _type_family(type_name)
+    kind = {_INTEGER: "an integer type", _TEXT: "a text type", _LONG_TEXT: "a text type",
+            _BINARY: "a binary type", _REAL: "a floating-point type"}.get(family, family)
+    return _ColumnNeed(frozenset({family}), f"{kind}, the type of {where} ({shown}), since user_model is set",
+                       nullable=True, option="user_model")
+
+
+def _type_family(type_name: str) -> str:
+    """A column type's family, by SQLite's affinity rules (which read PostgreSQL and MySQL names too).
+
+    ``""`` (an SQLite column declared without a type) takes any value.  Other
+    types (``uuid``, ``jsonb``, ``timestamp``) are their own family.
+    """
+    name = type_name.strip().lower().split("(")[0].strip()
+    if not name:
+        return "any"
+    if name in ("longtext", "mediumtext"):
+        return _LONG_TEXT
+    if "binary" in name or "blob" in name or name == "bytea":
+        return _BINARY
+    if "int" in name and name != "interval" or "serial" in name:
+        return _INTEGER
+    if "char" in name or "text" in name or "clob" in name:
+        return _TEXT
+    if any(part in name for part in ("real", "floa", "doub", "numeric", "decimal")):
+        return _REAL
+    return name
+
+
+def _check_columns(table: str, columns: list[Any], needs: dict[str, _ColumnNeed]) -> None:
+    """Raise :class:`SchemaMismatch` for the first column of ``needs`` that ``columns`` lacks or breaks."""
+    by_name = {column.name: column for column in columns}
+    for name, need in needs.items():
+        column = by_name.get(name)
+        if column is None:
+            raise SchemaMismatch(need.option, table=table, column=name, expected=need.described,
+                                 found="no such column")
+        family = _type_family(column.data_type or "")
+        if family != "any" and family not in need.families:
+            raise SchemaMismatch(need.option, table=table, column=name, expected=need.described,
+                                 found=column.full_type or column.data_type)
+        if need.nullable and not column.null:
+            raise SchemaMismatch(need.option, table=table, column=name,
+                                 expected="a column that accepts NULL (anonymous sessions have no user)",
+                                 found="NOT NULL")
+        if need.primary_key and not column.primary_key:
+            raise SchemaMismatch(need.option, table=table, column=name,
+                                 expected="the primary key (create is insert-only)", found="not the primary key")
 
 
 def _dialect(database: Any) -> str:
