@@ -153,7 +153,7 @@ class SessionLoader:
             signals.unknown_id.send(manager, handle=identity.key)
             logger.info("unknown session %s presented", manager.log_reference(identity.key))
             return Gone.UNKNOWN
-        session._lock_token = token
+        session._locked(token)
         return session
 
     def from_record(self, record: SessionRecord, session_id: str | None) -> Session | None:

@@ -113,8 +113,7 @@ class SessionWriter:
             self._touch(session)
         if session._destroyed:
             return manager.remove_session_cookie() if session._clear_cookie else None
-        if session._send_cookie:
-            session._send_cookie = False
+        if session._cookie_due():
             return manager.set_session_cookie(session)
         return None
 
@@ -132,9 +131,9 @@ class SessionWriter:
         """
         derived = user_id_from_data(session._data)
         if derived is not None:
-            session._user_id = derived
+            session._follow_user(derived)
         elif not session._data or user_id_from_data(self._loads_object(session._loaded_text), strict=False) is not None:
-            session._user_id = None
+            session._follow_user(None)
 
     def _touch(self, session: Session) -> None:
         manager = self.manager
@@ -144,10 +143,7 @@ class SessionWriter:
         if new_deadline - session.expires_at < manager.touch_interval or session.handle is None:
             return
         if manager.store.touch(session.handle, now, new_deadline):
-            session.updated_at = now
-            session.expires_at = new_deadline
-            if manager.rolling:
-                session._send_cookie = True
+            session._touched(now, new_deadline, send_cookie=manager.rolling)
         else:
             self.vanished(session)
 
@@ -178,7 +174,7 @@ class SessionWriter:
                 # (``data["user_id"] = 7`` in place as much as ``data = {...}``).
                 derived = user_id_from_data(session._data)
                 if derived is not None:
-                    session._user_id = derived
+                    session._follow_user(derived)
             self.insert(session, text, now)
             return
         assert session.handle is not None
@@ -197,14 +193,7 @@ class SessionWriter:
             )
             result = manager.store.set(record, expected)
             if result is SetResult.SAVED:
-                session._loaded_text = text
-                session._loaded_user_id = user_id
-                session._user_id = user_id
-                session._version = record.version
-                session.updated_at = now
-                session.expires_at = record.expires_at
-                if manager.rolling:
-                    session._send_cookie = True
+                session._stored(text, user_id, record.version, now, record.expires_at, send_cookie=manager.rolling)
                 return
             if result is SetResult.MISSING:
                 # Removed by another request (logout, revoke): it stays removed.
@@ -227,16 +216,21 @@ class SessionWriter:
                 # What THIS request changed, against what it loaded; computed once,
                 # so later merges never mistake other requests' values for ours.
                 changes = self._changes(session)
-            merged = self._loads_object(current.data)
-            merged.update(changes.updated)
-            for key in changes.deleted:
-                merged.pop(key, None)
+            merged = self._applied(changes, current)
             user_id = changes.user_id if changes.user_id_changed else current.user_id
             text = self.serialize(merged)
-            session._data = merged
+            session._merged(merged, user_id)
         raise SessionConflict(
             f"the session kept changing under this request ({manager.merge_retries} merges)", handle=session.handle
         )
+
+    def _applied(self, changes: ChangeSet, current: SessionRecord) -> dict[str, Any]:
+        """``current``'s data with this request's changes applied (a merge)."""
+        merged = self._loads_object(current.data)
+        merged.update(changes.updated)
+        for key in changes.deleted:
+            merged.pop(key, None)
+        return merged
 
     def _loads_object(self, text: str) -> dict[str, Any]:
         """Stored data as a dict; unreadable data reads as empty."""
@@ -262,8 +256,7 @@ class SessionWriter:
         A session that replaces another (``new_session(previous)``, the login path)
         is a move: see :meth:`move` for why the order below is safe.
         """
-        old = session._replaces
-        session._replaces = None
+        old = session._take_replaced()
         if old is not None and (old.handle is None or old._destroyed):
             old = None
         self._create(session, text, now, created_at=created_at)
@@ -272,7 +265,7 @@ class SessionWriter:
         if old is None:
             return
         assert old.handle is not None
-        old._destroyed = True
+        old._vanished()
         self.manager.release(old)
         if not self.mark_replaced(old.handle, session) or (
             self._revoked_since(old._loaded_user_id, old.created_at, old.handle, session)
@@ -302,29 +295,20 @@ class SessionWriter:
                 break
         else:
             raise SessionConflict(f"store.create_id() returned taken ids {CREATE_ATTEMPTS} times")
-        session.id = session_id
-        session.handle = key
-        session.created_at = created_at
-        session.updated_at = now
-        session.expires_at = record.expires_at
-        session.is_new = False
-        session._loaded_text = text
-        session._loaded_user_id = user_id
-        session._version = 1
-        session._send_cookie = True
-        session._clear_cookie = False
+        session._inserted(session_id=session_id, handle=key, text=text, created_at=created_at, updated_at=now,
+                          expires_at=record.expires_at)
 
     # -- moving a session to a new id -------------------------------------------------
 
-    def move(self, session: Session, current: SessionRecord, text: str, user_id: UserId | None,
-             grace: float = 0) -> bool:
-        """Give the stored session ``current`` a new id holding ``text`` and ``user_id``.
+    def move(self, session: Session, current: SessionRecord, text: str, data: dict[str, Any],
+             user_id: UserId | None, grace: float = 0) -> bool:
+        """Give the stored session ``current`` a new id holding ``data`` (serialised: ``text``) and ``user_id``.
 
-        The order (revocation marker, insert, retire, check) is argued in the
-        module docstring.  ``False``, with ``session`` ended and no cookie sent,
-        when a concurrent removal got there first.
+        The order (insert, retire, check) is argued in the module docstring.
+        ``False``, with ``session`` ended and no cookie sent, when a concurrent
+        removal got there first.
         """
-        session._user_id = user_id
+        session._merged(data, user_id)
         self._create(session, text, self.manager.clock(), created_at=session.created_at)
         if not self.retire(current, grace, session) or (
             self._revoked_since(current.user_id, current.created_at, current.key, session)
@@ -346,17 +330,13 @@ class SessionWriter:
             self.vanished(session)
             return
         user_id = session._user_id
+        data = session._data
         if current.version != session._version:
-            changes = self._changes(session)
-            merged = self._loads_object(current.data)
-            merged.update(changes.updated)
-            for key in changes.deleted:
-                merged.pop(key, None)
-            session._data = merged
-            text = self.serialize(merged)
+            data = self._applied(self._changes(session), current)
+            text = self.serialize(data)
         previous_handle = session.handle
         manager.release(session)
-        if self.move(session, current, text, user_id):
+        if self.move(session, current, text, data, user_id):
             signals.regenerated.send(manager, session=session, previous_handle=previous_handle)
 
     def _undo_move(self, session: Session) -> None:
@@ -447,14 +427,11 @@ class SessionWriter:
         with the right one, and a clearing cookie arriving later would sign
         the browser out of the session a concurrent login just gave it.
         """
-        session._destroyed = True
-        session._clear_cookie = False
-        session._send_cookie = False
+        session._vanished()
 
     def mark_destroyed(self, session: Session) -> None:
-        session._destroyed = True
-        session._clear_cookie = True
-        session._send_cookie = False
+        """Removed by this request: the response clears the cookie."""
+        session._removed()
 
     def mark_replaced(self, key: str, successor: Session) -> bool:
         """Remove the session ``key``, leaving a "replaced" marker naming ``successor``; ``False`` if it was gone.

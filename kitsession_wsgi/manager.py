@@ -214,7 +214,7 @@ class SessionManager:
         candidates = self._cookie.identities(header)
         if not candidates:
             # A cookie we cannot accept is cleared; an absent one costs nothing.
-            return self._anonymous(clear_cookie=candidates is not None)
+            return Session._anonymous(clear_cookie=candidates is not None)
         replaced: str | None = None
         for identity in candidates:
             session = self._loader.load(identity)
@@ -223,16 +223,13 @@ class SessionManager:
                     replaced = identity.key
                 continue
             self._cookie.remember(header, identity)
-            session._transport = "cookie"
+            session._loaded_by("cookie", resigned=identity.resign)
             if identity.resign:
-                session._send_cookie = True
                 signals.key_rotated.send(self, session=session)
             return session
-        # An id a login just replaced: the response that replaced it set the new cookie.
-        anonymous = self._anonymous(clear_cookie=replaced is None)
-        # A logout sent with it removes what it became (see remove_session).
-        anonymous._replaced_handle = replaced
-        return anonymous
+        # An id a login just replaced: the response that replaced it set the new cookie,
+        # and a logout sent with it removes what it became (see remove_session).
+        return Session._anonymous(clear_cookie=replaced is None, replaced_handle=replaced)
 
     def _from_token(self, credentials: str) -> Session:
         """The session a bearer token names, or an anonymous header session."""
@@ -241,21 +238,13 @@ class SessionManager:
             session = self._loader.load(identity)
             if isinstance(session, Session):
                 self._cookie.remember_token(credentials, identity)
-                session._transport = "header"
+                # A re-signed token goes out in the Session-Token response header (commit()).
+                session._loaded_by("header", resigned=identity.resign)
                 if identity.resign:
-                    # Turned into the Session-Token response header by commit().
-                    session._send_cookie = True
                     signals.key_rotated.send(self, session=session)
                 return session
-        session = Session()
         # Even anonymous: whatever this request stores travels back as a token, not a cookie.
-        session._transport = "header"
-        return session
-
-    def _anonymous(self, *, clear_cookie: bool) -> Session:
-        session = Session()
-        session._clear_cookie = clear_cookie
-        return session
+        return Session._anonymous(transport="header")
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""
@@ -288,8 +277,7 @@ class SessionManager:
         """
         if session.handle is None or session.is_new or session._destroyed or session._lock_token:
             return session
-        token = self._acquire(session.handle)
-        session._lock_token = token
+        session._locked(self._acquire(session.handle))
         record = self.store.get(session.handle)
         fresh = None if record is None else self._loader.from_record(record, session.id)
         if fresh is None:
@@ -308,7 +296,7 @@ class SessionManager:
         """Free the session's lock if this request holds it; safe to call twice."""
         token = session._lock_token
         if token is not None and session.handle is not None:
-            session._lock_token = None
+            session._locked(None)
             self.store.release_lock(session.handle, token)
 
     def commit(self, session: Session) -> str | None:
@@ -339,7 +327,7 @@ class SessionManager:
         # browser's cookie that is not ours to touch): a new token for the session
         # goes out in the Session-Token response header instead (bearer_headers).
         if set_cookie is not None and not session._destroyed and (token_changes or session.id != id_before):
-            session._token_due = True
+            session._token_is_due(True)
         return None
 
     # -- svelte-kit-session's operations ----------------------------------------------
@@ -357,9 +345,9 @@ class SessionManager:
         if data is not None:
             session.data = data
         if previous is not None and not previous.is_new:
-            session._replaces = previous
+            session._replacing(previous)
         if previous is not None and previous._transport == "header":
-            session._transport = "header"  # a header request's new session is a header session too
+            session._carried_by("header")  # a header request's new session is a header session too
         return session
 
     def session_token(self, session: Session) -> str:
@@ -396,14 +384,14 @@ class SessionManager:
                 raise ValueError("an empty session is never stored: give it data or a user before its token")
             previous = session._replaces
             if previous is not None and previous._transport != "header":
-                session._replaces = None
-            session._transport = "header"
+                session._replacing(None)
+            session._carried_by("header")
             self._writer.save(session)
         elif session._transport == "cookie":
             raise ValueError("this session came from its HttpOnly cookie; mint a token for a new session instead")
         if session.id is None:
             raise ValueError("this session was listed from the store: it has no id, so no token")
-        session._transport = "header"
+        session._carried_by("header")
         return self._cookie.token(session.id)
 
     def bearer_headers(self, session: Session) -> list[tuple[str, str]]:
@@ -422,7 +410,7 @@ class SessionManager:
             return []
         if not session._token_due or session.id is None or session._destroyed:
             return [("Vary", "Authorization")]
-        session._token_due = False
+        session._token_is_due(False)
         return [("Vary", "Authorization"), (TOKEN_HEADER, self._cookie.token(session.id)),
                 ("Cache-Control", "no-store")]
 
@@ -464,10 +452,10 @@ class SessionManager:
             # Sent with an id a login or regenerate replaced moments ago: the logout
             # is meant for what that session became.
             self._writer.remove_successors(session._replaced_handle)
-        if session._replaces is not None and session._replaces.handle is not None:
-            self.store.delete(session._replaces.handle)
-            self._writer.remove_successors(session._replaces.handle)
-            session._replaces = None
+        previous = session._take_replaced()
+        if previous is not None and previous.handle is not None:
+            self.store.delete(previous.handle)
+            self._writer.remove_successors(previous.handle)
         self._writer.mark_destroyed(session)
         signals.destroyed.send(self, session=session)
         return removed
@@ -540,8 +528,7 @@ class SessionManager:
             self._writer.vanished(session)
             return session
         self.release(session)
-        session._data = data
-        if self._writer.move(session, current, current.data, current.user_id, grace):
+        if self._writer.move(session, current, current.data, data, current.user_id, grace):
             signals.regenerated.send(self, session=session, previous_handle=old_key)
         return session
 

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import InvalidUserId
@@ -370,6 +370,124 @@ class Session:
         session._transport = None
         session._token_due = False
         return session
+
+    # -- state transitions ------------------------------------------------------------------
+    # The manager moves a session between states only through these methods: nothing outside
+    # this class writes its private slots (tests/test_session_state.py checks the package).
+
+    @classmethod
+    def _anonymous(cls, *, transport: str | None = None, clear_cookie: bool = False,
+                   replaced_handle: str | None = None) -> Session:
+        """A new session for a request whose cookie or token named no live session.
+
+        ``clear_cookie``: the presented cookie is cleared on the response;
+        ``replaced_handle``: the cookie named an id a move replaced moments ago.
+        """
+        session = cls()
+        session._transport = transport
+        session._clear_cookie = clear_cookie
+        session._replaced_handle = replaced_handle
+        return session
+
+    def _loaded_by(self, transport: str, *, resigned: bool) -> None:
+        """Served to a request through ``transport``; ``resigned``: its cookie or token is sent again."""
+        self._transport = transport
+        if resigned:
+            self._send_cookie = True
+
+    def _inserted(self, *, session_id: str, handle: str, text: str, created_at: float, updated_at: float,
+                  expires_at: float) -> None:
+        """The store now holds this session under a new id (version 1); its cookie is due."""
+        self.id = session_id
+        self.handle = handle
+        self.created_at = created_at
+        self.is_new = False
+        self._clear_cookie = False
+        self._stored(text, self._user_id, 1, updated_at, expires_at, send_cookie=True)
+
+    def _stored(self, text: str, user_id: UserId | None, version: int, updated_at: float, expires_at: float,
+                *, send_cookie: bool) -> None:
+        """The store now holds ``text`` and ``user_id`` for this session at ``version``."""
+        self._loaded_text = text
+        self._loaded_user_id = user_id
+        self._user_id = user_id
+        self._version = version
+        self.updated_at = updated_at
+        self.expires_at = expires_at
+        if send_cookie:
+            self._send_cookie = True
+
+    def _touched(self, updated_at: float, expires_at: float, *, send_cookie: bool) -> None:
+        """Only the expiry moved in the store."""
+        self.updated_at = updated_at
+        self.expires_at = expires_at
+        if send_cookie:
+            self._send_cookie = True
+
+    def _vanished(self) -> None:
+        """Removed by another request (or replaced by a move) meanwhile: it stays removed, no cookie."""
+        self._destroyed = True
+        self._clear_cookie = False
+        self._send_cookie = False
+
+    def _removed(self) -> None:
+        """Removed by this request: the cookie is cleared."""
+        self._destroyed = True
+        self._clear_cookie = True
+        self._send_cookie = False
+
+    def _merged(self, data: dict[str, Any], user_id: UserId | None) -> None:
+        """Data and user as they will be stored (a merge with what another request saved, or a move)."""
+        self._data = data
+        self._user_id = user_id
+
+    def _follow_user(self, user_id: UserId | None) -> None:
+        """The user the data now names (svelte-kit-session's rule), unlike the explicit setter."""
+        self._user_id = user_id
+
+    def _cookie_due(self) -> bool:
+        """Whether a cookie (or token) must be sent; answering clears the flag."""
+        due, self._send_cookie = self._send_cookie, False
+        return due
+
+    def _replacing(self, previous: Session | None) -> None:
+        """Commit replaces ``previous`` (the login path); ``None`` drops that."""
+        self._replaces = previous
+
+    def _take_replaced(self) -> Session | None:
+        """The session this one replaces, once: the move that retires it takes it."""
+        previous, self._replaces = self._replaces, None
+        return previous
+
+    def _carried_by(self, transport: str | None) -> None:
+        """Which transport the session's id travels by (a header session gets tokens, never cookies)."""
+        self._transport = transport
+
+    def _token_is_due(self, due: bool) -> None:
+        self._token_due = due
+
+    def _locked(self, token: str | None) -> None:
+        """This request holds the store's lock on the session (``token``), or no longer does (``None``)."""
+        self._lock_token = token
+
+    def _forget_changes(self) -> None:
+        """From now on, change tracking counts changes made after this point only."""
+        self._data_touched = False
+        if type(self._data) is SessionData:
+            self._data.changed = False
+
+    def _differs_from_stored(self, dumps: Callable[[dict[str, Any]], str]) -> str | None:
+        """The data serialised if it differs from what was loaded or saved, else ``None``.
+
+        Serialises only when the data may have changed at all (see :class:`SessionData`).
+        """
+        if not self._maybe_changed():
+            return None
+        text = dumps(self._data)
+        return None if text == self._loaded_text else text
+
+    def _user_changed(self) -> bool:
+        return self._user_id != self._loaded_user_id
 
     def _take_stored_state(self, fresh: Session) -> None:
         """Adopt what a just-loaded copy says is stored (data, user, version, times)."""

@@ -24,7 +24,7 @@ import typing as t
 
 from .errors import ConfigurationError, KitSessionError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
-from .session import Session, SessionData
+from .session import Session
 from .stores.base import UserId
 
 if t.TYPE_CHECKING:  # pragma: no cover
@@ -213,9 +213,7 @@ class RequestSession:
             # Nothing else commits this session any more: these flags now mean
             # "changed since the commit", which makes the final check free when
             # the body leaves the session alone.
-            session._data_touched = False
-            if type(session._data) is SessionData:
-                session._data.changed = False
+            session._forget_changes()
 
     def _warn_if_streamed(self, what: str) -> None:
         if self._streamed:
