@@ -876,41 +876,43 @@ class RedisStore(SessionStore):
                 return removed, unreachable
 
     def _revoke_batch(self, index: str, entries: dict[str, Any]) -> tuple[int, int]:
-        ids = sorted(entries)
+        """Revoke the records of one batch of entries, one pipeline per master; ``(removed, unreachable)``.
+
+        A master that cannot be reached leaves its entries for a later call; the
+        others are still done (a pipeline over every master would stop at the first).
+        """
         cluster: Any = self.client
+        by_master: dict[str, list[str]] = {}
         with self._driver_errors("remove a user's sessions"):
-            pipeline: Any = cluster.pipeline()
-            for storage_id in ids:
-                pipeline.execute_command("EVAL", _CLUSTER_REVOKE, 1, self.prefix + storage_id, index)
-            nodes = {}
-            if self.wait_replicas:
-                for storage_id in ids:
-                    node = cluster.get_node_from_key(self.prefix + storage_id)
-                    nodes[node.name] = node
-                for node in nodes.values():
-                    pipeline.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node)
-            replies = pipeline.execute(raise_on_error=False)
+            for storage_id in sorted(entries):
+                by_master.setdefault(cluster.get_node_from_key(self.prefix + storage_id).name, []).append(storage_id)
         removed = failed = 0
         stale: list[Any] = []
-        for storage_id, reply in zip(ids, replies):
-            if isinstance(reply, Exception):
-                if not _is_unavailable(reply):
-                    raise reply
-                failed += 1
+        acknowledgements: list[Any] = []
+        for ids in by_master.values():
+            try:
+                pipeline: Any = cluster.pipeline()
+                for storage_id in ids:
+                    pipeline.execute_command("EVAL", _CLUSTER_REVOKE, 1, self.prefix + storage_id, index)
+                if self.wait_replicas:
+                    pipeline.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms,
+                                             target_nodes=cluster.get_node_from_key(self.prefix + ids[0]))
+                replies = pipeline.execute()
+            except Exception as exc:
+                if not _is_unavailable(exc):
+                    raise
+                failed += len(ids)
                 continue
-            status, version = to_text(reply[0]), int(reply[1])
-            if status == "d":
-                removed += 1
-            if status in ("d", "a") or version >= _entry_version(entries[storage_id]):
-                stale += [storage_id, entries[storage_id]]
-        waited = replies[len(ids):]
-        if any(isinstance(reply, Exception) for reply in waited):
-            failed += 1
+            acknowledgements += replies[len(ids):]
+            for storage_id, reply in zip(ids, replies):
+                status, version = to_text(reply[0]), int(reply[1])
+                removed += status == "d"
+                if status in ("d", "a") or version >= _entry_version(entries[storage_id]):
+                    stale += [storage_id, entries[storage_id]]
         if stale:
             with self._driver_errors("remove a user's sessions"):
                 self._index_drop_seen(keys=[self._user_prefix + index], args=stale)
-        self._check_acknowledged("remove a user's sessions",
-                                 [reply for reply in waited if not isinstance(reply, Exception)])
+        self._check_acknowledged("remove a user's sessions", acknowledgements)
         return removed, failed
 
     # -- everything -------------------------------------------------------------------
