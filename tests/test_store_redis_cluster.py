@@ -46,6 +46,18 @@ class TestRedisClusterContract(StoreContract):
         yield cluster_store
 
 
+class TestRedisClusterDecodedResponsesContract(StoreContract):
+    """The same rules through a cluster client created with ``decode_responses=True``."""
+
+    @pytest.fixture
+    def store(self, cluster: RedisCluster) -> Iterator[RedisStore]:
+        store = RedisStore.from_cluster_url(f"redis+cluster://{cluster.startup_nodes}/", prefix="app1:",
+                                            decode_responses=True)
+        _flush(store)
+        yield store
+        store.close()
+
+
 def _master_of(store: RedisStore, key: str) -> str:
     return str(store.client.get_node_from_key(key).name)  # type: ignore[union-attr]
 
