@@ -117,8 +117,8 @@ def start_redis(port: int | None = None) -> PrivateServer:
     return PrivateServer("redis", argv, port).start()
 
 
-class RedisCluster:
-    """A private Redis Cluster: its nodes (masters first as formed) and helpers to inspect it."""
+class PrivateRedisCluster:
+    """A Redis Cluster this test session started: its nodes, each a :class:`PrivateServer`."""
 
     def __init__(self, nodes: list[PrivateServer]) -> None:
         self.nodes = nodes
@@ -179,11 +179,11 @@ def wait_for_cluster_ok(ports: Sequence[int], timeout: float = 30.0) -> None:
 
 
 def start_redis_cluster(masters: int = 3, replicas_per_master: int = 1, *,
-                        require_full_coverage: bool = True) -> RedisCluster:
+                        require_full_coverage: bool = True) -> PrivateRedisCluster:
     """A Redis Cluster of ``masters`` masters, each with ``replicas_per_master`` replicas, on free ports.
 
     Formed with ``redis-cli --cluster create``; every node runs in its own temporary
-    directory without persistence and is stopped by its pid (:meth:`RedisCluster.stop`).
+    directory without persistence and is stopped by its pid (:meth:`PrivateRedisCluster.stop`).
     ``cluster-node-timeout 2000`` makes a killed master fail over in a few seconds;
     ``repl-diskless-sync-delay 0`` makes replicas sync at once.
     """
@@ -210,4 +210,4 @@ def start_redis_cluster(masters: int = 3, replicas_per_master: int = 1, *,
         for node in nodes:
             node.stop()
         raise
-    return RedisCluster(nodes)
+    return PrivateRedisCluster(nodes)

@@ -39,7 +39,7 @@ from servers import (
     POSTGRES_URL,
     REDIS_URL,
     PrivateServer,
-    RedisCluster,
+    PrivateRedisCluster,
     service_missing,
     start_memcached,
     start_redis,
@@ -69,7 +69,7 @@ class _Servers:
 
     def __init__(self) -> None:
         self.private: dict[str, PrivateServer] = {}
-        self.cluster: RedisCluster | None = None
+        self.cluster: PrivateRedisCluster | None = None
 
     def memcached_address(self) -> str:
         if MEMCACHED_SERVERS:
@@ -87,7 +87,7 @@ class _Servers:
             server = self.private["redis"] = start_redis()
         return f"redis://{server.address}/0"
 
-    def redis_cluster(self) -> RedisCluster:
+    def redis_cluster(self) -> PrivateRedisCluster:
         """The shared Redis Cluster (3 masters, 3 replicas), started on first use."""
         if self.cluster is None:
             self.cluster = start_redis_cluster()

@@ -19,12 +19,12 @@ from kitsession_wsgi import ConfigurationError, SessionManager, SetResult, Store
 from kitsession_wsgi.stores.redis import _BATCH, RedisStore
 from kitsession_wsgi.stores.urls import store_from_url
 from kitsession_wsgi.testing import StoreContract, make_record
-from servers import RedisCluster, free_cluster_port
+from servers import PrivateRedisCluster, free_cluster_port
 from stores import store_servers  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")
-def cluster(store_servers: Any) -> RedisCluster:
+def cluster(store_servers: Any) -> PrivateRedisCluster:
     return store_servers.redis_cluster()  # type: ignore[no-any-return]
 
 
@@ -33,7 +33,7 @@ def _flush(store: RedisStore) -> None:
 
 
 @pytest.fixture
-def cluster_store(cluster: RedisCluster) -> Iterator[RedisStore]:
+def cluster_store(cluster: PrivateRedisCluster) -> Iterator[RedisStore]:
     store = RedisStore.from_url(f"redis+cluster://{cluster.startup_nodes}/")
     _flush(store)
     yield store
@@ -50,7 +50,7 @@ class TestRedisClusterDecodedResponsesContract(StoreContract):
     """The same rules through a cluster client created with ``decode_responses=True``."""
 
     @pytest.fixture
-    def store(self, cluster: RedisCluster) -> Iterator[RedisStore]:
+    def store(self, cluster: PrivateRedisCluster) -> Iterator[RedisStore]:
         store = RedisStore.from_cluster_url(f"redis+cluster://{cluster.startup_nodes}/", prefix="app1:",
                                             decode_responses=True)
         _flush(store)
@@ -107,6 +107,16 @@ def test_a_cluster_record_is_the_same_bytes_as_on_one_redis(cluster_store: Redis
     assert cluster_store.client.ttl("sess:user:i:5") > 3600
     assert cluster_store.touch(record.key, record.updated_at, record.updated_at + 86400)
     assert cluster_store.client.ttl("sess:user:i:5") > 86400
+
+
+def test_a_save_that_moves_the_expiry_stretches_the_index(cluster_store: RedisStore) -> None:
+    record = make_record(cluster_store, user_id="idle", lifetime=600)
+    assert cluster_store.create(record)
+    assert cluster_store.client.ttl("sess:user:s:idle") <= 600 + 3600
+    later = record.with_changes(version=2, updated_at=record.updated_at + 1, expires_at=record.updated_at + 86400)
+    assert cluster_store.set(later, 1) is SetResult.SAVED
+    # The index must outlive the record, or "sign out everywhere" would miss it.
+    assert cluster_store.client.ttl("sess:user:s:idle") > cluster_store.client.ttl(f"sess:{record.key}") > 80000
 
 
 def test_reading_a_session_is_one_get(cluster_store: RedisStore) -> None:
@@ -330,8 +340,8 @@ def test_concurrent_moves_and_pruning_never_lose_an_index_entry(cluster_store: R
         assert current is not None
         if current.user_id is not None:
             assert cluster_store.client.hexists(f"sess:user:s:{current.user_id}", record.key), current
-    by_user = {u: sorted(r.key for r in records if (cluster_store.get(r.key) or record).user_id == u)
-               for u in users[:3]}
+    owners = {record.key: cluster_store.get(record.key).user_id for record in records}  # type: ignore[union-attr]
+    by_user = {u: sorted(key for key, owner in owners.items() if owner == u) for u in users[:3]}
     for user, keys in by_user.items():
         assert sorted(r.key for r in cluster_store.get_all_for_user(user)) == keys  # type: ignore[arg-type]
 
@@ -339,7 +349,7 @@ def test_concurrent_moves_and_pruning_never_lose_an_index_entry(cluster_store: R
 # -- URLs ----------------------------------------------------------------------------------------
 
 
-def test_store_from_a_cluster_url_with_one_or_every_node(cluster: RedisCluster) -> None:
+def test_store_from_a_cluster_url_with_one_or_every_node(cluster: PrivateRedisCluster) -> None:
     first = cluster.nodes[0].address
     for url in (f"redis+cluster://{first}/", f"redis+cluster://{cluster.startup_nodes}",
                 f"REDIS+CLUSTER://{first}/0"):
@@ -352,7 +362,7 @@ def test_store_from_a_cluster_url_with_one_or_every_node(cluster: RedisCluster) 
         store.close()
 
 
-def test_a_cluster_url_names_its_options(cluster: RedisCluster) -> None:
+def test_a_cluster_url_names_its_options(cluster: PrivateRedisCluster) -> None:
     store = RedisStore.from_cluster_url(f"redis+cluster://{cluster.nodes[1].address}/", prefix="p:",
                                         wait_replicas=1, wait_timeout_ms=500)
     assert (store.prefix, store.wait_replicas, store.wait_timeout_ms) == ("p:", 1, 500)
@@ -361,7 +371,7 @@ def test_a_cluster_url_names_its_options(cluster: RedisCluster) -> None:
     store.close()
 
 
-def test_a_tls_cluster_url_connects_with_tls(cluster: RedisCluster) -> None:
+def test_a_tls_cluster_url_connects_with_tls(cluster: PrivateRedisCluster) -> None:
     # These nodes speak plain text: a TLS handshake fails, as StoreUnavailable.
     with pytest.raises(StoreUnavailable):
         store_from_url(f"rediss+cluster://{cluster.nodes[0].address}/")
@@ -379,7 +389,7 @@ def test_a_cluster_nobody_answers_is_unavailable() -> None:
         store_from_url(f"redis+cluster://127.0.0.1:{free_cluster_port()}/")
 
 
-def test_flask_takes_the_cluster_from_kitsession_store(cluster: RedisCluster) -> None:
+def test_flask_takes_the_cluster_from_kitsession_store(cluster: PrivateRedisCluster) -> None:
     from flask import Flask, session
 
     from kitsession_wsgi.flask import KitSession

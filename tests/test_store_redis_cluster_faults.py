@@ -15,17 +15,17 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from kitsession_wsgi import StoreUnavailable
+from kitsession_wsgi import SetResult, StoreUnavailable
 from kitsession_wsgi.stores.base import SessionRecord
 from kitsession_wsgi.stores.redis import RedisStore
 from kitsession_wsgi.testing import make_record
-from servers import RedisCluster, start_redis_cluster
+from servers import PrivateRedisCluster, start_redis_cluster
 
 FAILOVER_DEADLINE = 30.0
 
 
 @pytest.fixture
-def private_cluster() -> Iterator[RedisCluster]:
+def private_cluster() -> Iterator[PrivateRedisCluster]:
     cluster = start_redis_cluster(require_full_coverage=False)
     yield cluster
     cluster.stop()
@@ -58,7 +58,7 @@ def _user_indexed_away_from(store: RedisStore, victim: str) -> str:
 
 
 def test_a_killed_master_is_unavailable_then_fails_over_without_losing_anything(
-        private_cluster: RedisCluster) -> None:
+        private_cluster: PrivateRedisCluster) -> None:
     store = RedisStore.from_url(f"redis+cluster://{private_cluster.startup_nodes}/")
     durable = RedisStore(store.client, wait_replicas=1, wait_timeout_ms=2000)
     masters = {node.name for node in store.client.get_primaries()}  # type: ignore[union-attr]
@@ -82,6 +82,8 @@ def test_a_killed_master_is_unavailable_then_fails_over_without_losing_anything(
     logged_out = on_victim.pop()
     assert durable.delete(logged_out.key) is True
 
+    # The client's default node (where redis-py sends keyless commands) is the one that dies.
+    assert store.client.set_default_node(store.client.get_node(node_name=victim))  # type: ignore[union-attr]
     private_cluster.node_by_port(int(victim.rsplit(":", 1)[1])).kill()
 
     served, unavailable = _read_all(store, on_victim)
@@ -101,6 +103,10 @@ def test_a_killed_master_is_unavailable_then_fails_over_without_losing_anything(
     kept = [r for r in records if r is not logged_out]
     assert _read_all(store, kept) == (len(kept), 0)  # nothing lost
     assert store.get(logged_out.key) is None  # the acknowledged logout was not undone
+    # The promoted replica has no scripts cached yet: they are loaded again on first use.
+    moved = on_victim[0]
+    assert store.touch(moved.key, moved.updated_at + 1, moved.expires_at + 1)
+    assert store.set(moved.with_changes(version=2, data='{"after":"failover"}'), 1) is SetResult.SAVED
     assert store.delete_all_for_user(user) == len(theirs_on_victim)  # the retry finishes the job
     assert store.get_all_for_user(user) == []
 
@@ -109,7 +115,7 @@ def test_a_killed_master_is_unavailable_then_fails_over_without_losing_anything(
     for node in live:
         with redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=2) as node_client:
             node_client.config_set("cluster-require-full-coverage", "yes")
-    promoted = _master_of(store, f"sess:{on_victim[0].key}")
+    promoted = _master_of(store, f"sess:{moved.key}")
     private_cluster.node_by_port(int(promoted.rsplit(":", 1)[1])).kill()
     deadline = time.monotonic() + FAILOVER_DEADLINE
     # (Two sessions are enough: redis-py retries a CLUSTERDOWN reply for a while first.)

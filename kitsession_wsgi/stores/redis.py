@@ -62,7 +62,8 @@ values instead:
   also sees the record (pending counts as naming U), so "entry present, record
   absent" always means the record is gone for good.  An anonymous create is one
   ``SET NX``.  A pending record left by a crashed creator expires with its TTL.
-* **Versioned save** is one script on the record when the user does not change.
+* **Versioned save** is one script on the record when the user does not change
+  (plus a stretch of the index's TTL when it moves a signed-in session's expiry later).
   A save that changes the user gets "user changes" back without writing; it
   adds the new user W's entry (if any), then repeats the versioned write
   (which may now conflict: the entry is then a stale one readers skip), then
@@ -96,7 +97,8 @@ values instead:
   finishes the job.
 * Reading a session stays one ``GET``.  Writes that name a user cost more round
   trips than on one Redis: a create with a user 3, a save moving a session to a
-  new user 4, a touch of a user's session 2, a delete of a user's session 4.
+  new user 4, a save moving a signed-in session's expiry 2, a touch of a user's
+  session 2, a delete of a user's session 4.
 
 ``wait_replicas=N`` sends ``WAIT N wait_timeout_ms`` on the same connection
 right after each delete, each batch of "sign out everywhere" and each save that
@@ -308,7 +310,7 @@ return 1
 
 # KEYS[1] record; ARGV[1] expected version, ARGV[2] ttl, ARGV[3] new user index key ('' = anonymous),
 # ARGV[4] '1' when the new user's index entry is written, ARGV[5] value.
-# {0} missing, {1} conflict, {2, old user} saved, {3} the user changes: the new user's entry (if any)
+# {0} missing, {1} conflict, {2, old user, old expires_at} saved, {3} the user changes: the new user's entry (if any)
 # goes first, and the write is repeated with ARGV[4] = '1' (followed by WAIT when asked).
 _CLUSTER_SET = _CLUSTER_HEADER + """
 local stored = header(redis.call('GET', KEYS[1]))
@@ -316,7 +318,7 @@ if not stored or stored.pending then return {0, ''} end
 if stored.version ~= ARGV[1] then return {1, ''} end
 if ARGV[3] ~= stored.user and ARGV[4] ~= '1' then return {3, ''} end
 redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[2])
-return {2, stored.user}
+return {2, stored.user, stored.expires}
 """
 
 # KEYS[1] record; ARGV[1] updated_at, ARGV[2] expires_at, ARGV[3] ttl.  {0, ''} gone, {1, user} touched.
@@ -592,24 +594,43 @@ class RedisStore(SessionStore):
                 f"Redis could not {action}: {type(exc).__name__}: {exc}", store="redis"
             ) from exc
 
-    def _written_then_waited(self, action: str, record_key: str, script: str, keys: Sequence[str],
+    def _written_then_waited(self, action: str, record_key: str, script: Any, keys: Sequence[str],
                              args: Sequence[Any]) -> Any:
         """Run ``script``, then (with ``wait_replicas``) ``WAIT`` on the same connection; its reply."""
         with self._driver_errors(action):
             if not self.wait_replicas:
-                return self.client.register_script(script)(keys=list(keys), args=cast(Any, list(args)))
-            if self.is_cluster:
-                pipeline: Any = self.client.pipeline()
-                pipeline.execute_command("EVAL", script, len(keys), *keys, *args)
-                node = cast(Any, self.client).get_node_from_key(record_key)
-                pipeline.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node)
-            else:
-                pipeline = self.client.pipeline(transaction=False)
-                pipeline.execute_command("EVAL", script, len(keys), *keys, *args)
-                pipeline.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+                return script(keys=list(keys), args=list(args))
+            # EVAL, not EVALSHA: a pipeline cannot reload a script a failed-over master lacks.
+            pipeline = self._node_pipeline(record_key)
+            pipeline.execute_command("EVAL", script.script, len(keys), *keys, *args)
+            pipeline.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
             reply, acknowledged = pipeline.execute()
         self._check_acknowledged(action, [acknowledged])
         return reply
+
+    def _node_pipeline(self, key: str) -> Any:
+        """A plain pipeline on one connection to the server holding ``key`` (its master on a cluster).
+
+        On a cluster this bypasses ``ClusterPipeline``, which asks the client's default
+        node (``COMMAND GETKEYS``) where each ``EVAL`` goes: with that node down, every
+        pipeline would fail, not only the dead master's.  ``WAIT`` must follow the write on
+        the same connection anyway.  A ``MOVED`` reply (a stale slot map) raises
+        ``MovedError``, which is unavailability; see :meth:`_refresh_slots`.
+        """
+        if not self.is_cluster:
+            return self.client.pipeline(transaction=False)
+        cluster: Any = self.client
+        return cluster.get_redis_connection(cluster.get_node_from_key(key)).pipeline(transaction=False)
+
+    def _refresh_slots(self) -> None:
+        """Re-read the cluster's slot map after a master failed us, so a retry goes to its successor."""
+        try:
+            cast(Any, self.client).nodes_manager.initialize()
+        except Exception as exc:
+            if not _is_unavailable(exc):
+                raise
+            # Still unreachable: the caller raises StoreUnavailable already, and the client
+            # re-reads the map itself on its next redirection or connection error.
 
     def _check_acknowledged(self, action: str, acknowledgements: Sequence[Any]) -> None:
         short = [int(n) for n in acknowledgements if int(n) < self.wait_replicas]
@@ -671,7 +692,7 @@ class RedisStore(SessionStore):
         if result == 3:
             # A user change with wait_replicas: written again with WAIT on the same connection.
             args[6] = "0"
-            result = int(self._written_then_waited("save a session", record_key, _SET, [record_key], args))
+            result = int(self._written_then_waited("save a session", record_key, self._set, [record_key], args))
         return (SetResult.MISSING, SetResult.CONFLICT, SetResult.SAVED)[result]
 
     def touch(self, key: str, updated_at: float, expires_at: float) -> bool:
@@ -701,12 +722,12 @@ class RedisStore(SessionStore):
         storage_id = _storage_id(key)
         record_key = self.prefix + storage_id
         if self.is_cluster:
-            found, user = self._written_then_waited("delete a session", record_key, _CLUSTER_DELETE,
+            found, user = self._written_then_waited("delete a session", record_key, self._cluster_delete,
                                                     [record_key], [""])
             if to_text(user):
                 self._forget_if_stale(to_text(user), storage_id)
             return bool(int(found))
-        return bool(self._written_then_waited("delete a session", record_key, _DELETE, [record_key],
+        return bool(self._written_then_waited("delete a session", record_key, self._delete, [record_key],
                                               [self._user_prefix, storage_id, ""]))
 
     # -- Redis Cluster writes ---------------------------------------------------------
@@ -742,11 +763,16 @@ class RedisStore(SessionStore):
                 with self._driver_errors("save a session"):
                     self._add_entry(new_index, storage_id, record.version, record.ttl())
             args[3] = "1"
-            reply = self._written_then_waited("save a session", record_key, _CLUSTER_SET, [record_key], args)
+            reply = self._written_then_waited("save a session", record_key, self._cluster_set, [record_key], args)
         code, old_index = int(reply[0]), to_text(reply[1])
         if code == 2 and old_index and old_index != new_index:
             with self._driver_errors("move a session between users"):
                 self._index_drop_older(keys=[self._user_prefix + old_index], args=[storage_id, record.version])
+        elif code == 2 and new_index and record.expires_at > float(to_text(reply[2])):
+            # The record now outlives what its index was last stretched for (an idle deadline
+            # moved by a save): stretch the index too, as touch does.
+            with self._driver_errors("save a session"):
+                self._index_stretch(keys=[self._user_prefix + new_index], args=[record.ttl() + _INDEX_TTL_MARGIN])
         return (SetResult.MISSING, SetResult.CONFLICT, SetResult.SAVED)[code]
 
     def _forget_if_stale(self, index: str, storage_id: str) -> None:
@@ -836,7 +862,7 @@ class RedisStore(SessionStore):
         args = [self.prefix, user_text(user_id), kept, _BATCH]
         removed = 0
         while True:
-            removed_now, left = self._written_then_waited("remove a user's sessions", users, _DELETE_FOR_USER,
+            removed_now, left = self._written_then_waited("remove a user's sessions", users, self._delete_for_user,
                                                           [users], args)
             removed += int(removed_now)
             if int(left) <= 0:
@@ -849,6 +875,7 @@ class RedisStore(SessionStore):
             removed_now, unreachable = self._revoke_pass(index, kept)
             removed += removed_now
             if unreachable:
+                self._refresh_slots()
                 raise StoreUnavailable(
                     f"Redis Cluster could not remove every session of a user: {unreachable} stayed out of "
                     f"reach ({removed} removed); retrying finishes the job", store="redis",
@@ -891,12 +918,11 @@ class RedisStore(SessionStore):
         acknowledgements: list[Any] = []
         for ids in by_master.values():
             try:
-                pipeline: Any = cluster.pipeline()
+                pipeline = self._node_pipeline(self.prefix + ids[0])
                 for storage_id in ids:
                     pipeline.execute_command("EVAL", _CLUSTER_REVOKE, 1, self.prefix + storage_id, index)
                 if self.wait_replicas:
-                    pipeline.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms,
-                                             target_nodes=cluster.get_node_from_key(self.prefix + ids[0]))
+                    pipeline.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
                 replies = pipeline.execute()
             except Exception as exc:
                 if not _is_unavailable(exc):
