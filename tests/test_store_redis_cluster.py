@@ -204,6 +204,11 @@ class PausingStore(RedisStore):
         super()._add_entry(index, storage_id, version, ttl)
         self._pause("after adding an entry")  # a create or move has its entry, not its record
 
+    def _written_then_waited(self, *args: Any) -> Any:
+        reply = super()._written_then_waited(*args)
+        self._pause("after moving the record")  # a move wrote the record, not yet cleaned the old index
+        return reply
+
 
 def _in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
@@ -234,6 +239,23 @@ def test_a_pruner_never_drops_the_entry_of_a_move_that_raced_it(cluster_store: R
     thread.join(10)
     assert out == [[]]  # the pruner read the record while it still named "w"
     assert [r.key for r in cluster_store.get_all_for_user("u")] == [record.key]
+    assert cluster_store.delete_all_for_user("u") == 1
+
+
+def test_a_move_never_drops_the_entry_of_a_move_back_that_raced_it(cluster_store: RedisStore) -> None:
+    record = make_record(cluster_store, user_id="u")
+    assert cluster_store.create(record)
+    mover = PausingStore(cluster_store.client, "after moving the record")
+    thread, out = _in_thread(lambda: mover.set(record.with_changes(user_id="w", version=2), 1))
+    assert mover.reached.wait(10)
+    # The first move wrote the record (now "w"'s) but has not removed "u"'s entry yet; a second
+    # move brings the session back to "u" (writing "u"'s entry again) before it does.
+    assert cluster_store.set(record.with_changes(user_id="u", version=3), 2) is SetResult.SAVED
+    mover.resume.set()
+    thread.join(10)
+    assert out == [SetResult.SAVED]
+    assert [r.key for r in cluster_store.get_all_for_user("u")] == [record.key]
+    assert cluster_store.get_all_for_user("w") == []
     assert cluster_store.delete_all_for_user("u") == 1
 
 

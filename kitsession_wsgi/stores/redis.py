@@ -51,10 +51,10 @@ values instead:
   its record is gone or names someone else at a version at least the entry's.
 * **Entries** are ``"<version> <nonce>"``: the version of the write that added
   it (an entry never goes down: a write keeps the larger version) and a fresh
-  random nonce on every write.  Removing a stale entry is a compare-and-delete
-  on the whole value read before the record was checked, so an entry written
-  again meanwhile (a racing create or move) is never removed by a decision made
-  about the old one.
+  random nonce on every write.  Every removal is a compare-and-delete of the
+  whole value read *before* the record was checked, so an entry written again
+  meanwhile (a racing create or move) is never removed by a decision made about
+  the old one.
 * **Create** (insert-only) with a user: ``SET NX`` of the record marked
   *pending* (header ``P1`` instead of ``K1``: readers, saves and touches treat it
   as absent), then the index entry, then a script turning ``P1`` into ``K1`` if
@@ -63,14 +63,23 @@ values instead:
   absent" always means the record is gone for good.  An anonymous create is one
   ``SET NX``.  A pending record left by a crashed creator expires with its TTL.
 * **Versioned save** is one script on the record when the user does not change
-  (plus a stretch of the index's TTL when it moves a signed-in session's expiry later).
-  A save that changes the user gets "user changes" back without writing; it
-  adds the new user W's entry (if any), then repeats the versioned write
-  (which may now conflict: the entry is then a stale one readers skip), then
-  removes the record from the old user's index only if that entry's version is
-  at most the version just written.  A move back to the old user in between
-  wrote an entry with a higher version first, so it is kept.  This relies on
-  every save writing a higher version than it expects, as the core does.
+  (plus a stretch of the index's TTL when it moves a signed-in session's expiry
+  later).  A save that changes the user from U to W gets "user changes" back
+  without writing; it reads U's entry, adds W's entry (if any), repeats the
+  versioned write (which may now conflict: W's entry is then a stale one), and
+  after a successful write compare-and-deletes U's entry with the value read
+  before it.
+* **Why a compare-and-delete never breaks the rule**: the remover read the entry
+  (value x), then saw the record gone or naming someone else at a version at
+  least x's (or, for a save, wrote it so).  A write that makes the record name U
+  afterwards writes U's entry first; if after the read of x, the nonce differs
+  and the entry stays.  If before: a create would have put its pending record
+  there before its entry, so the record would have been seen naming U; a save
+  reads the record, then writes its entry with the version it will write, and
+  can only succeed on the version it read, which is below the version already
+  seen (or written), so it conflicts.  This relies on every save writing a
+  higher version than it expects, as the core does, and on a deleted key never
+  being created again (the core's keys are digests of fresh random ids).
 * **No resurrection**: a save or touch of a missing (or pending) record changes
   nothing; a deleted record is gone from its own key, whatever its index says.
 * **Touch** rewrites the record's times and TTL, then stretches the user
@@ -96,8 +105,8 @@ values instead:
   then raises :class:`~kitsession_wsgi.StoreUnavailable`; calling it again
   finishes the job.
 * Reading a session stays one ``GET``.  Writes that name a user cost more round
-  trips than on one Redis: a create with a user 3, a save moving a session to a
-  new user 4, a save moving a signed-in session's expiry 2, a touch of a user's
+  trips than on one Redis: a create with a user 3, a save moving a session from
+  one user to another 5 (to or from anonymous 3-4), a save moving a signed-in session's expiry 2, a touch of a user's
   session 2, a delete of a user's session 4.
 
 ``wait_replicas=N`` sends ``WAIT N wait_timeout_ms`` on the same connection
@@ -310,13 +319,13 @@ return 1
 
 # KEYS[1] record; ARGV[1] expected version, ARGV[2] ttl, ARGV[3] new user index key ('' = anonymous),
 # ARGV[4] '1' when the new user's index entry is written, ARGV[5] value.
-# {0} missing, {1} conflict, {2, old user, old expires_at} saved, {3} the user changes: the new user's entry (if any)
-# goes first, and the write is repeated with ARGV[4] = '1' (followed by WAIT when asked).
+# {0} missing, {1} conflict, {2, old user, old expires_at} saved, {3, old user} the user changes: the new
+# user's entry (if any) goes first, and the write is repeated with ARGV[4] = '1' (then WAIT when asked).
 _CLUSTER_SET = _CLUSTER_HEADER + """
 local stored = header(redis.call('GET', KEYS[1]))
 if not stored or stored.pending then return {0, ''} end
 if stored.version ~= ARGV[1] then return {1, ''} end
-if ARGV[3] ~= stored.user and ARGV[4] ~= '1' then return {3, ''} end
+if ARGV[3] ~= stored.user and ARGV[4] ~= '1' then return {3, stored.user} end
 redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[2])
 return {2, stored.user, stored.expires}
 """
@@ -366,16 +375,6 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', version) .. ' ' .. ARGV[3])
 if redis.call('TTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
 return 1
-"""
-
-# KEYS[1] user index; ARGV[1] member, ARGV[2] version: drop the entry if its version is at most this
-# (the record now names someone else at that version).
-_CLUSTER_INDEX_DROP_OLDER = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if not current then return 0 end
-local known = tonumber(string.match(current, '^(-?%d+) '))
-if known and known > tonumber(ARGV[2]) then return 0 end
-return redis.call('HDEL', KEYS[1], ARGV[1])
 """
 
 # KEYS[1] user index; ARGV: member, value, member, value...: drop each entry still holding exactly
@@ -482,7 +481,6 @@ class RedisStore(SessionStore):
         self._cluster_touch = register(_CLUSTER_TOUCH)
         self._cluster_delete = register(_CLUSTER_DELETE)
         self._index_add = register(_CLUSTER_INDEX_ADD)
-        self._index_drop_older = register(_CLUSTER_INDEX_DROP_OLDER)
         self._index_drop_seen = register(_CLUSTER_INDEX_DROP_SEEN)
         self._index_stretch = register(_CLUSTER_INDEX_STRETCH)
         self._index_left = register(_CLUSTER_INDEX_LEFT)
@@ -757,17 +755,23 @@ class RedisStore(SessionStore):
         args: list[Any] = [expected_version, record.ttl(), new_index, "0", value]
         with self._driver_errors("save a session"):
             reply = self._cluster_set(keys=[record_key], args=args)
+        old_entry: Any = None
         if int(reply[0]) == 3:
-            # A user change: the new user's index entry goes first, then the versioned write again.
-            if new_index:
-                with self._driver_errors("save a session"):
+            # A user change.  The old user's entry is read now, before the write, so that it
+            # can be removed afterwards only if nothing wrote it meanwhile; the new user's
+            # entry goes first; then the versioned write again.
+            old_index = to_text(reply[1])
+            with self._driver_errors("save a session"):
+                if old_index:
+                    old_entry = self.client.hget(self._user_prefix + old_index, storage_id)
+                if new_index:
                     self._add_entry(new_index, storage_id, record.version, record.ttl())
             args[3] = "1"
             reply = self._written_then_waited("save a session", record_key, self._cluster_set, [record_key], args)
         code, old_index = int(reply[0]), to_text(reply[1])
-        if code == 2 and old_index and old_index != new_index:
+        if code == 2 and old_entry is not None:
             with self._driver_errors("move a session between users"):
-                self._index_drop_older(keys=[self._user_prefix + old_index], args=[storage_id, record.version])
+                self._index_drop_seen(keys=[self._user_prefix + old_index], args=[storage_id, old_entry])
         elif code == 2 and new_index and record.expires_at > float(to_text(reply[2])):
             # The record now outlives what its index was last stretched for (an idle deadline
             # moved by a save): stretch the index too, as touch does.
