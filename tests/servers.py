@@ -161,21 +161,21 @@ def _redis_cli(*args: str, timeout: float = 60.0) -> str:
     return done.stdout
 
 
+def _cluster_state_ok(port: int) -> bool:
+    try:
+        return "cluster_state:ok" in _redis_cli("-h", "127.0.0.1", "-p", str(port), "cluster", "info", timeout=5)
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False  # a node still starting or a cluster still forming
+
+
 def wait_for_cluster_ok(ports: Sequence[int], timeout: float = 30.0) -> None:
     """Poll ``CLUSTER INFO`` on every port until each says ``cluster_state:ok``."""
     deadline = time.monotonic() + timeout
-    pending = list(ports)
-    while pending:
-        try:
-            if "cluster_state:ok" in _redis_cli("-h", "127.0.0.1", "-p", str(pending[0]), "cluster", "info",
-                                                timeout=5):
-                pending.pop(0)
-                continue
-        except (RuntimeError, subprocess.TimeoutExpired):
-            pass  # a node still starting or a cluster still forming: polled again below
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the Redis cluster did not reach cluster_state:ok in {timeout:.0f}s")
-        time.sleep(0.1)
+    for port in ports:
+        while not _cluster_state_ok(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis cluster did not reach cluster_state:ok in {timeout:.0f}s")
+            time.sleep(0.1)
 
 
 def start_redis_cluster(masters: int = 3, replicas_per_master: int = 1, *,
