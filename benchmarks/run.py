@@ -316,8 +316,10 @@ class Servers:
     def __init__(self) -> None:
         self._memcached: Any = None
         self._redis: Any = None
+        self._redis_cluster: Any = None
         self.memcached_error: str | None = None
         self.redis_error: str | None = None
+        self.redis_cluster_error: str | None = None
 
     def memcached(self) -> Any:
         if self._memcached is None and self.memcached_error is None:
@@ -343,8 +345,21 @@ class Servers:
             raise Skip(self.redis_error or "redis-server unavailable")
         return self._redis
 
+    def redis_cluster(self) -> Any:
+        """A private Redis Cluster (3 masters + 3 replicas, tests/servers.py)."""
+        if self._redis_cluster is None and self.redis_cluster_error is None:
+            try:
+                from tests.servers import start_redis_cluster
+
+                self._redis_cluster = start_redis_cluster()
+            except BaseException as exc:
+                self.redis_cluster_error = f"Redis Cluster unavailable: {exc}"
+        if self._redis_cluster is None:
+            raise Skip(self.redis_cluster_error or "Redis Cluster unavailable")
+        return self._redis_cluster
+
     def stop(self) -> None:
-        for server in (self._memcached, self._redis):
+        for server in (self._memcached, self._redis, self._redis_cluster):
             if server is not None:
                 server.stop()
 
@@ -379,6 +394,19 @@ def redis_command_counter(port: int) -> Callable[[], int]:
     def total() -> int:
         # INFO counts itself once per call; the caller takes a difference of two calls
         return int(admin.info("stats")["total_commands_processed"])
+
+    return total
+
+
+def redis_cluster_command_counter(ports: list[int]) -> Callable[[], int]:
+    import redis
+
+    admins = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+
+    def total() -> int:
+        # the masters only (a replica counts what it replays); INFO counts itself on each node,
+        # which the caller's difference of two calls takes out
+        return sum(int(admin.info("stats")["total_commands_processed"]) for admin in admins)
 
     return total
 
@@ -952,6 +980,20 @@ class Bench:
         self.kit_wire(scenario, app, manager, state, redis_command_counter(server.port))
         scenario.notes = "RedisStore.from_url (same server as Flask-Session)"
 
+    def build_kit_redis_cluster(self, scenario: Scenario) -> None:
+        need("redis", "redis-py")
+        try:
+            from kitsession_wsgi.stores.redis import RedisStore
+        except ImportError as exc:
+            raise Skip(f"kitsession_wsgi.stores.redis not available: {exc}") from None
+        cluster = self.servers.redis_cluster()
+        store = RedisStore.from_url(f"redis+cluster://{cluster.startup_nodes}/")
+        scenario.cleanup.append(store.close)
+        masters = [int(node.port) for node in store.client.get_primaries()]
+        app, manager, state = self.kit_flask("kit_redis_cluster", store)
+        self.kit_wire(scenario, app, manager, state, redis_cluster_command_counter(masters))
+        scenario.notes = "RedisStore over RedisCluster, 3 masters + 3 replicas on loopback"
+
     def build_kit_middleware(self, scenario: Scenario) -> None:
         from kitsession_wsgi import MemoryStore, SessionManager
         from kitsession_wsgi.wsgi import SessionMiddleware
@@ -982,6 +1024,18 @@ class Bench:
         client.set("bench:roundtrip", value)
         scenario.calls["read"] = lambda: client.get("bench:roundtrip")
         scenario.checks["read"] = lambda: check(client.get("bench:roundtrip") == value, "redis GET")
+
+    def build_rt_redis_cluster(self, scenario: Scenario) -> None:
+        need("redis", "redis-py")
+        from redis.cluster import ClusterNode, RedisCluster
+
+        cluster = self.servers.redis_cluster()
+        client = RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", node.port) for node in cluster.nodes])
+        scenario.cleanup.append(client.close)
+        value = json.dumps(PAYLOAD).encode()
+        client.set("bench:roundtrip", value)
+        scenario.calls["read"] = lambda: client.get("bench:roundtrip")
+        scenario.checks["read"] = lambda: check(client.get("bench:roundtrip") == value, "redis cluster GET")
 
     def build_rt_sqlite(self, scenario: Scenario) -> None:
         peewee = need("peewee", "peewee")
@@ -1111,10 +1165,13 @@ class Bench:
         add("fs-redis", "Flask-Session Redis, defaults", lambda s: self.build_fs_redis(s, True))
         add("fs-redis-norefresh", "Flask-Session Redis, refresh off", lambda s: self.build_fs_redis(s, False))
         add("kit-redis", "kitsession KitSession, RedisStore", self.build_kit_redis)
+        add("kit-redis-cluster", "kitsession KitSession, RedisStore on a Redis Cluster", self.build_kit_redis_cluster)
         add("rt-sqlite", "one SQLite primary-key SELECT through peewee execute_sql", self.build_rt_sqlite,
             kind="roundtrip")
         add("rt-memcached", "one memcached get (pymemcache, no_delay)", self.build_rt_memcached, kind="roundtrip")
         add("rt-redis", "one Redis GET (redis-py)", self.build_rt_redis, kind="roundtrip")
+        add("rt-redis-cluster", "one Redis Cluster GET (redis-py RedisCluster)", self.build_rt_redis_cluster,
+            kind="roundtrip")
         add("rt-flask-memcached", "bare Flask + one raw memcached get in the view (a round trip in place)",
             lambda s: self.build_rt_flask(s, "memcached"))
         add("rt-flask-redis", "bare Flask + one raw Redis GET in the view (a round trip in place)",

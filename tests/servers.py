@@ -8,6 +8,7 @@ absent server skips the test with the reason; with ``KITSESSION_REQUIRE_SERVICES
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -114,3 +115,99 @@ def start_redis(port: int | None = None) -> PrivateServer:
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", workdir, "--daemonize", "no"]
     return PrivateServer("redis", argv, port).start()
+
+
+class PrivateRedisCluster:
+    """A Redis Cluster this test session started: its nodes, each a :class:`PrivateServer`."""
+
+    def __init__(self, nodes: list[PrivateServer]) -> None:
+        self.nodes = nodes
+
+    @property
+    def startup_nodes(self) -> str:
+        """``host:port,host:port,...`` of every node, as a ``redis+cluster://`` URL takes them."""
+        return ",".join(node.address for node in self.nodes)
+
+    def node_by_port(self, port: int) -> PrivateServer:
+        return next(node for node in self.nodes if node.port == port)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (``port + 10000``) is free and valid too."""
+    for _ in range(200):
+        port = random.randrange(20000, 55000)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bus:
+                first.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis cluster node")
+
+
+def _redis_cli(*args: str, timeout: float = 60.0) -> str:
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        service_missing("redis-cli is not installed (apt-get install -y redis-tools)")
+    done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cli {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def _cluster_state_ok(port: int) -> bool:
+    try:
+        return "cluster_state:ok" in _redis_cli("-h", "127.0.0.1", "-p", str(port), "cluster", "info", timeout=5)
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False  # a node still starting or a cluster still forming
+
+
+def wait_for_cluster_ok(ports: Sequence[int], timeout: float = 30.0) -> None:
+    """Poll ``CLUSTER INFO`` on every port until each says ``cluster_state:ok``."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while not _cluster_state_ok(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis cluster did not reach cluster_state:ok in {timeout:.0f}s")
+            time.sleep(0.1)
+
+
+def start_redis_cluster(masters: int = 3, replicas_per_master: int = 1, *,
+                        require_full_coverage: bool = True) -> PrivateRedisCluster:
+    """A Redis Cluster of ``masters`` masters, each with ``replicas_per_master`` replicas, on free ports.
+
+    Formed with ``redis-cli --cluster create``; every node runs in its own temporary
+    directory without persistence and is stopped by its pid (:meth:`PrivateRedisCluster.stop`).
+    ``cluster-node-timeout 2000`` makes a killed master fail over in a few seconds;
+    ``repl-diskless-sync-delay 0`` makes replicas sync at once.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        service_missing("redis-server is not installed (apt-get install -y redis-server)")
+    if shutil.which("redis-cli") is None:
+        service_missing("redis-cli is not installed (apt-get install -y redis-tools)")
+    nodes: list[PrivateServer] = []
+    try:
+        for _ in range(masters * (1 + replicas_per_master)):
+            port = free_cluster_port()
+            workdir = tempfile.mkdtemp(prefix="kitsession-redis-cluster-")
+            argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", workdir, "--daemonize", "no", "--cluster-enabled", "yes",
+                    "--cluster-config-file", os.path.join(workdir, "nodes.conf"),
+                    "--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0",
+                    "--cluster-require-full-coverage", "yes" if require_full_coverage else "no"]
+            nodes.append(PrivateServer("redis-cluster-node", argv, port).start())
+        _redis_cli("--cluster", "create", *(node.address for node in nodes),
+                   "--cluster-replicas", str(replicas_per_master), "--cluster-yes")
+        wait_for_cluster_ok([node.port for node in nodes])
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return PrivateRedisCluster(nodes)

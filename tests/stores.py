@@ -3,7 +3,8 @@
 ``STORE_KINDS`` lists every store whose module exists in this checkout
 (memory always; SQLite file, PostgreSQL and MariaDB once
 ``kitsession_wsgi.stores.peewee`` exists; memcached and Redis once their modules
-exist), so a store joins the parametrized tests the moment it lands.  A store
+exist; Redis also as ``redis-cluster``, a private 3-master cluster), so a store
+joins the parametrized tests the moment it lands.  A store
 whose server is absent skips locally and fails with
 ``KITSESSION_REQUIRE_SERVICES=1`` (through :func:`servers.service_missing`).
 
@@ -38,9 +39,11 @@ from servers import (
     POSTGRES_URL,
     REDIS_URL,
     PrivateServer,
+    PrivateRedisCluster,
     service_missing,
     start_memcached,
     start_redis,
+    start_redis_cluster,
 )
 
 
@@ -57,7 +60,7 @@ STORE_KINDS: list[str] = (
     ["memory"]
     + (["sqlite", "postgresql", "mariadb"] if HAS_PEEWEE_STORE else [])
     + (["memcached"] if HAS_MEMCACHED_STORE else [])
-    + (["redis"] if HAS_REDIS_STORE else [])
+    + (["redis", "redis-cluster"] if HAS_REDIS_STORE else [])
 )
 
 
@@ -66,6 +69,7 @@ class _Servers:
 
     def __init__(self) -> None:
         self.private: dict[str, PrivateServer] = {}
+        self.cluster: PrivateRedisCluster | None = None
 
     def memcached_address(self) -> str:
         if MEMCACHED_SERVERS:
@@ -83,10 +87,22 @@ class _Servers:
             server = self.private["redis"] = start_redis()
         return f"redis://{server.address}/0"
 
+    def redis_cluster(self) -> PrivateRedisCluster:
+        """The shared Redis Cluster (3 masters, 3 replicas), started on first use."""
+        if self.cluster is None:
+            self.cluster = start_redis_cluster()
+        return self.cluster
+
+    def redis_cluster_url(self) -> str:
+        return f"redis+cluster://{self.redis_cluster().startup_nodes}/"
+
     def stop(self) -> None:
         for server in self.private.values():
             server.stop()
         self.private.clear()
+        if self.cluster is not None:
+            self.cluster.stop()
+            self.cluster = None
 
 
 SERVERS = _Servers()
@@ -156,6 +172,14 @@ def open_store(kind: str, tmp_path: Path, servers: _Servers = SERVERS) -> Iterat
         from kitsession_wsgi.stores.redis import RedisStore
 
         store = RedisStore.from_url(servers.redis_url(), prefix=_unique("kt") + ":")
+        try:
+            yield store
+        finally:
+            store.close()
+    elif kind == "redis-cluster":
+        from kitsession_wsgi.stores.redis import RedisStore
+
+        store = RedisStore.from_url(servers.redis_cluster_url(), prefix=_unique("kt") + ":")
         try:
             yield store
         finally:

@@ -571,6 +571,8 @@ def store_url(kind: str, tmp_path: Path, servers: Any) -> str:
         return url
     if kind == "memcached":
         return f"memcached://{servers.memcached_address()}"
+    if kind == "redis-cluster":
+        return str(servers.redis_cluster_url())
     assert kind == "redis"
     return str(servers.redis_url())
 
@@ -581,7 +583,8 @@ def test_every_store_url_runs_the_devices_flow(kind: str, tmp_path: Path, monkey
     """KITSESSION_STORE alone moves the sessions; sign in twice, sign out the other, log out."""
     monkeypatch.setenv("KITSESSION_STORE", store_url(kind, tmp_path, store_servers))
     app = create_app({"EXAMPLE_DATABASE": str(tmp_path / "users.sqlite3"), "SECRET_KEY": "test", "TESTING": True})
-    expected_store = {"memory": "MemoryStore", "memcached": "MemcachedStore", "redis": "RedisStore"}.get(kind, "PeeweeStore")
+    expected_store = {"memory": "MemoryStore", "memcached": "MemcachedStore", "redis": "RedisStore",
+                      "redis-cluster": "RedisStore"}.get(kind, "PeeweeStore")
     assert type(manager(app).store).__name__ == expected_store
     # Shared servers keep sessions between runs: start this run's user ids somewhere unused.
     with app.app_context():

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from cache_servers import CountingProxy, concurrent_logins_for_one_user, cookie_for
-from kitsession_wsgi import ConfigurationError, SessionManager, SetResult
+from kitsession_wsgi import ConfigurationError, SessionManager, SetResult, StoreUnavailable
 from kitsession_wsgi.manager import session_key
-from kitsession_wsgi.stores.redis import RedisStore
+from kitsession_wsgi.stores.redis import _BATCH, RedisStore
 from kitsession_wsgi.testing import DAY, StoreContract, make_record
 from servers import PrivateServer, start_redis
 
@@ -156,6 +156,39 @@ def test_sign_out_everywhere_never_deletes_a_session_that_moved_to_another_user(
     assert redis_store.delete_all_for_user(40) == 0
     got = redis_store.get(record.key)
     assert got is not None and got.user_id == 41
+
+
+@pytest.mark.parametrize("keep_one", [False, True], ids=["all", "all-but-one"])
+def test_sign_out_everywhere_of_many_sessions_runs_in_bounded_scripts(redis_store: RedisStore,
+                                                                       keep_one: bool) -> None:
+    # 20,000 sessions in one script blocked Redis ~80 ms; now each script handles at most _BATCH.
+    count = 3 * _BATCH + 17
+    records = [make_record(redis_store, user_id=77) for _ in range(count)]
+    for record in records:
+        assert redis_store.create(record)
+    kept = records[count // 2].key if keep_one else None
+    redis_store.client.config_resetstat()
+    assert redis_store.delete_all_for_user(77, except_key=kept) == count - keep_one
+    scripts = redis_store.client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert scripts >= -(-count // _BATCH)  # several bounded calls, not one
+    assert [r.key for r in redis_store.get_all_for_user(77)] == ([kept] if kept else [])
+    assert redis_store.client.smembers("sess:user:i:77") == ({kept.encode()} if kept else set())
+    assert sum(redis_store.get(r.key) is not None for r in records) == keep_one
+
+
+def test_wait_replicas_without_replicas_is_unavailable_after_the_write(redis_store: RedisStore) -> None:
+    store = RedisStore(redis_store.client, wait_replicas=1, wait_timeout_ms=20)
+    record = make_record(store, user_id=8)
+    assert store.create(record)
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        store.delete(record.key)
+    assert redis_store.get(record.key) is None  # done on the server; a retry is safe
+    other = make_record(store, user_id=8)
+    assert store.create(other)
+    assert store.set(other.with_changes(version=2, data='{"same":"user"}'), 1) is SetResult.SAVED  # no WAIT
+    with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+        store.set(other.with_changes(version=3, user_id=9), 2)
+    assert [r.key for r in redis_store.get_all_for_user(9)] == [other.key]
 
 
 def test_scripts_are_reloaded_after_the_server_forgets_them(redis_store: RedisStore) -> None:

@@ -12,7 +12,8 @@ from .base import SessionStore
 from .memory import MemoryStore
 
 #: URL schemes :func:`store_from_url` understands
-SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "mysql", "mariadb", "memcached", "redis", "rediss")
+SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "mysql", "mariadb", "memcached", "redis", "rediss",
+           "redis+cluster", "rediss+cluster")
 
 
 def store_from_url(url: str) -> SessionStore:
@@ -23,7 +24,13 @@ def store_from_url(url: str) -> SessionStore:
       a :class:`~kitsession_wsgi.stores.peewee.PeeweeStore` (tables are not created:
       call ``create_tables()``);
     * ``memcached://host:port,host:port``: a :class:`~kitsession_wsgi.stores.memcached.MemcachedStore`;
-    * ``redis://host:port/db``: a :class:`~kitsession_wsgi.stores.redis.RedisStore`.
+    * ``redis://host:port/db``: a :class:`~kitsession_wsgi.stores.redis.RedisStore`;
+    * ``redis+cluster://host:port[,host:port...]/`` (``rediss+cluster://`` with TLS): a
+      :class:`~kitsession_wsgi.stores.redis.RedisStore` over a Redis Cluster (the hosts are
+      startup nodes; one reachable node is enough).
+
+    .. versionchanged:: 0.2
+       ``redis+cluster://`` and ``rediss+cluster://``.
 
     :raises ConfigurationError: an unknown scheme or a malformed URL (option ``store``).
     """
@@ -49,4 +56,8 @@ def store_from_url(url: str) -> SessionStore:
         from .redis import RedisStore
 
         return RedisStore.from_url(url)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        from .redis import RedisStore
+
+        return RedisStore.from_cluster_url(url)
     raise ConfigurationError("store", f"unknown store URL scheme {scheme!r} (known: {', '.join(SCHEMES)})")
