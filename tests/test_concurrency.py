@@ -589,7 +589,8 @@ def test_session_middleware_answers_409_when_a_save_conflicts() -> None:
 
 
 def test_flask_answers_409_when_a_save_conflicts() -> None:
-    flask = pytest.importorskip("flask")
+    import flask
+
     from kitsession_wsgi.flask import KitSession
 
     store = MemoryStore()

@@ -9,8 +9,8 @@ import pytest
 from kitsession_wsgi import SessionConflict, SessionManager, session_key
 
 from kitsession_wsgi.manager import _marker_key
-from session_helpers import (CountingStore, gone_or_replaced, live_records, node_signed_value, parse_set_cookie,
-                             stored_session)
+from session_helpers import (CountingStore, FlakyStore, gone_or_replaced, live_records, node_signed_value,
+                             parse_set_cookie, stored_session)
 
 
 @pytest.fixture
@@ -457,29 +457,18 @@ def test_expiry_metadata_never_collides_with_user_keys(manager: SessionManager, 
 # -- store outages ----------------------------------------------------------------------------
 
 
-class FlakyStore(CountingStore):
-    down = False
-
-    def get(self, key: str) -> Any:
-        if self.down:
-            from kitsession_wsgi import StoreUnavailable
-
-            raise StoreUnavailable("store is down", store="flaky")
-        return super().get(key)
-
-
 def test_store_outage_raises_instead_of_logging_out(clock: Any) -> None:
     from kitsession_wsgi import StoreUnavailable
 
     store = FlakyStore()
     manager = SessionManager(store, keys="k", clock=clock)
     _, header = stored_session(manager, store)
-    store.down = True
+    store.failing = {"get"}
     with pytest.raises(StoreUnavailable):
         load(manager, header)
     # a forged cookie costs no store call, so it still gets an anonymous session
     assert load(manager, "session=s%3Aforged.nope").is_new
-    store.down = False
+    store.failing = set()
     assert not load(manager, header).is_new
 
 

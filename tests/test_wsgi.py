@@ -1068,7 +1068,7 @@ def test_an_outage_while_committing_a_list_response_is_a_503_and_closes_the_app_
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Body([b"ok"])
 
-    store.failing.add("create")
+    store.failing = {"create"}
     calls, body = call_directly(SessionMiddleware(app, manager), "/")
     assert [status for status, _, _ in calls] == ["503 Service Unavailable"]
     assert b"".join(body).startswith(b"Session store unavailable") and closed == [True]
