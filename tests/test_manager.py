@@ -11,6 +11,7 @@ from kitsession_wsgi import SessionConflict, SessionManager, session_key
 from kitsession_wsgi.manager import _marker_key
 from session_helpers import (CountingStore, FlakyStore, gone_or_replaced, live_records, node_signed_value,
                              parse_set_cookie, stored_session)
+from thread_helpers import run_threads
 
 
 @pytest.fixture
@@ -477,27 +478,14 @@ def test_store_outage_raises_instead_of_logging_out(clock: Any) -> None:
 
 def test_eight_threads_changing_different_keys_all_keep_their_change(manager: SessionManager,
                                                                       store: CountingStore) -> None:
-    import threading
-
     _, header = stored_session(manager, store, data={})
     sessions = [load(manager, header) for _ in range(8)]
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def request(index: int) -> None:
-        try:
-            sessions[index].data[f"k{index}"] = index
-            barrier.wait()
-            manager.commit(sessions[index])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        sessions[index].data[f"k{index}"] = index
+        manager.commit(sessions[index])
 
-    threads = [threading.Thread(target=request, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_threads(8, request)
     assert load(manager, header).data == {f"k{i}": i for i in range(8)}
 
 

@@ -143,4 +143,5 @@ def test_every_thread_recovers_after_a_restart(
     barrier.wait(timeout=30)
     for thread in threads:
         thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a reader was still running after 30 s"
     assert results == {0: key, 1: key, 2: key}
