@@ -11,6 +11,7 @@ from typing import Any
 from werkzeug.test import Client, TestResponse
 
 from session_helpers import SetCookie, parse_set_cookie
+from thread_helpers import hammer
 
 
 def log_in(client: Client, path: str = "/login", *, base_url: str | None = None, **params: str) -> TestResponse:
@@ -26,3 +27,12 @@ def log_in(client: Client, path: str = "/login", *, base_url: str | None = None,
 def session_cookies(response: TestResponse, name: str = "session") -> list[SetCookie]:
     """The response's ``Set-Cookie`` values for cookie ``name``, parsed."""
     return [c for c in (parse_set_cookie(v) for v in response.headers.getlist("Set-Cookie")) if c.name == name]
+
+
+def hammer_path(clients: list[Client], path: str, *, per_thread: int,
+                base_url: str | None = None) -> tuple[list[int], list[BaseException]]:
+    """Each client (a browser with its own cookie jar) GETs ``path`` ``per_thread`` times in a thread
+    of its own, all at once: every status and every exception."""
+    options: dict[str, Any] = {} if base_url is None else {"base_url": base_url}
+    return hammer(lambda index: clients[index].get(path, **options).status_code, count=len(clients),
+                  per_thread=per_thread)

@@ -45,9 +45,9 @@ from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 
 from conftest import FakeClock
-from client_helpers import log_in
+from client_helpers import hammer_path, log_in
 from session_helpers import FlakyStore, live_records, parse_set_cookie
-from thread_helpers import Background, hammer
+from thread_helpers import Background
 
 SECRET = "flask-test-secret"
 
@@ -977,17 +977,17 @@ def test_module_level_functions_need_an_initialised_app() -> None:
 THREADS, REQUESTS = 8, 50
 
 
-def hammer_path(app: Flask, cookie_value: str, path: str) -> tuple[list[int], list[BaseException]]:
-    """``THREADS`` browsers sharing one session cookie each GET ``path`` ``REQUESTS`` times."""
+def browsers_sharing(app: Flask, cookie_value: str) -> list[FlaskClient]:
+    """``THREADS`` clients that all hold the session cookie ``cookie_value``."""
     clients = [app.test_client() for _ in range(THREADS)]
     for client in clients:
         client.set_cookie("session", cookie_value)
-    return hammer(lambda index: clients[index].get(path).status_code, count=THREADS, per_thread=REQUESTS)
+    return clients
 
 
 def test_session_lock_loses_no_update_under_8_threads(app: Flask, store: FlakyStore) -> None:
     cookie = cookie_of(log_in(app.test_client()))
-    statuses, errors = hammer_path(app, cookie.raw_value, "/counter")
+    statuses, errors = hammer_path(browsers_sharing(app, cookie.raw_value), "/counter", per_thread=REQUESTS)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()
@@ -999,7 +999,7 @@ def test_without_lock_updates_are_lost_report_only(
     app: Flask, store: FlakyStore, record_property: Callable[[str, object], None]
 ) -> None:
     cookie = cookie_of(log_in(app.test_client()))
-    statuses, errors = hammer_path(app, cookie.raw_value, "/counter-unlocked")
+    statuses, errors = hammer_path(browsers_sharing(app, cookie.raw_value), "/counter-unlocked", per_thread=REQUESTS)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()

@@ -179,10 +179,13 @@ def test_remove_all_sessions_for_user_zero_is_not_anonymous_nor_the_string_zero(
     assert not load(manager, string_header).is_new
 
 
-@pytest.mark.parametrize("bad", [None, True, 1.5, ""], ids=repr)
-def test_remove_all_sessions_for_user_rejects_non_ids(manager: SessionManager, bad: Any) -> None:
+@pytest.mark.parametrize(("bad", "error"), [(None, TypeError), (True, TypeError), (1.5, TypeError), ("", ValueError)],
+                         ids=repr)
+def test_remove_all_sessions_for_user_rejects_non_ids(manager: SessionManager, bad: Any,
+                                                      error: type[Exception]) -> None:
+    """A wrong type is a TypeError, an empty string a ValueError (validate_user_id's promise)."""
     manager.create_session(user_id=1, data={"a": 1})
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(error):
         manager.remove_all_sessions_for_user(bad)
     assert len(manager.get_sessions_for_user(1)) == 1
 

@@ -120,7 +120,8 @@ def test_a_dead_memcached_node_fails_only_its_own_sessions_and_is_used_again_whe
             return None
         return session if servers_holding([revived.address], "kitsession:" + (session.handle or "")) else None
 
-    back = wait_until(session_on_revived_node, timeout=RECOVERY_DEADLINE, what="a new session lands on the revived node")
+    back = wait_until(session_on_revived_node, timeout=RECOVERY_DEADLINE,
+                      what="a new session lands on the revived node")
     _loads(manager, back)
     # The restarted memcached lost its items: the old sessions there are now simply unknown.
     for session in on_dead:

@@ -24,8 +24,9 @@ from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_delete_se
 
 from conftest import FakeClock
 import client_helpers
+from client_helpers import hammer_path
 from session_helpers import FlakyStore, live_records, parse_set_cookie
-from thread_helpers import Background, hammer
+from thread_helpers import Background
 
 KEY = "wsgi-test-key"
 BASE = "https://localhost"
@@ -771,18 +772,19 @@ def test_middleware_is_required_by_the_decorators() -> None:
 THREADS, REQUESTS = 8, 50
 
 
-def hammer_path(middleware: SessionMiddleware, cookie_value: str, path: str) -> tuple[list[int], list[BaseException]]:
-    """``THREADS`` browsers sharing one session cookie each GET ``path`` ``REQUESTS`` times."""
+def browsers_sharing(middleware: SessionMiddleware, cookie_value: str) -> list[Client]:
+    """``THREADS`` clients that all hold the session cookie ``cookie_value``."""
     clients = [Client(middleware) for _ in range(THREADS)]
     for client in clients:
         client.set_cookie("session", cookie_value)
-    return hammer(lambda index: get(clients[index], path).status_code, count=THREADS, per_thread=REQUESTS)
+    return clients
 
 
 def test_session_lock_loses_no_update_under_8_threads(store: FlakyStore, manager: SessionManager) -> None:
     middleware = SessionMiddleware(application, manager)
     cookie = cookie_of(log_in(Client(middleware)))
-    statuses, errors = hammer_path(middleware, cookie.raw_value, "/counter")
+    browsers = browsers_sharing(middleware, cookie.raw_value)
+    statuses, errors = hammer_path(browsers, "/counter", per_thread=REQUESTS, base_url=BASE)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()
@@ -816,7 +818,8 @@ def test_without_lock_updates_are_lost_report_only(
 ) -> None:
     middleware = SessionMiddleware(application, manager)
     cookie = cookie_of(log_in(Client(middleware)))
-    statuses, errors = hammer_path(middleware, cookie.raw_value, "/counter-unlocked")
+    browsers = browsers_sharing(middleware, cookie.raw_value)
+    statuses, errors = hammer_path(browsers, "/counter-unlocked", per_thread=REQUESTS, base_url=BASE)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()
