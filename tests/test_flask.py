@@ -7,7 +7,6 @@ Everything goes through Flask's test client against a real MemoryStore
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import uuid
 from collections.abc import Callable
