@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from kitsession_wsgi import Session, SessionManager
+
+from thread_helpers import run_threads
 
 
 class CountingProxy:
@@ -34,26 +36,6 @@ class CountingProxy:
 def cookie_for(manager: SessionManager, session: Session) -> str:
     """The ``Cookie`` request header a browser would send back for ``session``."""
     return manager.set_session_cookie(session).split(";", 1)[0]
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    """Run ``target(i)`` in ``count`` threads at once; re-raise the first error."""
-    errors: list[BaseException] = []
-    start = threading.Barrier(count)
-
-    def guarded(index: int) -> None:
-        try:
-            start.wait(timeout=30)
-            target(index)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
 
 
 def concurrent_logins_for_one_user(manager: SessionManager, threads: int = 8, per_thread: int = 3) -> None:

@@ -115,7 +115,9 @@ def parse_set_cookie(header: str | None) -> SetCookie:
 
 
 def node_signed_value(secret: str | bytes, session_id: str) -> str:
-    """``cookie-signature`` 1.x ``sign``: ``s:`` + id + ``.`` + unpadded base64 HMAC-SHA256."""
+    """express-session's value, ``s:`` + ``cookie-signature`` 1.x ``sign``: id + ``.`` + unpadded base64
+    HMAC-SHA256.  A fast in-process oracle for the many tests that need one; that it equals the real
+    npm package is checked by ``test_signing.py`` (node_cookie_signature)."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     mac = base64.b64encode(hmac.new(key, session_id.encode("utf-8"), hashlib.sha256).digest())
     return f"s:{session_id}.{mac.decode('ascii').rstrip('=')}"
@@ -130,19 +132,40 @@ def stored_session(manager: SessionManager, store: CountingStore, *, data: dict[
     return session, cookie.request_header
 
 
-class FlakyStore(CountingStore):
-    """A real MemoryStore whose listed methods raise StoreUnavailable while ``failing`` names them.
+#: every I/O method of the store contract (:class:`~kitsession_wsgi.SessionStore`): what an outage can hit
+STORE_METHODS = ("get", "create", "set", "touch", "delete", "delete_all_for_user", "get_all", "get_all_for_user",
+                 "purge_expired", "acquire_lock", "release_lock")
 
-    A test double for an outage at the adapter level; real server outages are
-    tested in the store suites.
+
+class FlakyStore(CountingStore):
+    """A real (counting) MemoryStore that fails on demand: every contract method in ``failing``
+    raises StoreUnavailable, before it changes anything.
+
+    The one test double for a store outage at the manager and adapter level
+    (real server outages are tested in the store suites).  ``failing`` accepts
+    only names from :data:`STORE_METHODS`, so a typo cannot make a test fail
+    nothing; ``failures`` counts the calls that really failed.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.failing: set[str] = set()
+        self._failing: frozenset[str] = frozenset()
+        self.failures: Counter[str] = Counter()
+
+    @property
+    def failing(self) -> frozenset[str]:
+        return self._failing
+
+    @failing.setter
+    def failing(self, methods: Iterable[str]) -> None:
+        methods = frozenset(methods)
+        unknown = methods - set(STORE_METHODS)
+        assert not unknown, f"not store contract methods: {sorted(unknown)}"
+        self._failing = methods
 
     def _check(self, method: str) -> None:
-        if method in self.failing:
+        if method in self._failing:
+            self.failures[method] += 1
             raise StoreUnavailable(f"{method}: store is down (test double)", store="flaky")
 
     def get(self, key: str) -> SessionRecord | None:
@@ -157,9 +180,37 @@ class FlakyStore(CountingStore):
         self._check("set")
         return super().set(record, expected_version)
 
+    def touch(self, key: str, updated_at: float, expires_at: float) -> bool:
+        self._check("touch")
+        return super().touch(key, updated_at, expires_at)
+
     def delete(self, key: str) -> bool:
         self._check("delete")
         return super().delete(key)
+
+    def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
+        self._check("delete_all_for_user")
+        return super().delete_all_for_user(user_id, except_key)
+
+    def get_all(self) -> list[SessionRecord]:
+        self._check("get_all")
+        return super().get_all()
+
+    def get_all_for_user(self, user_id: UserId) -> list[SessionRecord]:
+        self._check("get_all_for_user")
+        return super().get_all_for_user(user_id)
+
+    def purge_expired(self, now: float) -> int:
+        self._check("purge_expired")
+        return super().purge_expired(now)
+
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        self._check("acquire_lock")
+        return super().acquire_lock(key, token, ttl)
+
+    def release_lock(self, key: str, token: str) -> None:
+        self._check("release_lock")
+        super().release_lock(key, token)
 
 
 class InterleavingStore(CountingStore):

@@ -18,17 +18,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import flask
 import pytest
 from werkzeug.test import Client
 
 from kitsession_wsgi import SessionManager, SessionRecord, session_key
 from kitsession_wsgi.cookies import encode_cookie_value
+from kitsession_wsgi.flask import KitSession, current_session
 from kitsession_wsgi.wsgi import SessionMiddleware
 
 from session_helpers import CountingStore, SetCookie, node_signed_value, parse_set_cookie
-
-flask = pytest.importorskip("flask")
-from kitsession_wsgi.flask import KitSession, current_session  # noqa: E402
 
 KEY = "the-current-key"
 REMOVED_KEY = "a-key-that-was-rotated-out"
@@ -163,8 +162,7 @@ class Case:
     * ``absent``: no session cookie at all: anonymous, nothing cleared, no store call;
     * ``bad``: a session cookie that does not verify: anonymous, cleared, NO store call;
     * ``stale``: verifies but leads to no live session: anonymous, cleared, never adopted;
-    * ``valid``: the live session is served;
-    * ``either``: served or anonymous, but never a 500 and never adopted.
+    * ``valid``: the live session is served.
     """
 
     headers: list[str] | None
@@ -174,13 +172,15 @@ class Case:
 
 
 def _mac_with_url_safe_alphabet(world: World) -> Case:
-    # Find an id whose MAC holds + or /, so the url-safe variant really differs.
-    while True:
+    # An id whose MAC holds + or /, so the url-safe variant really differs (a 43-character MAC
+    # lacks both one time in four, so a few tries find one).
+    for _ in range(100):
         session_id = secrets.token_urlsafe(32)
         mac = world.mac(session_id)
         if "+" in mac or "/" in mac:
             forged = f"s:{session_id}.{mac.replace('+', '-').replace('/', '_')}"
             return Case([f"{NAME}={encode_cookie_value(forged)}"], "bad", [session_id])
+    raise AssertionError("100 MACs without + or /: is the MAC still standard base64?")
 
 
 def _expired(world: World) -> Case:
@@ -261,9 +261,11 @@ CASES: dict[str, Callable[[World], Case]] = {
         "valid", [w.valid_id]),
     "tossed-values-past-the-cap-are-not-examined": _header("; ".join([f"{NAME}=junk{i}" for i in range(20)])
                                                           + f"; {NAME}={{valid}}", "bad"),
-    "split-across-two-headers-session-second": lambda w: Case(["theme=dark", f"{NAME}={w.valid}"], "either",
+    # Two Cookie lines reach the app joined with ", " (werkzeug and waitress do so), which is
+    # not a cookie separator: no well-formed cookie of ours is left, so nothing is read or cleared.
+    "split-across-two-headers-session-second": lambda w: Case(["theme=dark", f"{NAME}={w.valid}"], "absent",
                                                               [w.valid_id]),
-    "split-across-two-headers-session-first": lambda w: Case([f"{NAME}={w.valid}", "theme=dark"], "either",
+    "split-across-two-headers-session-first": lambda w: Case([f"{NAME}={w.valid}", "theme=dark"], "absent",
                                                              [w.valid_id]),
     # -- size, bytes, characters
     "64KB-session-value": _header(f"{NAME}=" + "A" * 65536, "bad"),
@@ -333,7 +335,7 @@ def _check(world: World, case: Case) -> None:
     removals = [c for c in read.cookies if c.is_removal]
     others = [c for c in read.cookies if not c.is_removal]
 
-    if case.outcome == "valid" or (case.outcome == "either" and read.body.get("new") is False):
+    if case.outcome == "valid":
         assert read.body == {"new": False, "data": world.data}
         assert removals == [] and others == []
         return

@@ -17,8 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from servers import REQUIRE_SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "run.py"
+#: the skip reason of a peer installed only by ``make bench`` (benchmarks/requirements.txt): the one
+#: skip KITSESSION_REQUIRE_SERVICES=1 allows (a missing server or store module is a failure there)
+PEER_NOT_INSTALLED = "pip install -r benchmarks/requirements.txt"
 #: scenarios that need nothing beyond the package's dev extras
 ALWAYS = ("raw", "bare", "flask-cookie", "kit-memory", "kit-memory-nocache", "kit-middleware")
 
@@ -69,6 +74,8 @@ def test_every_scenario_has_a_row_and_a_verdict(smoke: tuple[subprocess.Complete
         assert row is not None, f"no table row for {key}"
         if states[key] == "skipped":
             assert "skipped: " in row, f"{key} is skipped without a reason"
+            if REQUIRE_SERVICES:
+                assert PEER_NOT_INSTALLED in row, f"{key} skipped with KITSESSION_REQUIRE_SERVICES=1: {row}"
         else:
             assert re.search(r"\| \d[\d,.]* \|", row), f"{key} ran but has no number: {row}"
     for key in ALWAYS:

@@ -27,6 +27,7 @@ from kitsession_wsgi import MemoryStore, SessionManager, SessionStore, session_k
 from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_new_session
 
 from session_helpers import InterleavingStore, gone_or_replaced, parse_set_cookie
+from thread_helpers import Background, hammer
 from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 THREADS = 8
@@ -110,40 +111,29 @@ class Outcome:
         return sum(n for status, n in self.statuses.items() if not status.startswith("200")) + len(self.errors)
 
 
-def hammer(app: Any, cookie: str, key_for_thread: Callable[[int], str], per_thread: int) -> Outcome:
-    """``THREADS`` threads each send ``per_thread`` requests; returns what they saw."""
+def hammer_increments(app: Any, cookie: str, key_for_thread: Callable[[int], str], per_thread: int) -> Outcome:
+    """``THREADS`` threads each send ``per_thread`` increments; returns what they saw."""
     outcome = Outcome()
-    start = threading.Barrier(THREADS)
 
-    def worker(index: int) -> None:
-        key = key_for_thread(index)
-        start.wait(timeout=30)
-        for _ in range(per_thread):
-            seen: list[str] = []
+    def increment(index: int) -> None:
+        seen: list[str] = []
 
-            def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                seen.append(status)
-                outcome.status(status)
-                for name, value in headers:
-                    if name.lower() == "set-cookie" and parse_set_cookie(value).is_removal:
-                        outcome.status("cookie cleared")
-                return lambda _data: None
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen.append(status)
+            outcome.status(status)
+            for name, value in headers:
+                if name.lower() == "set-cookie" and parse_set_cookie(value).is_removal:
+                    outcome.status("cookie cleared")
+            return lambda _data: None
 
-            try:
-                body = app(_environ(cookie, key), start_response)
-                b"".join(body)
-            except Exception as exc:  # noqa: BLE001 - every failure is counted and shown
-                outcome.error(exc)
-            else:
-                if seen == ["200 OK"]:
-                    outcome.acknowledged[index] += 1
+        b"".join(app(_environ(cookie, key_for_thread(index)), start_response))
+        if seen == ["200 OK"]:
+            with outcome.lock:
+                outcome.acknowledged[index] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(RUN_TIMEOUT)
-        assert not thread.is_alive(), f"a request thread was still running after {RUN_TIMEOUT:.0f}s"
+    _, errors = hammer(increment, count=THREADS, per_thread=per_thread, timeout=RUN_TIMEOUT, switch_often=False)
+    for exc in errors:  # every failure is counted and shown
+        outcome.error(exc)
     return outcome
 
 
@@ -193,7 +183,7 @@ def test_each_thread_its_own_key_loses_nothing(store: SessionStore, kind: str,
     thread_keys = [f"t{i}" for i in range(THREADS)]
     cookie, key = _stored_session(manager, {name: 0 for name in thread_keys})
 
-    outcome = hammer(SessionMiddleware(_app, manager), cookie, lambda i: thread_keys[i], per_thread)
+    outcome = hammer_increments(SessionMiddleware(_app, manager), cookie, lambda i: thread_keys[i], per_thread)
 
     data = _stored_data(manager, key)
     wrong = {name: (outcome.acknowledged[i], data[name]) for i, name in enumerate(thread_keys)
@@ -221,7 +211,7 @@ def test_one_shared_key_with_the_lock_loses_nothing(store: SessionStore, kind: s
         app = SessionMiddleware(session_lock(_app), manager)
     cookie, key = _stored_session(manager, {"n": 0})
 
-    outcome = hammer(app, cookie, lambda _i: "n", per_thread)
+    outcome = hammer_increments(app, cookie, lambda _i: "n", per_thread)
 
     final = _stored_data(manager, key)["n"]
     record_property("lost_updates", THREADS * per_thread - final)
@@ -238,7 +228,7 @@ def test_one_shared_key_without_the_lock_reports_lost_updates(
     manager = SessionManager(store, keys=KEYS)
     cookie, key = _stored_session(manager, {"n": 0})
 
-    outcome = hammer(SessionMiddleware(_app, manager), cookie, lambda _i: "n", per_thread)
+    outcome = hammer_increments(SessionMiddleware(_app, manager), cookie, lambda _i: "n", per_thread)
 
     final = _stored_data(manager, key)["n"]
     succeeded = sum(outcome.acknowledged)
@@ -269,7 +259,6 @@ class SlowRequest:
         self.proceed = threading.Event()
         self.headers: list[tuple[str, str]] = []
         self.status = ""
-        self.error: BaseException | None = None
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
             session = environ["kitsession"].session
@@ -282,7 +271,15 @@ class SlowRequest:
 
         self.middleware = SessionMiddleware(app, app_manager)
         self.environ = _environ(cookie, "slow")
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.running: Background[None] | None = None
+
+    def start(self) -> None:
+        self.running = Background(self._run)
+
+    def finish(self) -> None:
+        """Wait (bounded) until the request has answered; re-raise what it raised."""
+        assert self.running is not None
+        self.running.result(timeout=30)
 
     def _run(self) -> None:
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -290,10 +287,7 @@ class SlowRequest:
             self.headers = headers
             return lambda _data: None
 
-        try:
-            b"".join(self.middleware(self.environ, start_response))
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
-            self.error = exc
+        b"".join(self.middleware(self.environ, start_response))
 
     def set_cookies(self) -> list[str]:
         return [value for name, value in self.headers if name.lower() == "set-cookie"]
@@ -366,7 +360,7 @@ def test_a_removed_session_stays_removed_after_a_slower_save(
     cookie, key = _stored_session(manager, {"n": 1})
     clock.advance(10)  # past the touch interval, so the read-only request wants to touch
     slow = SlowRequest(manager, cookie, CHANGES[change])
-    slow.thread.start()
+    slow.start()
     assert slow.loaded.wait(30)
 
     if written_meanwhile:  # a version bump first, so the slow save also meets a conflict path
@@ -376,10 +370,7 @@ def test_a_removed_session_stays_removed_after_a_slower_save(
     assert store.get(key) is None
 
     slow.proceed.set()
-    slow.thread.join(30)
-    assert not slow.thread.is_alive()
-    if slow.error is not None:
-        raise slow.error
+    slow.finish()
     assert slow.status.startswith("200"), slow.status
     assert store.get(key) is None, f"{kind}: the slow request brought the removed session back"
     # No cookie from the slow request: whoever removed the session answered with the right
@@ -403,7 +394,7 @@ def test_every_way_of_removing_a_session_wins_over_a_slower_save(store: SessionS
     cookie = parse_set_cookie(manager.set_session_cookie(session)).request_header
     key = session.handle
     slow = SlowRequest(manager, cookie, _set_data)
-    slow.thread.start()
+    slow.start()
     assert slow.loaded.wait(30)
 
     if remover == "logout":
@@ -418,10 +409,7 @@ def test_every_way_of_removing_a_session_wins_over_a_slower_save(store: SessionS
     assert store.get(key) is None
 
     slow.proceed.set()
-    slow.thread.join(30)
-    assert not slow.thread.is_alive()
-    if slow.error is not None:
-        raise slow.error
+    slow.finish()
     assert slow.status.startswith("200"), slow.status
     assert store.get(key) is None, f"{kind}/{remover}: the slow request brought the session back"
     # No cookie from the slow request (it could wipe one a concurrent login set); the
@@ -475,7 +463,7 @@ def test_a_slower_request_does_not_log_out_a_concurrent_login(store: SessionStor
     cookie, key = _stored_session(manager, {"cart": [1]})
     browser = Browser(cookie)
     slow = SlowRequest(manager, cookie, _set_data)
-    slow.thread.start()
+    slow.start()
     assert slow.loaded.wait(30)
 
     app = _login_app if replacer == "login-with_new_session" else _regenerate_app
@@ -484,8 +472,7 @@ def test_a_slower_request_does_not_log_out_a_concurrent_login(store: SessionStor
     assert logged_in is not None and logged_in != cookie and gone_or_replaced(store.get(key))
 
     slow.proceed.set()
-    slow.thread.join(30)
-    assert not slow.thread.is_alive() and slow.error is None
+    slow.finish()
     browser.receive(slow.headers)
     assert browser.cookie == logged_in, "the slower response removed the cookie the login had just set"
     session = manager.initialize_session({"Cookie": logged_in})
@@ -581,17 +568,17 @@ def test_session_middleware_answers_409_when_a_save_conflicts() -> None:
     manager = SessionManager(MemoryStore(), keys=KEYS, on_conflict="raise")
     cookie, _key = _stored_session(manager, {"n": 0})
     slow = SlowRequest(manager, cookie, _set_data)
-    slow.thread.start()
+    slow.start()
     assert slow.loaded.wait(30)
     _call(SessionMiddleware(_write_app, manager), cookie)  # saves first: the slow save conflicts
     slow.proceed.set()
-    slow.thread.join(30)
-    assert slow.error is None, f"the middleware raised {slow.error!r}"
+    slow.finish()
     assert slow.status.startswith("409")
 
 
 def test_flask_answers_409_when_a_save_conflicts() -> None:
-    flask = pytest.importorskip("flask")
+    import flask
+
     from kitsession_wsgi.flask import KitSession
 
     store = MemoryStore()
@@ -615,16 +602,9 @@ def test_flask_answers_409_when_a_save_conflicts() -> None:
         flask.session["fast"] = True
         return "ok"
 
-    result: dict[str, Any] = {}
-    thread = threading.Thread(
-        target=lambda: result.update(response=app.test_client(use_cookies=False).post(
-            "/slow", headers={"Cookie": cookie})),
-        daemon=True,
-    )
-    thread.start()
+    slow = Background(lambda: app.test_client(use_cookies=False).post("/slow", headers={"Cookie": cookie}))
     assert loaded.wait(30)
     assert app.test_client(use_cookies=False).post("/fast", headers={"Cookie": cookie}).status_code == 200
     proceed.set()
-    thread.join(30)
-    assert result["response"].status_code == 409
+    assert slow.result().status_code == 409
     assert _stored_data(manager, key) == {"n": 0, "fast": True}

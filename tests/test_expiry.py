@@ -246,34 +246,24 @@ def test_an_expired_session_is_not_resurrected_by_its_slow_request(store: Counti
     assert manager.get_all_sessions() == []
 
 
-@pytest.mark.xfail(reason="core bug: purge_expired() only asks the store for expires_at <= now; after max_age is "
-                          "lowered, sessions past created_at + max_age are never served yet never purged",
-                   strict=True)
+@pytest.mark.xfail(reason="core limitation: purge_expired() only asks the store for expires_at <= now; after "
+                          "max_age is lowered, sessions past created_at + max_age are never served or listed "
+                          "(test_lowered_max_age.py) yet never purged either", strict=True)
 def test_purge_expired_follows_a_lowered_max_age(store: CountingStore, clock: Any) -> None:
     SessionManager(store, keys="k", clock=clock, max_age=1000).create_session(data={"a": 1})
     lowered = SessionManager(store, keys="k", clock=clock, max_age=100)
     clock.advance(200)
-    assert lowered.get_all_sessions() == []  # not served: expired under the new policy
     assert lowered.purge_expired() == 1
-    assert len(store) == 0
 
 
 @pytest.mark.parametrize("interval", [30, 60], ids=["equal", "longer"])
-def test_touch_interval_not_below_idle_timeout_is_rejected_or_harmless(store: CountingStore, clock: Any,
-                                                                       interval: float) -> None:
+def test_touch_interval_not_below_idle_timeout_is_rejected(store: CountingStore, clock: Any,
+                                                           interval: float) -> None:
     from kitsession_wsgi import ConfigurationError
 
-    try:
-        manager = SessionManager(store, keys="k", clock=clock, idle_timeout=30, touch_interval=interval)
-    except ConfigurationError as exc:
-        assert exc.option == "touch_interval"
-        return
-    _, header = stored_session(manager, store)
-    for second in range(1, 91):
-        clock.advance(1)
-        session = load(manager, header)
-        assert not session.is_new, f"an active session was lost at t={second}"
-        manager.commit(session)
+    with pytest.raises(ConfigurationError) as raised:
+        SessionManager(store, keys="k", clock=clock, idle_timeout=30, touch_interval=interval)
+    assert raised.value.option == "touch_interval"
 
 
 def test_regenerate_keeps_the_absolute_lifetime(store: CountingStore, clock: Any) -> None:

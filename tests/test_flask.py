@@ -7,7 +7,6 @@ Everything goes through Flask's test client against a real MemoryStore
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -45,7 +44,9 @@ from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 
 from conftest import FakeClock
+from client_helpers import hammer_path, log_in
 from session_helpers import FlakyStore, live_records, parse_set_cookie
+from thread_helpers import Background
 
 SECRET = "flask-test-secret"
 
@@ -201,12 +202,6 @@ def cookie_of(response: TestResponse, name: str = "session") -> Any:
 
 def vary_tokens(response: TestResponse) -> list[str]:
     return [t.strip().lower() for v in response.headers.getlist("Vary") for t in v.split(",")]
-
-
-def log_in(client: FlaskClient, path: str = "/login", **params: str) -> TestResponse:
-    response = client.get(path, query_string=params)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response
 
 
 def read(client: FlaskClient) -> dict[str, Any]:
@@ -981,41 +976,17 @@ def test_module_level_functions_need_an_initialised_app() -> None:
 THREADS, REQUESTS = 8, 50
 
 
-def hammer(app: Flask, cookie_value: str, path: str) -> tuple[list[int], list[BaseException]]:
-    statuses: list[int] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(THREADS)
-    guard = threading.Lock()
-
-    def worker() -> None:
-        client = app.test_client()
+def browsers_sharing(app: Flask, cookie_value: str) -> list[FlaskClient]:
+    """``THREADS`` clients that all hold the session cookie ``cookie_value``."""
+    clients = [app.test_client() for _ in range(THREADS)]
+    for client in clients:
         client.set_cookie("session", cookie_value)
-        barrier.wait()
-        for _ in range(REQUESTS):
-            try:
-                status = client.get(path).status_code
-                with guard:
-                    statuses.append(status)
-            except BaseException as exc:  # collected and asserted on in the test
-                with guard:
-                    errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)  # switch threads often so requests really interleave
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
-    return statuses, errors
+    return clients
 
 
 def test_session_lock_loses_no_update_under_8_threads(app: Flask, store: FlakyStore) -> None:
     cookie = cookie_of(log_in(app.test_client()))
-    statuses, errors = hammer(app, cookie.raw_value, "/counter")
+    statuses, errors = hammer_path(browsers_sharing(app, cookie.raw_value), "/counter", per_thread=REQUESTS)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()
@@ -1027,7 +998,7 @@ def test_without_lock_updates_are_lost_report_only(
     app: Flask, store: FlakyStore, record_property: Callable[[str, object], None]
 ) -> None:
     cookie = cookie_of(log_in(app.test_client()))
-    statuses, errors = hammer(app, cookie.raw_value, "/counter-unlocked")
+    statuses, errors = hammer_path(browsers_sharing(app, cookie.raw_value), "/counter-unlocked", per_thread=REQUESTS)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()
@@ -1117,21 +1088,19 @@ def test_overlapping_requests_keep_both_changes(
     slow_client, fast_client = app.test_client(), app.test_client()
     slow_client.set_cookie("session", cookie)
     fast_client.set_cookie("session", cookie)
-    responses: list[TestResponse] = []
-    thread = threading.Thread(target=lambda: responses.append(slow_client.get("/slow")))
-    thread.start()
+    slow = Background(lambda: slow_client.get("/slow"))
     assert loaded.wait(timeout=30)
     fast = fast_client.get(fast_path)
     assert fast.status_code == 200
     proceed.set()
-    thread.join()
-    assert responses[0].status_code == 200
+    slow_response = slow.result()
+    assert slow_response.status_code == 200
 
     if expected is None:
         assert store.get_all() == [], "a slower request must not bring a removed session back"
         # and it sends no cookie: the logout already cleared it, and a late clearing
         # cookie would also wipe one a concurrent login had just set
-        assert responses[0].headers.getlist("Set-Cookie") == []
+        assert slow_response.headers.getlist("Set-Cookie") == []
     else:
         (record,) = store.get_all()
         data = json.loads(record.data)

@@ -12,11 +12,15 @@ cookies.  Every client knows exactly what its session must hold, so:
 * anonymous requests store nothing, a logout or re-login kills the old cookie,
   and the store ends with exactly one live session per client holding a cookie.
 
-Bounded in time: a hard deadline (150 s) fails the test instead of hanging it,
-and a hang dumps the server threads' stacks into the failure message.  Each
-store gets 20,000 requests: 15-17 s per store on this 2-core machine when it is
-quiet, 45-55 s when it is busy with other suites (``KITSESSION_LOAD_REQUESTS``
-changes the count; ``-m "not load"`` deselects it).
+It runs on every store kind (``stores.STORE_KINDS``: memory, SQLite,
+PostgreSQL, MariaDB, memcached, Redis; a server that is absent skips locally
+and fails under ``KITSESSION_REQUIRE_SERVICES=1``).  Bounded in time: a hard
+deadline (150 s) fails the test instead of hanging it, and a hang dumps the
+server threads' stacks into the failure message.  Each store gets 6,000
+requests (it was 20,000 on memory and SQLite only; six stores at 6,000 cost
+about the same time): 2-9 s per store on this 2-core machine with a load
+average of 6, 36 s for all six with the server start-ups
+(``KITSESSION_LOAD_REQUESTS`` changes the count; ``-m "not load"`` deselects it).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,23 +42,48 @@ from typing import Any
 
 import pytest
 
-from servers import free_port, wait_for_port
+from polling import wait_until
+from servers import MYSQL_URL, POSTGRES_URL, free_port, wait_for_port
 from session_helpers import parse_set_cookie
-from stores import HAS_PEEWEE_STORE
+from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (fixture)
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = 16
 #: a hard cap on the whole run; the test fails when it is reached
 DEADLINE_SECONDS = 150.0
 SOCKET_TIMEOUT = 15.0
-#: 20,000 by default; KITSESSION_LOAD_REQUESTS scales it (e.g. 2000 for a quick local run)
-TOTAL_REQUESTS = int(os.environ.get("KITSESSION_LOAD_REQUESTS", "20000"))
+#: requests per store: 6,000 by default; KITSESSION_LOAD_REQUESTS changes it (e.g. 2000 for a quick local run)
+TOTAL_REQUESTS = int(os.environ.get("KITSESSION_LOAD_REQUESTS", "6000"))
 
 
 # -- the server side (runs in the subprocess) ------------------------------------------------
 
 
-def create_app(store_url: str) -> Any:
+def build_store(spec: dict[str, str]) -> Any:
+    """The store a spec names (see :func:`store_spec`), in the server process; SQL tables created."""
+    from kitsession_wsgi import MemoryStore
+
+    kind = spec["kind"]
+    if kind == "memory":
+        return MemoryStore()
+    if kind in ("sqlite", "postgresql", "mariadb"):
+        from kitsession_wsgi.stores.peewee import PeeweeStore
+
+        store = PeeweeStore.from_url(spec["url"], table_name=spec["name"])
+        store.create_tables()
+        return store
+    if kind == "memcached":
+        from kitsession_wsgi.stores.memcached import MemcachedStore
+
+        return MemcachedStore.from_servers([spec["url"]], key_prefix=spec["name"])
+    if kind == "redis":
+        from kitsession_wsgi.stores.redis import RedisStore
+
+        return RedisStore.from_url(spec["url"], prefix=spec["name"] + ":")
+    raise ValueError(f"unknown store kind {kind!r}")
+
+
+def create_app(spec: dict[str, str]) -> Any:
     """The app under load: read, write, login, logout, and a live-session count."""
     import flask
 
@@ -67,12 +97,7 @@ def create_app(store_url: str) -> Any:
 
     app = flask.Flask("kitsession-load")
     app.config.update(SECRET_KEY="load-test-key", KITSESSION_SECURE=False)
-    if store_url != "memory":
-        app.config["KITSESSION_STORE"] = store_url
-    KitSession(app)
-    store = app.extensions["kitsession"].manager.store
-    if hasattr(store, "create_tables"):
-        store.create_tables()
+    KitSession(app, store=build_store(spec))
 
     def state() -> Any:
         return flask.jsonify(new=current_session.is_new, data=dict(flask.session))
@@ -108,7 +133,7 @@ def create_app(store_url: str) -> Any:
     return app
 
 
-def serve(port: int, store_url: str) -> None:  # pragma: no cover - runs in the subprocess
+def serve(port: int, spec: dict[str, str]) -> None:  # pragma: no cover - runs in the subprocess
     import faulthandler
 
     import waitress
@@ -116,7 +141,7 @@ def serve(port: int, store_url: str) -> None:  # pragma: no cover - runs in the 
     # SIGUSR1 dumps every server thread's stack to stderr: how a hang is diagnosed.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
 
-    waitress.serve(create_app(store_url), host="127.0.0.1", port=port, threads=8, _quiet=True,
+    waitress.serve(create_app(spec), host="127.0.0.1", port=port, threads=8, _quiet=True,
                    connection_limit=200, channel_timeout=60)
 
 
@@ -129,18 +154,52 @@ class Server:
     def stacks(self) -> str:
         """The server threads' stacks (faulthandler on SIGUSR1) and the tail of its stderr."""
         if self.process.poll() is None:
+            before = self.log.stat().st_size
             os.kill(self.process.pid, signal.SIGUSR1)
-            time.sleep(1)
+            try:
+                wait_until(lambda: "most recent call first" in self.log.read_text(errors="replace")[before:],
+                           timeout=10, what="the server dumped its stacks")
+            except AssertionError as exc:
+                return f"({exc})\n" + self.log.read_text(errors="replace")[-6000:]
         return self.log.read_text(errors="replace")[-6000:]
 
 
+def store_spec(kind: str, tmp_path: Path, servers: Any) -> dict[str, str]:
+    """What the server process needs to open a fresh, empty store of ``kind`` (its own table or key prefix)."""
+    name = f"kl{uuid.uuid4().hex[:12]}"
+    if kind == "memory":
+        return {"kind": kind, "url": "memory", "name": name}
+    if kind == "sqlite":
+        return {"kind": kind, "url": f"sqlite:///{tmp_path / 'load.db'}", "name": name}
+    if kind in ("postgresql", "mariadb"):
+        with open_store(kind, tmp_path, servers):  # skips (or fails in CI) when the server is absent
+            pass
+        return {"kind": kind, "url": POSTGRES_URL if kind == "postgresql" else MYSQL_URL, "name": name}
+    if kind == "memcached":
+        return {"kind": kind, "url": servers.memcached_address(), "name": name}
+    if kind == "redis":
+        return {"kind": kind, "url": servers.redis_url(), "name": name}
+    raise ValueError(f"unknown store kind {kind!r}")
+
+
+def drop_tables(spec: dict[str, str]) -> None:
+    """Remove a SQL load test's tables (cache stores' keys go with their private servers)."""
+    if spec["kind"] in ("postgresql", "mariadb"):
+        from kitsession_wsgi.stores.peewee import PeeweeStore
+
+        store = PeeweeStore.from_url(spec["url"], table_name=spec["name"])
+        try:
+            store.drop_tables()
+        finally:
+            store.close()
+
+
 @pytest.fixture
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    store = request.param
-    store_url = "memory" if store == "memory" else f"sqlite:///{tmp_path / 'load.db'}"
+def server(request: pytest.FixtureRequest, tmp_path: Path, store_servers: Any) -> Iterator[Server]:
+    spec = store_spec(request.param, tmp_path, store_servers)
     port = free_port()
     log = tmp_path / "server.log"
-    code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_load; test_load.serve({port}, {store_url!r})"
+    code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import test_load; test_load.serve({port}, {spec!r})"
     with log.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-c", code], cwd=HERE.parent, start_new_session=True,
                                    stdout=log_file, stderr=log_file)
@@ -157,6 +216,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
             except subprocess.TimeoutExpired:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        drop_tables(spec)
 
 
 # -- the client side -------------------------------------------------------------------------
@@ -345,9 +405,6 @@ def run_load(server: Server, total_requests: int) -> Tally:
     return tally
 
 
-STORES = ["memory"] + (["sqlite"] if HAS_PEEWEE_STORE else [])
-
-
 def _report(tally: Tally, total: int, elapsed: float, store: str) -> None:
     print(f"\n[load] {store}: {tally.requests} requests in {elapsed:.1f}s "
           f"({tally.requests / elapsed:.0f}/s), statuses {tally.statuses}")
@@ -357,7 +414,7 @@ def _report(tally: Tally, total: int, elapsed: float, store: str) -> None:
 
 
 @pytest.mark.load
-@pytest.mark.parametrize("server", STORES, indirect=True)
+@pytest.mark.parametrize("server", STORE_KINDS, indirect=True)
 def test_load_mixed_requests_over_http(server: Server, request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     tally = run_load(server, TOTAL_REQUESTS)

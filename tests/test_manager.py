@@ -9,8 +9,9 @@ import pytest
 from kitsession_wsgi import SessionConflict, SessionManager, session_key
 
 from kitsession_wsgi._lifetime import marker_key as _marker_key
-from session_helpers import (CountingStore, gone_or_replaced, live_records, node_signed_value, parse_set_cookie,
-                             stored_session)
+from session_helpers import (CountingStore, FlakyStore, gone_or_replaced, live_records, node_signed_value,
+                             parse_set_cookie, stored_session)
+from thread_helpers import run_threads
 
 
 @pytest.fixture
@@ -178,10 +179,13 @@ def test_remove_all_sessions_for_user_zero_is_not_anonymous_nor_the_string_zero(
     assert not load(manager, string_header).is_new
 
 
-@pytest.mark.parametrize("bad", [None, True, 1.5, ""], ids=repr)
-def test_remove_all_sessions_for_user_rejects_non_ids(manager: SessionManager, bad: Any) -> None:
+@pytest.mark.parametrize(("bad", "error"), [(None, TypeError), (True, TypeError), (1.5, TypeError), ("", ValueError)],
+                         ids=repr)
+def test_remove_all_sessions_for_user_rejects_non_ids(manager: SessionManager, bad: Any,
+                                                      error: type[Exception]) -> None:
+    """A wrong type is a TypeError, an empty string a ValueError (validate_user_id's promise)."""
     manager.create_session(user_id=1, data={"a": 1})
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(error):
         manager.remove_all_sessions_for_user(bad)
     assert len(manager.get_sessions_for_user(1)) == 1
 
@@ -459,29 +463,18 @@ def test_expiry_metadata_never_collides_with_user_keys(manager: SessionManager, 
 # -- store outages ----------------------------------------------------------------------------
 
 
-class FlakyStore(CountingStore):
-    down = False
-
-    def get(self, key: str) -> Any:
-        if self.down:
-            from kitsession_wsgi import StoreUnavailable
-
-            raise StoreUnavailable("store is down", store="flaky")
-        return super().get(key)
-
-
 def test_store_outage_raises_instead_of_logging_out(clock: Any) -> None:
     from kitsession_wsgi import StoreUnavailable
 
     store = FlakyStore()
     manager = SessionManager(store, keys="k", clock=clock)
     _, header = stored_session(manager, store)
-    store.down = True
+    store.failing = {"get"}
     with pytest.raises(StoreUnavailable):
         load(manager, header)
     # a forged cookie costs no store call, so it still gets an anonymous session
     assert load(manager, "session=s%3Aforged.nope").is_new
-    store.down = False
+    store.failing = set()
     assert not load(manager, header).is_new
 
 
@@ -490,27 +483,14 @@ def test_store_outage_raises_instead_of_logging_out(clock: Any) -> None:
 
 def test_eight_threads_changing_different_keys_all_keep_their_change(manager: SessionManager,
                                                                       store: CountingStore) -> None:
-    import threading
-
     _, header = stored_session(manager, store, data={})
     sessions = [load(manager, header) for _ in range(8)]
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def request(index: int) -> None:
-        try:
-            sessions[index].data[f"k{index}"] = index
-            barrier.wait()
-            manager.commit(sessions[index])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        sessions[index].data[f"k{index}"] = index
+        manager.commit(sessions[index])
 
-    threads = [threading.Thread(target=request, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_threads(8, request)
     assert load(manager, header).data == {f"k{i}": i for i in range(8)}
 
 

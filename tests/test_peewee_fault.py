@@ -1,4 +1,5 @@
-"""PeeweeStore through a real PostgreSQL outage: a private cluster the test stops and restarts."""
+"""PeeweeStore through a real server outage: a private PostgreSQL cluster and a private MariaDB
+server, each stopped at once (as a crash would) and started again by the test."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import threading
 from collections.abc import Iterator
 
 import peewee
+import pymysql
 import pytest
 
 from kitsession_wsgi import SessionManager, StoreUnavailable, session_key
 from kitsession_wsgi.stores.peewee import PeeweeStore
-from tests.servers import free_port, service_missing, wait_for_port
+from tests.servers import PrivateServer, free_port, service_missing, wait_for_port
 
 
 class PrivatePostgres:
@@ -56,13 +58,77 @@ class PrivatePostgres:
             self._run(self.pg_ctl, "-D", self.data, "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def database(self) -> peewee.Database:
+        return peewee.PostgresqlDatabase("postgres", host="127.0.0.1", port=self.port, user="kitsession",
+                                         connect_timeout=5)
 
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
+
+class PrivateMariaDB:
+    """A throwaway MariaDB server (``mariadb-install-db`` + ``mariadbd``) on a free loopback port,
+    run as the ``mysql`` OS user when root, and stopped by its pid."""
+
+    DATABASE = "kitsession"
+
+    def __init__(self) -> None:
+        install, mariadbd = shutil.which("mariadb-install-db"), shutil.which("mariadbd", path=_SBIN_PATH)
+        if install is None or mariadbd is None:
+            service_missing("mariadb-install-db/mariadbd are not installed (apt-get install -y mariadb-server)")
+        self.port = free_port()
+        self.root = tempfile.mkdtemp(prefix="kitsession-mariadb-")
+        self.data = os.path.join(self.root, "data")
+        user: list[str] = []
+        if os.geteuid() == 0:  # mariadbd refuses to run as root
+            shutil.chown(self.root, "mysql", "mysql")
+            user = ["--user=mysql"]
+        result = subprocess.run([install, "--no-defaults", f"--datadir={self.data}", *user, "--skip-test-db",
+                                 "--auth-root-authentication-method=normal"],
+                                capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise RuntimeError(f"mariadb-install-db failed: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+        self.argv = [mariadbd, "--no-defaults", f"--datadir={self.data}", *user, f"--port={self.port}",
+                     "--bind-address=127.0.0.1", f"--socket={os.path.join(self.root, 'sock')}",
+                     f"--pid-file={os.path.join(self.root, 'pid')}", f"--log-error={os.path.join(self.root, 'log')}",
+                     "--skip-log-bin", "--innodb-buffer-pool-size=16M"]
+        self.server: PrivateServer | None = None
+
+    def start(self) -> None:
+        self.server = PrivateServer("mariadbd", self.argv, self.port).start()
+        connection = pymysql.connect(host="127.0.0.1", port=self.port, user="root", connect_timeout=10)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"CREATE DATABASE IF NOT EXISTS {self.DATABASE}")
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        """Stop at once (SIGKILL), as a crash or a failover would (no goodbye to clients)."""
+        assert self.server is not None
+        self.server.kill()
+        self.server = None
+
+    def destroy(self) -> None:
+        if self.server is not None:
+            self.server.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def database(self) -> peewee.Database:
+        return peewee.MySQLDatabase(self.DATABASE, host="127.0.0.1", port=self.port, user="root",
+                                    connect_timeout=5)
+
+
+#: mariadbd lives in sbin, which a non-root PATH may leave out
+_SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+PRIVATE_SERVERS = {"postgresql": PrivatePostgres, "mariadb": PrivateMariaDB}
+
+
+@pytest.fixture(params=list(PRIVATE_SERVERS))
+def private_server(request: pytest.FixtureRequest) -> Iterator[PrivatePostgres | PrivateMariaDB]:
+    kind = request.param
     try:
-        server = PrivatePostgres()
+        server = PRIVATE_SERVERS[kind]()
     except RuntimeError as exc:
-        service_missing(f"cannot create a private PostgreSQL cluster: {exc}")
+        service_missing(f"cannot create a private {kind} server: {exc}")
     try:
         server.start()
         yield server
@@ -71,10 +137,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 
 @pytest.fixture
-def outage_store(private_postgres: PrivatePostgres) -> Iterator[PeeweeStore]:
-    database = peewee.PostgresqlDatabase(
-        "postgres", host="127.0.0.1", port=private_postgres.port, user="kitsession", connect_timeout=5
-    )
+def outage_store(private_server: PrivatePostgres | PrivateMariaDB) -> Iterator[PeeweeStore]:
+    database = private_server.database()
     store = PeeweeStore(database)
     store.create_tables()
     yield store
@@ -82,7 +146,7 @@ def outage_store(private_postgres: PrivatePostgres) -> Iterator[PeeweeStore]:
 
 
 def test_outage_raises_store_unavailable_and_recovers_without_a_new_store(
-    private_postgres: PrivatePostgres, outage_store: PeeweeStore
+    private_server: PrivatePostgres | PrivateMariaDB, outage_store: PeeweeStore
 ) -> None:
     manager = SessionManager(outage_store, keys=["fault-key"])
     session = manager.create_session(user_id=7, data={"cart": [1]})
@@ -91,7 +155,7 @@ def test_outage_raises_store_unavailable_and_recovers_without_a_new_store(
     cookie = manager.set_session_cookie(session).split(";", 1)[0]
     assert outage_store.get(key) is not None
 
-    private_postgres.stop()
+    private_server.stop()
     with pytest.raises(StoreUnavailable) as raised:
         outage_store.get(key)
     assert isinstance(raised.value.__cause__, (peewee.OperationalError, peewee.InterfaceError))
@@ -100,7 +164,7 @@ def test_outage_raises_store_unavailable_and_recovers_without_a_new_store(
     with pytest.raises(StoreUnavailable):
         manager.create_session(user_id=8, data={"during": "outage"})
 
-    private_postgres.start()
+    private_server.start()
     # The first call after the restart is a write on a dead connection: retried, not a 503.
     fresh = manager.create_session(user_id=9, data={"after": "restart"})
     assert fresh.id is not None and outage_store.get(session_key(fresh.id)) is not None
@@ -114,7 +178,7 @@ def test_outage_raises_store_unavailable_and_recovers_without_a_new_store(
 
 
 def test_every_thread_recovers_after_a_restart(
-    private_postgres: PrivatePostgres, outage_store: PeeweeStore
+    private_server: PrivatePostgres | PrivateMariaDB, outage_store: PeeweeStore
 ) -> None:
     manager = SessionManager(outage_store)
     session = manager.create_session(data={"n": 1})
@@ -138,9 +202,10 @@ def test_every_thread_recovers_after_a_restart(
     for thread in threads:
         thread.start()
     barrier.wait(timeout=30)
-    private_postgres.stop()
-    private_postgres.start()
+    private_server.stop()
+    private_server.start()
     barrier.wait(timeout=30)
     for thread in threads:
         thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads), "a reader was still running after 30 s"
     assert results == {0: key, 1: key, 2: key}

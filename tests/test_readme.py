@@ -6,7 +6,10 @@ ports and named through the environment variables the examples read.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,10 +64,6 @@ def test_readme_example_runs(block: str, tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_the_readme_cli_commands_name_the_app_and_run(tmp_path: Path) -> None:
     """Regression: the README showed ``flask kitsession ...``, which answers "No such command"."""
-    import os
-    import subprocess
-    import sys
-
     text = README.read_text(encoding="utf-8")
     commands = re.findall(r"^flask .*?kitsession .*$", text, re.M)
     assert commands and all(" --app " in line for line in commands), commands
@@ -74,3 +73,27 @@ def test_the_readme_cli_commands_name_the_app_and_run(tmp_path: Path) -> None:
                             cwd=README.parent, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("sessions: 0"), result.stdout
+
+
+CONTRACT_BLOCKS = [block for block in BLOCKS if "(StoreContract)" in block]
+
+
+def test_readme_store_contract_subclass_runs_the_whole_contract(tmp_path: Path) -> None:
+    """The README's StoreContract subclass is collected and run by pytest, every contract test passing."""
+    from kitsession_wsgi.testing import StoreContract
+
+    (block,) = CONTRACT_BLOCKS
+    module = tmp_path / "test_my_store.py"
+    module.write_text(block, encoding="utf-8")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")  # not this project's setup.cfg
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", str(module)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    summary = re.search(r"^(\d+) passed(.*) in [\d.]+s", output, re.M)
+    assert summary is not None, output[-3000:]
+    contract_tests = [name for name in dir(StoreContract) if name.startswith("test_")]
+    assert int(summary.group(1)) >= len(contract_tests) >= 10, output[-3000:]
+    assert "skipped" not in summary.group(2) and "failed" not in summary.group(2), summary.group(0)

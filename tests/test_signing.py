@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -14,7 +11,7 @@ import pytest
 from kitsession_wsgi import SessionManager
 from kitsession_wsgi.signing import CookieSigner, normalize_keys
 
-from servers import service_missing
+import node_cookie_signature
 from session_helpers import CountingStore, node_signed_value, parse_set_cookie, stored_session
 
 
@@ -237,19 +234,6 @@ def test_cookie_signed_by_a_removed_key_is_rejected() -> None:
 
 # -- interoperability with Node's cookie-signature ------------------------------------------
 
-NODE_SCRIPT = r"""
-const crypto = require('crypto');
-const input = JSON.parse(require('fs').readFileSync(0, 'utf8'));
-const out = input.map(([secret, val]) => {
-  // cookie-signature 1.x sign()
-  const mac = crypto.createHmac('sha256', secret).update(val).digest('base64').replace(/=+$/, '');
-  const signed = 's:' + val + '.' + mac;
-  // cookie.serialize() encodes the value with encodeURIComponent
-  return [secret, val, signed, encodeURIComponent(signed)];
-});
-process.stdout.write(JSON.stringify(out));
-"""
-
 NODE_SECRETS = ["keyboard cat", "sécret ключ 🔑", "k" * 100, "p;a=s+s/w,o r\"d"]
 NODE_IDS = [
     "n0vQ3Yd0qfO8mE4o1iWq3y8fJz5pZbX1oUeYl3cTq4k",  # token_urlsafe shape
@@ -264,17 +248,12 @@ NODE_IDS = [
 
 @pytest.fixture(scope="module")
 def node_vectors() -> list[tuple[str, str, str, str]]:
-    node = shutil.which("node")
-    if node is None:
-        service_missing("node is not on PATH: cannot compute cookie-signature vectors")
-    pairs = [[secret, session_id] for secret in NODE_SECRETS for session_id in NODE_IDS]
-    completed = subprocess.run(
-        [node, "-e", NODE_SCRIPT], input=json.dumps(pairs), capture_output=True, text=True, timeout=60, check=False
-    )
-    assert completed.returncode == 0, completed.stderr
-    vectors = [tuple(v) for v in json.loads(completed.stdout)]
-    assert len(vectors) == len(pairs)
-    return vectors  # type: ignore[return-value]
+    """(secret, id, signed, encoded) from the real npm cookie-signature package."""
+    pairs = [(secret, session_id) for secret in NODE_SECRETS for session_id in NODE_IDS]
+    version, signed = node_cookie_signature.run([("sign", secret, session_id) for secret, session_id in pairs])
+    assert version.startswith("1."), version
+    _, encoded = node_cookie_signature.run([("encode", "", value) for value in signed])
+    return [(secret, session_id, s, e) for (secret, session_id), s, e in zip(pairs, signed, encoded)]
 
 
 def _vector_ids() -> list[str]:
@@ -309,3 +288,25 @@ def test_nodes_cookie_verifies_here(node_vectors: list[tuple[str, str, str, str]
     assert parse_set_cookie(manager.commit(loaded)).value == node_signed_value("newer-key", session_id)
     # a manager that never knew node's secret does not accept it
     assert SessionManager(store, keys="other").initialize_session({"Cookie": f"session={node_encoded}"}).is_new
+
+
+def test_node_verifies_our_cookies_and_rejects_tampered_ones() -> None:
+    """The other direction: what we sign, express-session's cookie-signature accepts, and only that."""
+    cases = []
+    for secret in NODE_SECRETS:
+        signer = CookieSigner(normalize_keys(secret))
+        for session_id in NODE_IDS:
+            ours = signer.sign(session_id)
+            last = ours[-1]
+            tampered = ours[:-1] + ("A" if last != "A" else "B")
+            cases += [("unsign", secret, ours), ("unsign", secret, tampered), ("unsign", "other", ours)]
+    _, answers = node_cookie_signature.run(cases)
+    expected = [answer for session_id in NODE_IDS for answer in (session_id, False, False)] * len(NODE_SECRETS)
+    assert answers == expected
+
+
+def test_the_session_helpers_signing_oracle_is_the_npm_package() -> None:
+    """session_helpers.node_signed_value (used by many tests for speed) equals the real package."""
+    pairs = [(secret, session_id) for secret in [*NODE_SECRETS, "k"] for session_id in [*NODE_IDS, "the-id"]]
+    _, signed = node_cookie_signature.run([("sign", secret, session_id) for secret, session_id in pairs])
+    assert [node_signed_value(secret, session_id) for secret, session_id in pairs] == signed

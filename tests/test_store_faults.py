@@ -18,6 +18,7 @@ from kitsession_wsgi import Session, SessionManager, StoreUnavailable
 from kitsession_wsgi.stores.memcached import MemcachedStore, StrictHashClient
 from kitsession_wsgi.stores.redis import RedisStore
 from kitsession_wsgi.testing import make_record
+from polling import wait_until
 from servers import PrivateServer, start_memcached, start_redis
 
 RECOVERY_DEADLINE = 20.0
@@ -33,14 +34,14 @@ def private_servers() -> Iterator[list[PrivateServer]]:
 
 
 def _until_it_works(action: Callable[[], Any]) -> Any:
-    """Retry ``action`` while it raises StoreUnavailable (a node in its dead window), up to a deadline."""
-    deadline = time.monotonic() + RECOVERY_DEADLINE
-    while True:
+    """``action()`` once it stops raising StoreUnavailable (a node in its dead window), up to a deadline."""
+    def attempt() -> Any:
         try:
             return action()
         except StoreUnavailable:
-            assert time.monotonic() < deadline, "the store never recovered"
-            time.sleep(0.05)
+            return None
+
+    return wait_until(attempt, timeout=RECOVERY_DEADLINE, what="the store works again")
 
 
 def _loads(manager: SessionManager, session: Session) -> Session:
@@ -112,13 +113,15 @@ def test_a_dead_memcached_node_fails_only_its_own_sessions_and_is_used_again_whe
     private_servers.append(revived)
 
     # After dead_timeout the node is used again: a new session lands on it and is served from it.
-    def session_on_revived_node() -> Session:
-        while True:
+    def session_on_revived_node() -> Session | None:
+        try:
             session = manager.create_session(data={"after": "restart"})
-            if servers_holding([revived.address], "kitsession:" + (session.handle or "")):
-                return session
+        except StoreUnavailable:  # the node is still in its dead window
+            return None
+        return session if servers_holding([revived.address], "kitsession:" + (session.handle or "")) else None
 
-    back = _until_it_works(session_on_revived_node)
+    back = wait_until(session_on_revived_node, timeout=RECOVERY_DEADLINE,
+                      what="a new session lands on the revived node")
     _loads(manager, back)
     # The restarted memcached lost its items: the old sessions there are now simply unknown.
     for session in on_dead:

@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +24,9 @@ from kitsession_wsgi import ConfigurationError, SessionDataError, SessionManager
 from kitsession_wsgi.manager import session_key
 from kitsession_wsgi.stores.memcached import MemcachedPool, MemcachedStore, StrictHashClient, _plain_fetch
 from kitsession_wsgi.testing import DAY, StoreContract, make_record
+from polling import wait_until
 from servers import PrivateServer, free_port, service_missing, start_memcached
+from thread_helpers import Background, run_threads
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +188,7 @@ def test_memcached_pool_is_safe_to_share_between_threads(memcached_server: Priva
             if got != value:
                 errors.append(f"thread {n} wrote {value!r}, read {got!r}")
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(8, worker)
     assert errors == []
     # Every connection went back to the idle list, and no more were opened than threads ran.
     assert 1 <= len(pool._idle) <= 8
@@ -312,12 +309,11 @@ def test_plain_get_reads_a_reply_split_across_many_packets(reply: bytes, expecte
             assert server.recv(100) == b"get k\r\n"
             for byte in reply:
                 server.sendall(bytes([byte]))
-                time.sleep(0.001)
+                time.sleep(0.001)  # not a wait: spaces the bytes so they arrive as separate packets
 
-        thread = threading.Thread(target=trickle)
-        thread.start()
+        sender = Background(trickle)
         assert _plain_fetch(ours, b"get", "k") == expected
-        thread.join()
+        sender.result()
 
 
 def test_memcached_pool_drops_a_connection_that_got_a_bad_reply(memcached_server: PrivateServer) -> None:
@@ -437,10 +433,7 @@ def test_memcached_expires_the_item_on_the_records_ttl(single_store: MemcachedSt
     record = make_record(single_store, lifetime=DAY)
     single_store.create(record)
     assert single_store.touch(record.key, time.time(), time.time() + 1) is True
-    deadline = time.monotonic() + 10
-    while single_store.get(record.key) is not None:
-        assert time.monotonic() < deadline, "memcached never expired the touched item"
-        time.sleep(0.2)
+    wait_until(lambda: single_store.get(record.key) is None, timeout=10, what="memcached expired the touched item")
 
 
 # -- item size --------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from kitsession_wsgi.stores.peewee import PeeweeStore
 from kitsession_wsgi.testing import StoreContract, make_record
 from tests.servers import MYSQL_URL, POSTGRES_URL, service_missing
 
+from polling import wait_until
+
 #: one suffix per test run, so parallel runs against a shared server never collide
 RUN = secrets.token_hex(3)
 DIALECTS = ["sqlite", "postgres", "mysql"]
@@ -219,11 +221,14 @@ def test_purge_clears_abandoned_locks(make_store: Callable[..., PeeweeStore], di
     store = make_store(dialect)
     assert store.acquire_lock("abandoned", "crashed", 0.01)
     assert store.acquire_lock("held", "alive", 60)
-    time.sleep(0.05)
-    store.purge_expired(time.time())
-    holders = sorted(row[1].decode() if isinstance(row[1], bytes) else row[1]
-                     for row in raw_rows(store, store.lock_table_name))
-    assert holders == ["alive"]
+
+    def holders_after_a_purge() -> list[str]:
+        store.purge_expired(time.time())
+        return sorted(row[1].decode() if isinstance(row[1], bytes) else row[1]
+                      for row in raw_rows(store, store.lock_table_name))
+
+    # The abandoned lock's 10 ms run out; until then a purge must leave both.
+    wait_until(lambda: holders_after_a_purge() == ["alive"], timeout=5, what="only the live lock is left")
 
 
 # -- user model, foreign key and the one-query join -----------------------------------------
@@ -469,40 +474,48 @@ def test_sqlite_lock_released_during_the_retries_succeeds(
 # -- reconnecting (shared PostgreSQL; the full outage is in test_peewee_fault.py) -------------
 
 
+def backend_pid(database: peewee.Database) -> int:
+    """The server process behind the current thread's connection: what a reconnect changes."""
+    return int(database.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
+
+
+def terminate_postgres_backend(pid: int) -> None:
+    """Kill one connection from another one, and wait until the server really ended it."""
+    killer = db_url.connect(POSTGRES_URL)
+    try:
+        killer.execute_sql("SELECT pg_terminate_backend(%s)", (pid,))
+        wait_until(lambda: killer.execute_sql("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                              (pid,)).fetchone()[0] == 0,
+                   timeout=10, what=f"PostgreSQL backend {pid} has exited")
+    finally:
+        killer.close()
+
+
 def test_postgres_read_survives_a_killed_connection(make_store: Callable[..., PeeweeStore]) -> None:
     store = make_store("postgres")
     record = make_record(store)
     store.create(record)
     database = store.database
-    backend = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
-    killer = db_url.connect(POSTGRES_URL)
-    try:
-        killer.execute_sql("SELECT pg_terminate_backend(%s)", (backend,))
-    finally:
-        killer.close()
-    time.sleep(0.1)
+    backend = backend_pid(database)
+    terminate_postgres_backend(backend)
     got = store.get(record.key)  # one transparent retry on a new connection
     assert got is not None and got.key == record.key
-    assert database.execute_sql("SELECT pg_backend_pid()").fetchone()[0] != backend
+    assert backend_pid(database) != backend, "the read did not need a new connection: nothing was tested"
 
 
 def test_postgres_write_survives_a_killed_connection(make_store: Callable[..., PeeweeStore]) -> None:
     store = make_store("postgres")
     record = make_record(store)
     store.create(record)
-    killer = db_url.connect(POSTGRES_URL)
-    try:
-        for _ in range(2):
-            backend = store.database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
-            killer.execute_sql("SELECT pg_terminate_backend(%s)", (backend,))
-            time.sleep(0.1)
-            if _ == 0:
-                assert store.create(make_record(store)) is True  # the first call after the kill is a write
-            else:
-                saved = store.set(record.with_changes(data='{"n":1}', version=2), 1)
-                assert saved is SetResult.SAVED
-    finally:
-        killer.close()
+    database = store.database
+    first = backend_pid(database)
+    terminate_postgres_backend(first)
+    assert store.create(make_record(store)) is True  # the first call after the kill is an insert
+    second = backend_pid(database)
+    assert second != first, "the insert did not need a new connection: nothing was tested"
+    terminate_postgres_backend(second)
+    assert store.set(record.with_changes(data='{"n":1}', version=2), 1) is SetResult.SAVED  # ... an update
+    assert backend_pid(database) not in (first, second), "the update did not need a new connection"
     got = store.get(record.key)
     assert got is not None and got.data == '{"n":1}'
 
@@ -614,15 +627,19 @@ def test_mariadb_read_survives_a_killed_connection(make_store: Callable[..., Pee
     record = make_record(store)
     store.create(record)
     database = store.database
-    connection_id = database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0]
+    connection_id = int(database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0])
     killer = db_url.connect(MYSQL_URL)
     try:
-        killer.execute_sql(f"KILL {int(connection_id)}")
+        killer.execute_sql(f"KILL {connection_id}")
+        wait_until(lambda: killer.execute_sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s",
+                                              (connection_id,)).fetchone()[0] == 0,
+                   timeout=10, what=f"MariaDB connection {connection_id} is gone")
     finally:
         killer.close()
     got = store.get(record.key)
     assert got is not None and got.key == record.key
-    assert database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0] != connection_id
+    assert int(database.execute_sql("SELECT CONNECTION_ID()").fetchone()[0]) != connection_id, (
+        "the read did not need a new connection: nothing was tested")
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -654,15 +671,11 @@ def test_a_pooled_postgres_database_recovers_a_killed_connection(tmp_path: Path)
     try:
         record = make_record(store)
         store.create(record)
-        backend = database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
-        killer = db_url.connect(POSTGRES_URL)
-        try:
-            killer.execute_sql("SELECT pg_terminate_backend(%s)", (backend,))
-        finally:
-            killer.close()
-        time.sleep(0.1)
+        backend = backend_pid(database)
+        terminate_postgres_backend(backend)
         assert store.get(record.key) is not None
         assert store.create(make_record(store)) is True
+        assert backend_pid(database) != backend, "the pool handed the dead connection out again unnoticed"
     finally:
         store.drop_tables()
         database.close_all()

@@ -23,7 +23,10 @@ from kitsession_wsgi.signing import CookieSigner
 from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_delete_session, with_new_session
 
 from conftest import FakeClock
+import client_helpers
+from client_helpers import hammer_path
 from session_helpers import FlakyStore, live_records, parse_set_cookie
+from thread_helpers import Background
 
 KEY = "wsgi-test-key"
 BASE = "https://localhost"
@@ -229,9 +232,7 @@ def session_cookies(response: TestResponse, name: str = "session") -> list[str]:
 
 
 def log_in(client: Client, path: str = "/login", **params: str) -> TestResponse:
-    response = get(client, path, query_string=params)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response
+    return client_helpers.log_in(client, path, base_url=BASE, **params)
 
 
 def vary_tokens(response: TestResponse) -> list[str]:
@@ -771,43 +772,19 @@ def test_middleware_is_required_by_the_decorators() -> None:
 THREADS, REQUESTS = 8, 50
 
 
-def hammer(client_app: SessionMiddleware, cookie_value: str, path: str) -> tuple[list[int], list[BaseException]]:
-    statuses: list[int] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(THREADS)
-    lock = threading.Lock()
-
-    def worker() -> None:
-        client = Client(client_app)
+def browsers_sharing(middleware: SessionMiddleware, cookie_value: str) -> list[Client]:
+    """``THREADS`` clients that all hold the session cookie ``cookie_value``."""
+    clients = [Client(middleware) for _ in range(THREADS)]
+    for client in clients:
         client.set_cookie("session", cookie_value)
-        barrier.wait()
-        for _ in range(REQUESTS):
-            try:
-                response = get(client, path)
-                with lock:
-                    statuses.append(response.status_code)
-            except BaseException as exc:  # collected and asserted on in the test
-                with lock:
-                    errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    # Switch threads as often as the interpreter allows, so requests really interleave.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
-    return statuses, errors
+    return clients
 
 
 def test_session_lock_loses_no_update_under_8_threads(store: FlakyStore, manager: SessionManager) -> None:
     middleware = SessionMiddleware(application, manager)
     cookie = cookie_of(log_in(Client(middleware)))
-    statuses, errors = hammer(middleware, cookie.raw_value, "/counter")
+    browsers = browsers_sharing(middleware, cookie.raw_value)
+    statuses, errors = hammer_path(browsers, "/counter", per_thread=REQUESTS, base_url=BASE)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()
@@ -841,7 +818,8 @@ def test_without_lock_updates_are_lost_report_only(
 ) -> None:
     middleware = SessionMiddleware(application, manager)
     cookie = cookie_of(log_in(Client(middleware)))
-    statuses, errors = hammer(middleware, cookie.raw_value, "/counter-unlocked")
+    browsers = browsers_sharing(middleware, cookie.raw_value)
+    statuses, errors = hammer_path(browsers, "/counter-unlocked", per_thread=REQUESTS, base_url=BASE)
     assert errors == []
     assert statuses == [200] * (THREADS * REQUESTS)
     (record,) = store.get_all()
@@ -897,20 +875,18 @@ def test_overlapping_requests_keep_both_changes(
     slow_client, fast_client = Client(middleware), Client(middleware)
     slow_client.set_cookie("session", cookie)
     fast_client.set_cookie("session", cookie)
-    responses: list[TestResponse] = []
-    thread = threading.Thread(target=lambda: responses.append(get(slow_client, "/slow")))
-    thread.start()
+    slow = Background(lambda: get(slow_client, "/slow"))
     assert loaded.wait(timeout=30)
     assert get(fast_client, fast_path).status_code == 200
     proceed.set()
-    thread.join()
-    assert responses[0].status_code == 200
+    slow_response = slow.result()
+    assert slow_response.status_code == 200
 
     if expected is None:
         assert store.get_all() == [], "a slower request must not bring a removed session back"
         # and it sends no cookie: the logout already cleared it, and a late clearing
         # cookie would also wipe one a concurrent login had just set
-        assert responses[0].headers.getlist("Set-Cookie") == []
+        assert slow_response.headers.getlist("Set-Cookie") == []
     else:
         (record,) = store.get_all()
         data = json.loads(record.data)
@@ -1068,7 +1044,7 @@ def test_an_outage_while_committing_a_list_response_is_a_503_and_closes_the_app_
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Body([b"ok"])
 
-    store.failing.add("create")
+    store.failing = {"create"}
     calls, body = call_directly(SessionMiddleware(app, manager), "/")
     assert [status for status, _, _ in calls] == ["503 Service Unavailable"]
     assert b"".join(body).startswith(b"Session store unavailable") and closed == [True]

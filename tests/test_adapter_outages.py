@@ -1,0 +1,80 @@
+"""A store outage in any store call a request can make: 503 + Retry-After, never a logout, never a 500.
+
+One store double (:class:`session_helpers.FlakyStore`) fails exactly one method
+of the store contract at a time; each case is a request that reaches that
+method, sent through the WSGI middleware and through the Flask extension.  The
+client must get a 503 with the configured ``Retry-After``, no session cookie
+(neither a new one nor a clearing one), the store must hold what it held before
+(but for ``release_lock``, which fails after the save), and once the store is
+back the session must still be there, signed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from werkzeug.test import TestResponse
+
+from adapter_apps import ADAPTERS, USER, read
+from client_helpers import log_in, session_cookies
+from conftest import FakeClock
+from session_helpers import STORE_METHODS, FlakyStore
+
+RETRY_AFTER = 7
+IDLE_TIMEOUT = 600  # the default touch interval is a tenth of it
+
+
+@dataclass(frozen=True)
+class Case:
+    """A request (``path``) that reaches store method ``method``."""
+
+    method: str
+    path: str
+    #: let time pass first, so that the request is due to touch the session
+    touch_due: bool = False
+
+
+CASES = [
+    Case("get", "/read"),
+    Case("create", "/login"),  # a re-login: the new session cannot be stored
+    Case("set", "/set?k=v"),
+    Case("touch", "/read", touch_due=True),
+    Case("delete", "/logout"),
+    Case("delete_all_for_user", "/sign-out-others"),
+    Case("get_all_for_user", "/devices"),
+    Case("get_all", "/all-sessions"),
+    Case("purge_expired", "/purge"),
+    Case("acquire_lock", "/locked-counter"),
+    Case("release_lock", "/locked-counter"),
+]
+
+
+def test_the_cases_reach_every_method_of_the_store_contract() -> None:
+    assert sorted(case.method for case in CASES) == sorted(STORE_METHODS)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: f"{case.method}-{case.path.strip('/')}")
+def test_an_outage_in_any_store_call_answers_503_and_logs_nobody_out(
+    adapter: str, case: Case, clock: FakeClock
+) -> None:
+    store = FlakyStore()
+    client = ADAPTERS[adapter](store, clock=clock, idle_timeout=IDLE_TIMEOUT, retry_after=RETRY_AFTER)
+    log_in(client)
+    assert read(client)["user_id"] == USER
+    if case.touch_due:
+        clock.advance(IDLE_TIMEOUT / 2)
+
+    records_before = store.get_all()
+    store.failing = {case.method}
+    response: TestResponse = client.get(case.path)
+    store.failing = set()
+
+    assert store.failures[case.method] >= 1, f"{case.path} never reached store.{case.method}"
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.headers["Retry-After"] == str(RETRY_AFTER)
+    assert session_cookies(response) == [], "an outage is neither a logout nor a new session"
+    if case.method != "release_lock":  # the lock is freed after the save, so only that outage comes too late
+        assert store.get_all() == records_before, "a request the store failed changed what it holds"
+    assert read(client)["user_id"] == USER, "the store came back and the session is still signed in"
