@@ -151,7 +151,7 @@ class FlaskSession(SessionMixin):
 
     def _writable(self) -> dict[str, t.Any]:
         core = self.core
-        core._data_touched = True
+        core._note_data_touched()
         return core._data
 
     # -- SessionMixin -----------------------------------------------------------------
@@ -176,7 +176,7 @@ class FlaskSession(SessionMixin):
     @modified.setter
     def modified(self, value: bool) -> None:
         if value:
-            self.core._data_touched = True
+            self.core._note_data_touched()
 
     # -- mapping ----------------------------------------------------------------------
 
@@ -184,14 +184,14 @@ class FlaskSession(SessionMixin):
         core = self.core
         value = core._data[key]
         if isinstance(value, (list, dict)):
-            core._data_touched = True
+            core._note_data_touched()
         return value
 
     def get(self, key: str, default: t.Any = None) -> t.Any:
         core = self.core
         value = core._data.get(key, default)
         if isinstance(value, (list, dict)):
-            core._data_touched = True
+            core._note_data_touched()
         return value
 
     def __setitem__(self, key: str, value: t.Any) -> None:
@@ -505,9 +505,8 @@ def with_delete_session(view: F) -> F:
             manager = get_manager()
             flashes = session._data.get("_flashes")
             manager.remove_session(session)
-            after = manager.new_session()
-            after._clear_cookie = True
-            after._transport = session._transport  # a header request gets no cookie, not even a clearing one
+            # a header request gets no cookie, not even a clearing one
+            after = Session._anonymous(transport=session._transport, clear_cookie=True)
             if flashes:
                 after.data = {"_flashes": flashes}
             flask_session._replace(after)

@@ -12,7 +12,7 @@ from typing import Any
 from .errors import InvalidUserId
 from .stores.base import SessionRecord, UserId
 
-#: Data keys that name the user, in the order the seed's README lists them.
+#: Data keys that name the user, in the order svelte-kit-session's README lists them.
 USER_ID_DATA_KEYS = ("id", "user_id", "userId")
 
 #: The longest user id, in bytes of UTF-8 (an int: its decimal text).  Every
@@ -113,9 +113,9 @@ def require_user_id(user_id: object, *, what: str = "user_id") -> UserId:
 
 
 def user_id_from_data(data: Mapping[str, Any], *, strict: bool = True) -> UserId | None:
-    """The seed's rule: the first of ``id``, ``user_id``, ``userId`` that holds a user id.
+    """svelte-kit-session's rule: the first of ``id``, ``user_id``, ``userId`` that holds a user id.
 
-    ``0`` is a valid id (the seed's truthiness test lost it); ``None``, ``""``
+    ``0`` is a valid id (svelte-kit-session's truthiness test lost it); ``None``, ``""``
     and values of other types (a float, a bool, a list) are not ids and fall
     through to the next key.  An int or non-empty str under one of these keys
     *is* the session's user, so it must pass :func:`validate_user_id`: one that
@@ -469,6 +469,10 @@ class Session:
     def _locked(self, token: str | None) -> None:
         """This request holds the store's lock on the session (``token``), or no longer does (``None``)."""
         self._lock_token = token
+
+    def _note_data_touched(self) -> None:
+        """The data was handed out for writing (an adapter's own mapping view): it may change."""
+        self._data_touched = True
 
     def _forget_changes(self) -> None:
         """From now on, change tracking counts changes made after this point only."""

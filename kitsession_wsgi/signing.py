@@ -4,7 +4,7 @@ A signed value is ``"s:" + id + "." + base64(HMAC-SHA256(key, id))`` with the
 ``=`` padding stripped, exactly what Node's ``cookie-signature`` produces, so
 cookies move between this library, express-session and svelte-kit-session.
 
-Unlike ``cookie-signature`` 1.1 (which the seed used) the whole MAC is compared,
+Unlike ``cookie-signature`` 1.1 (which svelte-kit-session used) the whole MAC is compared,
 in constant time, and a value without the ``s:`` prefix is rejected.
 
 .. versionadded:: 0.1
@@ -39,7 +39,7 @@ class Unsigned(NamedTuple):
 def normalize_keys(keys: str | bytes | Sequence[str | bytes] | None) -> tuple[bytes, ...]:
     """Turn the ``keys`` option into a tuple of byte keys, newest first.
 
-    A single ``str`` or ``bytes`` is one key (the seed split a string into
+    A single ``str`` or ``bytes`` is one key (svelte-kit-session split a string into
     characters and signed with its first one).
 
     :raises ConfigurationError: a key is empty or not text/bytes.

@@ -28,7 +28,7 @@ from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_new_sessi
 
 from session_helpers import InterleavingStore, gone_or_replaced, parse_set_cookie
 from thread_helpers import Background, hammer
-from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
+from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 THREADS = 8
 #: requests per thread.  8 x 500 everywhere except where a store is too slow for

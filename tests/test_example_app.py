@@ -39,9 +39,9 @@ from examples.flask_app import create_app  # noqa: E402
 from examples.flask_app.formatting import describe_user_agent, duration, relative_time  # noqa: E402
 from examples.flask_app.models import User  # noqa: E402
 from examples.flask_app.settings import persistent_secret_key  # noqa: E402
-from conftest import FakeClock  # noqa: E402
+from clocks import FakeClock  # noqa: E402
 from servers import MYSQL_URL, POSTGRES_URL, service_missing  # noqa: E402
-from stores import STORE_KINDS, store_servers  # noqa: E402, F401 (store_servers is a fixture)
+from store_kinds import STORE_KINDS, store_servers  # noqa: E402, F401 (store_servers is a fixture)
 
 PASSWORD = "correct horse battery"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"

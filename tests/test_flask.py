@@ -1,4 +1,4 @@
-"""The Flask adapter: KitSession, flask.session, the decorators and the seed functions.
+"""The Flask adapter: KitSession, flask.session, the decorators and svelte-kit-session's functions.
 
 Everything goes through Flask's test client against a real MemoryStore
 (counted by a subclass, never mocked).
@@ -43,7 +43,7 @@ from kitsession_wsgi.manager import REPLACED_MARKER_SECONDS
 from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 
-from conftest import FakeClock
+from clocks import FakeClock
 from client_helpers import hammer_path, log_in
 from session_helpers import FlakyStore, live_records, parse_set_cookie
 from thread_helpers import Background
@@ -919,7 +919,7 @@ def test_user_loader_puts_user_on_g_and_current_session(store: FlakyStore) -> No
     assert loaded[-1] == 9
 
 
-# -- the seed functions inside an app context -------------------------------------------------------------------------
+# -- svelte-kit-session's functions inside an app context -------------------------------------------------------------------------
 
 
 def test_module_level_functions_in_app_context(app: Flask, client: FlaskClient, clock: FakeClock) -> None:

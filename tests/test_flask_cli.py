@@ -15,7 +15,7 @@ from kitsession_wsgi import MemoryStore, Session
 from kitsession_wsgi.flask import KitSession, create_session, current_session, set_session_cookie
 from kitsession_wsgi.stores.base import UserId
 
-from conftest import FakeClock
+from clocks import FakeClock
 from session_helpers import live_records, parse_set_cookie
 
 MAX_AGE = 3600

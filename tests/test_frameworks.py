@@ -38,7 +38,7 @@ import framework_apps
 from framework_apps import FRAMEWORKS, KEY, FrameworkApp, wrapped
 from servers import PrivateServer, free_port
 from session_helpers import parse_set_cookie
-from stores import open_store
+from store_kinds import open_store
 
 HERE = Path(__file__).resolve().parent
 STORES = ["memory", "sqlite"]

@@ -45,7 +45,7 @@ import pytest
 from polling import wait_until
 from servers import MYSQL_URL, POSTGRES_URL, free_port, wait_for_port
 from session_helpers import parse_set_cookie
-from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (fixture)
+from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (fixture)
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = 16

@@ -19,8 +19,8 @@ from kitsession_wsgi import SessionStore
 
 from adapter_apps import ADAPTERS, USER, handles, read
 from client_helpers import log_in, session_cookies
-from conftest import FakeClock
-from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (fixture)
+from clocks import FakeClock
+from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (fixture)
 
 LONG, SHORT = 1000, 200
 

@@ -25,7 +25,7 @@ from kitsession_wsgi.stores.base import SessionRecord, SetResult
 from kitsession_wsgi.testing import StoreContract, make_record
 from kitsession_wsgi.wsgi import SessionMiddleware
 
-from conftest import FakeClock
+from clocks import FakeClock
 from session_helpers import parse_set_cookie
 
 LOGGER = "kitsession_wsgi.stores.memory"

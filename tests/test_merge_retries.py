@@ -15,7 +15,7 @@ from typing import Any
 
 from kitsession_wsgi import SessionManager
 
-from conftest import FakeClock
+from clocks import FakeClock
 from session_helpers import InterleavingStore, stored_session
 
 

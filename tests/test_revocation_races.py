@@ -23,7 +23,7 @@ import pytest
 from kitsession_wsgi import SessionManager, SessionRecord, SessionStore, SetResult
 
 from session_helpers import live_records
-from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
+from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 USER = 7
 WAIT = 15.0

@@ -20,7 +20,7 @@ from kitsession_wsgi.stores.redis import _BATCH, RedisStore
 from kitsession_wsgi.stores.urls import store_from_url
 from kitsession_wsgi.testing import StoreContract, make_record
 from servers import PrivateRedisCluster, free_cluster_port
-from stores import store_servers  # noqa: F401 (a fixture)
+from store_kinds import store_servers  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from kitsession_wsgi.session import user_id_from_data, validate_user_id
 from kitsession_wsgi.stores.base import UserId
 from kitsession_wsgi.wsgi import SessionMiddleware
 
-from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
+from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 
 class RecordingStore(SessionStore):

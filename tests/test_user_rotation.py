@@ -23,7 +23,7 @@ from kitsession_wsgi.flask import KitSession
 from kitsession_wsgi.wsgi import SessionMiddleware
 
 from session_helpers import live_records
-from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
+from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -22,7 +22,7 @@ from kitsession_wsgi.session import Session
 from kitsession_wsgi.signing import CookieSigner
 from kitsession_wsgi.wsgi import SessionMiddleware, session_lock, with_delete_session, with_new_session
 
-from conftest import FakeClock
+from clocks import FakeClock
 import client_helpers
 from client_helpers import hammer_path
 from session_helpers import FlakyStore, live_records, parse_set_cookie

@@ -3,7 +3,7 @@
 Layout under ``prefix`` (default ``"sess:"``):
 
 * ``sess:<key>``: one STRING per session holding the whole record, expiring
-  with it (``EXPIRE`` in seconds: the seed used milliseconds).  Reading a
+  with it (``EXPIRE`` in seconds: svelte-kit-session used milliseconds).  Reading a
   session is exactly one ``GET``.  The value is an ASCII header line, then the
   user index key, the record key and the data, as UTF-8 (lone surrogates kept
   with ``surrogatepass``)::

@@ -16,7 +16,7 @@ prefix.
 
 Use it from a test module with::
 
-    from stores import STORE_KINDS, open_store, store_servers  # noqa: F401 (fixture)
+    from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (fixture)
 """
 
 from __future__ import annotations
