@@ -43,7 +43,7 @@ from .serialization import COMPACT_ENCODER, SessionSerializationError, check_key
 from .session import USER_ID_MAX_BYTES, Session, SessionData, require_user_id
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
-from .wsgi import add_bearer_headers, validate_retry_after, vary_covers_cookie
+from ._http import add_bearer_headers, validate_retry_after, vary_covers_cookie
 
 logger = logging.getLogger("kitsession_wsgi")
 

@@ -19,10 +19,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+from http import HTTPStatus
 import logging
 import typing as t
 
-from .errors import ConfigurationError, KitSessionError, SessionConflict, StoreUnavailable
+from ._http import (  # re-exported: importable from here since 0.1
+    OutageReport,
+    add_bearer_headers,
+    add_session_headers,
+    error_reply,
+    validate_retry_after,
+    vary_covers_cookie,
+)
+from .errors import KitSessionError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
 from .session import Session
 from .stores.base import UserId
@@ -31,6 +40,12 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 logger = logging.getLogger("kitsession_wsgi")
+
+__all__ = [
+    "ENVIRON_KEY", "MiddlewareMissing", "NotAWSGIApplication", "RequestSession", "SessionMiddleware",
+    "add_bearer_headers", "add_session_headers", "request_session", "session_lock", "validate_retry_after",
+    "vary_covers_cookie", "with_delete_session", "with_new_session",
+]
 
 #: where the middleware puts the request's :class:`RequestSession`
 ENVIRON_KEY = "kitsession"
@@ -294,94 +309,15 @@ def request_session(request: t.Any) -> RequestSession:
     return found
 
 
-def validate_retry_after(value: object, option: str = "retry_after") -> int:
-    """``Retry-After`` seconds: a whole number >= 0.
-
-    :raises ConfigurationError: anything else, naming ``option``.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(option, f"must be a whole number of seconds >= 0, got {value!r}")
-    return value
-
-
-def vary_covers_cookie(values: t.Iterable[str]) -> bool:
-    """Whether ``Vary`` header values already name ``Cookie`` (or ``*``, which covers it)."""
-    for value in values:
-        for token in value.split(","):
-            token = token.strip().lower()
-            if token == "cookie" or token == "*":
-                return True
-    return False
-
-
-def add_session_headers(headers: list[tuple[str, str]], set_cookie: str | None) -> None:
-    """Add ``Vary: Cookie``, the cookie and ``Cache-Control: no-store`` to a header list.
-
-    ``Cookie`` joins the first ``Vary`` header unless some ``Vary`` header already
-    covers it; other ``Set-Cookie`` headers of the application are kept.
-    """
-    first_vary = None
-    vary_values = []
-    has_cache_control = False
-    for index, (name, value) in enumerate(headers):
-        lowered = name.lower()
-        if lowered == "vary":
-            vary_values.append(value)
-            if first_vary is None:
-                first_vary = index
-        elif lowered == "cache-control":
-            has_cache_control = True
-    if first_vary is None:
-        headers.append(("Vary", "Cookie"))
-    elif not vary_covers_cookie(vary_values):
-        name, value = headers[first_vary]
-        headers[first_vary] = (name, f"{value}, Cookie")
-    if set_cookie is not None:
-        headers.append(("Set-Cookie", set_cookie))
-        if not has_cache_control:
-            headers.append(("Cache-Control", "no-store"))
-
-
-def add_bearer_headers(headers: t.Any, extra: list[tuple[str, str]]) -> None:
-    """Add :meth:`SessionManager.bearer_headers` to a WSGI header list or werkzeug ``Headers``.
-
-    ``Authorization`` joins the first ``Vary`` header (one ``Vary`` line, which
-    werkzeug's ``response.vary`` reads whole) unless a ``Vary`` already covers
-    it; a ``Cache-Control`` (or ``Session-Token``) the application set itself is kept.
-
-    .. versionadded:: 0.2
-    """
-    for name, value in extra:
-        lowered = name.lower()
-        found = [index for index, (existing, _) in enumerate(headers) if existing.lower() == lowered]
-        if not found:
-            if isinstance(headers, list):
-                headers.append((name, value))
-            else:
-                headers.add(name, value)
-        elif lowered == "vary":
-            tokens = {token.strip().lower() for index in found for token in headers[index][1].split(",")}
-            if value.lower() not in tokens and "*" not in tokens:
-                first_name, first_value = headers[found[0]]
-                headers[found[0]] = (first_name, f"{first_value}, {value}")
-
-
-def _error_response(start_response: StartResponse, exc: Exception, retry_after: int) -> list[bytes]:
+def _error_response(start_response: StartResponse, exc: Exception, middleware: SessionMiddleware) -> list[bytes]:
     """503 for an unreachable store, 409 for a session that stayed locked or kept conflicting."""
     if isinstance(exc, StoreUnavailable):
-        logger.warning("session store unavailable: %s", exc)
-        status, body, retry = "503 Service Unavailable", b"Session store unavailable, please retry shortly.\n", retry_after
-    else:
-        logger.warning("session conflict: %s", exc)
-        status, body, retry = "409 Conflict", b"The session is busy with another request, please retry.\n", 1
+        middleware.outage.failed(exc)
+    status, text, headers = error_reply(exc, middleware.retry_after)
+    body = text.encode("utf-8")
     start_response(
-        status,
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Retry-After", str(retry)),
-            ("Cache-Control", "no-store"),
-        ],
+        f"{status} {HTTPStatus(status).phrase}",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *headers],
     )
     return [body]
 
@@ -460,10 +396,10 @@ class _GuardedResponse:
     whatever happened.
     """
 
-    def __init__(self, iterable: t.Iterable[bytes], start: _ResponseStart, retry_after: int) -> None:
+    def __init__(self, iterable: t.Iterable[bytes], start: _ResponseStart, middleware: SessionMiddleware) -> None:
         self.iterable = iterable
         self.start = start
-        self.retry_after = retry_after
+        self.middleware = middleware
 
     def __iter__(self) -> t.Iterator[bytes]:
         start = self.start
@@ -478,7 +414,7 @@ class _GuardedResponse:
             start.request.release()
             if start.sent:
                 raise
-            yield from _error_response(start.start_response, exc, self.retry_after)
+            yield from _error_response(start.start_response, exc, self.middleware)
         except BaseException:
             # Not every server calls close() after a failing iterable.
             start.request.release()
@@ -518,6 +454,8 @@ class SessionMiddleware:
         self.retry_after = validate_retry_after(retry_after)
         self.app = app
         self.manager = manager
+        #: one log line per outage (and a signal per failed request), as in the Flask extension
+        self.outage = OutageReport(manager)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
         request = RequestSession(self.manager, environ)
@@ -538,10 +476,12 @@ class SessionMiddleware:
             close = getattr(response, "close", None)
             if close is not None:
                 close()
-            return _error_response(start_response, exc, self.retry_after)
+            return _error_response(start_response, exc, self)
         except BaseException:
             request.release()
             raise
+        if request._session is not None:
+            self.outage.answered()
         if request._streamed and isinstance(response, (list, tuple)):
             # The app called write(): all its code has run by now.
             request._report_late_writes()
@@ -549,7 +489,7 @@ class SessionMiddleware:
             request._session is None or request._session._lock_token is None
         ):
             return response
-        return _GuardedResponse(response, start, self.retry_after)
+        return _GuardedResponse(response, start, self)
 
 
 SessionWSGIApp = t.Callable[..., t.Iterable[bytes]]

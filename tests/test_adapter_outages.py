@@ -79,3 +79,37 @@ def test_an_outage_in_any_store_call_answers_503_and_logs_nobody_out(
         # (a revoke-all writes the user's revocation marker before it deletes: not a session)
         assert live_records(store) == records_before, "a request the store failed changed what it holds"
     assert read(client)["user_id"] == USER, "the store came back and the session is still signed in"
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_both_adapters_report_an_outage_alike(adapter: str, clock: FakeClock,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """One error line per outage and one when it ends (not one per request); a signal per failed request."""
+    from kitsession_wsgi import signals
+
+    store = FlakyStore()
+    client = ADAPTERS[adapter](store, clock=clock, retry_after=RETRY_AFTER)
+    log_in(client)
+    caplog.set_level("WARNING", logger="kitsession_wsgi")
+    heard: list[object] = []
+
+    def listener(sender: object, **extra: object) -> None:
+        heard.append(extra["error"])
+
+    def lines(text: str, level: str) -> int:
+        return sum(1 for r in caplog.records if r.levelname == level and text in r.getMessage())
+
+    signals.store_unavailable.connect(listener)
+    try:
+        store.failing = {"get"}
+        assert [client.get("/read").status_code for _ in range(3)] == [503, 503, 503]
+        assert lines("session store unavailable", "ERROR") == 1 and len(heard) == 3
+        store.failing = set()
+        assert read(client)["user_id"] == USER
+        assert lines("reachable again", "WARNING") == 1
+        store.failing = {"get"}
+        assert client.get("/read").status_code == 503
+        assert lines("session store unavailable", "ERROR") == 2 and len(heard) == 4
+    finally:
+        signals.store_unavailable.disconnect(listener)
+        store.failing = set()
