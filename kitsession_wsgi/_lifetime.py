@@ -156,6 +156,21 @@ class SessionLoader:
         session._locked(token)
         return session
 
+    def from_token(self, credentials: str) -> Session:
+        """The session a bearer token names, or an anonymous header session."""
+        identity = self.manager._cookie.token_identity(credentials)
+        if identity is not None:
+            session = self.load(identity)
+            if isinstance(session, Session):
+                self.manager._cookie.remember_token(credentials, identity)
+                # A re-signed token goes out in the Session-Token response header (commit()).
+                session._loaded_by("header", resigned=identity.resign)
+                if identity.resign:
+                    signals.key_rotated.send(self.manager, session=session)
+                return session
+        # Even anonymous: whatever this request stores travels back as a token, not a cookie.
+        return Session._anonymous(transport="header")
+
     def from_record(self, record: SessionRecord, session_id: str | None) -> Session | None:
         """A Session for a stored record; ``None`` (and the record removed) if it must not be served."""
         manager = self.manager

@@ -93,7 +93,7 @@ class SessionWriter:
             if not session._data and session._user_id is None:
                 return manager.remove_session_cookie() if session._clear_cookie else None
             self.save(session)
-        elif session._maybe_changed() and (text := manager.serializer.dumps(session._data)) != session._loaded_text:
+        elif (text := session._differs_from_stored(manager.serializer.dumps)) is not None:
             if not session._user_id_explicit:
                 self._follow_data_user(session)
             if self._rotates(session):
@@ -104,7 +104,7 @@ class SessionWriter:
             if not session._destroyed and not session._data and session._user_id is None:
                 # Emptied (Flask's session.clear() logout idiom): nothing left to keep.
                 manager.remove_session(session)
-        elif session._user_id != session._loaded_user_id:
+        elif session._user_changed():
             if self._rotates(session):
                 self.rotate(session, self.serialize(session._data))
             else:
@@ -116,6 +116,10 @@ class SessionWriter:
         if session._cookie_due():
             return manager.set_session_cookie(session)
         return None
+
+    def differs_from_stored(self, session: Session) -> bool:
+        """Whether the session's data or user differ from what the store holds for it."""
+        return session._user_changed() or session._differs_from_stored(self.manager.serializer.dumps) is not None
 
     def _rotates(self, session: Session) -> bool:
         """Whether this commit gives the session a new id: it gained a user, or changed user."""
@@ -316,6 +320,27 @@ class SessionWriter:
             self._undo_move(session)
             return False
         return True
+
+    def regenerate(self, session: Session, grace: float) -> None:
+        """:meth:`~kitsession_wsgi.SessionManager.regenerate`: a move keeping the data and the user."""
+        if session.is_new or session._destroyed:
+            return
+        old_key = session.handle
+        assert old_key is not None
+        if self.differs_from_stored(session):
+            # Merge this request's changes first, so a concurrent save is not lost.
+            self.save(session)
+            if session._destroyed:
+                return
+        manager = self.manager
+        current = manager.store.get(old_key)
+        data = None if current is None else readable(manager.serializer, current.data)
+        if current is None or data is None:
+            self.vanished(session)
+            return
+        manager.release(session)
+        if self.move(session, current, current.data, data, current.user_id, grace):
+            signals.regenerated.send(manager, session=session, previous_handle=old_key)
 
     def rotate(self, session: Session, text: str) -> None:
         """Move a stored session whose user changed in this request to a new id (fixation defence).

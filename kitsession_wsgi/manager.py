@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import Any
 
 from . import _options, signals
-from ._lifetime import REPLACED_MARKER_SECONDS, Gone, SessionLoader, readable
+from ._lifetime import REPLACED_MARKER_SECONDS, Gone, SessionLoader
 from ._session_cookie import TOKEN_HEADER, SessionCookie, authorization_header, bearer_credentials, session_key
 from ._writing import SessionWriter
 from .errors import ConfigurationError, SessionConflict
@@ -207,7 +207,7 @@ class SessionManager:
         if self.bearer:
             credentials = bearer_credentials(authorization_header(headers_or_environ))
             if credentials is not None:
-                return self._from_token(credentials)
+                return self._loader.from_token(credentials)
         header = cookie_header(headers_or_environ)
         if not header:
             return Session()
@@ -230,21 +230,6 @@ class SessionManager:
         # An id a login just replaced: the response that replaced it set the new cookie,
         # and a logout sent with it removes what it became (see remove_session).
         return Session._anonymous(clear_cookie=replaced is None, replaced_handle=replaced)
-
-    def _from_token(self, credentials: str) -> Session:
-        """The session a bearer token names, or an anonymous header session."""
-        identity = self._cookie.token_identity(credentials)
-        if identity is not None:
-            session = self._loader.load(identity)
-            if isinstance(session, Session):
-                self._cookie.remember_token(credentials, identity)
-                # A re-signed token goes out in the Session-Token response header (commit()).
-                session._loaded_by("header", resigned=identity.resign)
-                if identity.resign:
-                    signals.key_rotated.send(self, session=session)
-                return session
-        # Even anonymous: whatever this request stores travels back as a token, not a cookie.
-        return Session._anonymous(transport="header")
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""
@@ -433,9 +418,7 @@ class SessionManager:
     def set_session(self, session: Session, data: dict[str, Any]) -> Session:
         """Replace the session's data and save it now (a new session is created)."""
         session.data = data
-        if session.is_new or self.serializer.dumps(session._data) != session._loaded_text or (
-            session._user_id != session._loaded_user_id
-        ):
+        if session.is_new or self._writer.differs_from_stored(session):
             self._writer.save(session)
         return session
 
@@ -511,25 +494,7 @@ class SessionManager:
         """
         if grace < 0:
             raise ValueError(f"grace must be >= 0 seconds, got {grace!r}")
-        if session.is_new or session._destroyed:
-            return session
-        old_key = session.handle
-        assert old_key is not None
-        if session._user_id != session._loaded_user_id or (
-            session._maybe_changed() and self.serializer.dumps(session._data) != session._loaded_text
-        ):
-            # Merge this request's changes first, so a concurrent save is not lost.
-            self._writer.save(session)
-            if session._destroyed:
-                return session
-        current = self.store.get(old_key)
-        data = None if current is None else readable(self.serializer, current.data)
-        if current is None or data is None:
-            self._writer.vanished(session)
-            return session
-        self.release(session)
-        if self._writer.move(session, current, current.data, data, current.user_id, grace):
-            signals.regenerated.send(self, session=session, previous_handle=old_key)
+        self._writer.regenerate(session, grace)
         return session
 
     def purge_expired(self) -> int:
