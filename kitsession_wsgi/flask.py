@@ -654,6 +654,7 @@ def _stats_command(as_json: bool) -> None:
     """Sessions in total, per user, and expired ones waiting for purge."""
     manager = get_manager()
     records = manager.store.get_all()
+    now = manager.clock()
     live = manager.get_all_sessions()
     per_user: dict[str, int] = {}
     anonymous = 0
@@ -669,7 +670,9 @@ def _stats_command(as_json: bool) -> None:
         "anonymous": anonymous,
         "users": len(per_user),
         "per_user": per_user,
-        "expired_waiting_for_purge": len(records) - len(live),
+        # What purge_expired() would remove now: records past their stored expiry (the core's
+        # short-lived markers included once they expire, never before).
+        "expired_waiting_for_purge": sum(1 for record in records if now >= record.expires_at),
     }
     if as_json:
         click.echo(_json.dumps(stats, indent=2))

@@ -226,3 +226,20 @@ def test_empty_user_is_a_usage_error(world: Fixture, command: str) -> None:
     assert result.exit_code == 2, (result.exit_code, repr(result.exception))
     assert "--user" in result.output
     assert len(world.store) == 6
+
+
+def test_stats_counts_only_what_purge_would_remove(world: Fixture) -> None:
+    """Regression: unexpired "replaced" markers (left by a login or regenerate) were counted as
+    expired sessions waiting for purge (it said 2 while purge removed 0)."""
+    with world.app.app_context():
+        manager = world.app.extensions["kitsession"].manager
+        for name in ("five-a", "six"):
+            manager.regenerate(world.sessions[name])
+    stats = json.loads(invoke(world, "stats", "--json").output)
+    assert stats["total"] == 6 and stats["expired_waiting_for_purge"] == 0
+    assert invoke(world, "purge").output.strip() == "purged 0 expired sessions"
+    world.clock.advance(MAX_AGE + 1)
+    stats = json.loads(invoke(world, "stats", "--json").output)
+    waiting = stats["expired_waiting_for_purge"]
+    assert waiting == len(world.store.get_all()) and waiting >= 6
+    assert invoke(world, "purge").output.strip() == f"purged {waiting} expired sessions"
