@@ -271,7 +271,10 @@ class SessionWriter:
         assert old.handle is not None
         old._vanished()
         self.manager.release(old)
-        if not self.mark_replaced(old.handle, session) or (
+        retired = self.mark_replaced(old.handle, session)
+        # An anonymous predecessor that vanished (evicted, expired, removed) leaves nothing to
+        # revoke: the login stands.  A signed-in one removed meanwhile takes the login with it.
+        if (not retired and old._loaded_user_id is not None) or (
             self._revoked_since(old._loaded_user_id, old.created_at, old.handle, session)
         ):
             self._undo_move(session)
@@ -314,7 +317,11 @@ class SessionWriter:
         """
         session._merged(data, user_id)
         self._create(session, text, self.manager.clock(), created_at=session.created_at)
-        if not self.retire(current, grace, session) or (
+        retired = self.retire(current, grace, session)
+        # A session removed meanwhile stays removed, unless it was anonymous and this move is
+        # a login (the rotation when a user appears): then nothing was revoked.
+        login = current.user_id is None and user_id is not None
+        if (not retired and not login) or (
             self._revoked_since(current.user_id, current.created_at, current.key, session)
         ):
             self._undo_move(session)
@@ -352,7 +359,12 @@ class SessionWriter:
         assert session.handle is not None
         current = manager.store.get(session.handle)
         if current is None or not is_live(current, manager.clock(), manager.max_age):
-            self.vanished(session)
+            if session._loaded_user_id is None:
+                # The anonymous session is gone (evicted, expired, removed): nothing to
+                # revoke, so the login stands, as a session of its own.
+                self._create(session, text, manager.clock())
+            else:
+                self.vanished(session)
             return
         user_id = session._user_id
         data = session._data

@@ -266,3 +266,22 @@ def test_the_device_that_signed_out_the_others_keeps_moving_freely(store: Sessio
     later, _ = logged_in(manager)
     manager.regenerate(later)
     assert manager.get_session(later.id) is not None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("route", ["new-session", "rotation"])
+def test_a_login_whose_anonymous_predecessor_vanished_stands(store: SessionStore, route: str) -> None:
+    """An anonymous session evicted, expired or removed while its browser logs in leaves nothing
+    to revoke: the login is kept (a flood that evicts anonymous sessions must not foil logins)."""
+    manager = SessionManager(store, keys="k", secure=False)
+    anonymous = manager.create_session(data={"csrf": "t"})
+    header = manager.set_session_cookie(anonymous).split(";", 1)[0]
+    loaded = manager.initialize_session({"Cookie": header})
+    store.delete(anonymous.handle)  # evicted meanwhile
+    if route == "new-session":
+        login = manager.new_session(loaded, user_id=USER, data={"id": USER})
+    else:
+        login = loaded
+        login.data["user_id"] = USER
+    manager.commit(login)
+    assert not login.is_destroyed and manager.get_session(login.id) is not None  # type: ignore[arg-type]
+    assert [record.key for record in survivors(store)] == [login.handle]
