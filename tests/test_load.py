@@ -76,9 +76,10 @@ def build_store(spec: dict[str, str]) -> Any:
         from kitsession_wsgi.stores.memcached import MemcachedStore
 
         return MemcachedStore.from_servers([spec["url"]], key_prefix=spec["name"])
-    if kind == "redis":
+    if kind in ("redis", "redis-cluster"):
         from kitsession_wsgi.stores.redis import RedisStore
 
+        # (RedisStore.from_url sends a redis+cluster:// URL to from_cluster_url)
         return RedisStore.from_url(spec["url"], prefix=spec["name"] + ":")
     raise ValueError(f"unknown store kind {kind!r}")
 
@@ -179,6 +180,8 @@ def store_spec(kind: str, tmp_path: Path, servers: Any) -> dict[str, str]:
         return {"kind": kind, "url": servers.memcached_address(), "name": name}
     if kind == "redis":
         return {"kind": kind, "url": servers.redis_url(), "name": name}
+    if kind == "redis-cluster":
+        return {"kind": kind, "url": servers.redis_cluster_url(), "name": name}
     raise ValueError(f"unknown store kind {kind!r}")
 
 
