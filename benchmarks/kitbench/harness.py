@@ -95,7 +95,7 @@ class Caller:
 
 def environ_for(path: str, cookie: str | None = None) -> dict[str, Any]:
     """A GET environ for ``path``, with ``cookie`` (``name=value``) as its Cookie header."""
-    headers = {"Cookie": cookie} if cookie else {}
+    headers = [("Cookie", cookie)] if cookie else []
     builder = EnvironBuilder(path=path, method="GET", headers=headers)
     try:
         return builder.get_environ()

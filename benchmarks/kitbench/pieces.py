@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .bench import Bench
-from .harness import PAYLOAD, environ_for, log
+from .harness import PAYLOAD, check, environ_for, log
 from .roundtrips import store_select
 from .timing import calibrate, timed
 
@@ -123,6 +123,7 @@ def server_pieces(bench: Bench) -> list[Piece]:
 
         bare_client = Client(("127.0.0.1", bench.servers.memcached().port), no_delay=True, default_noreply=False)
         item_key = mc.store.key_prefix + mc.handle
+        check(bare_client.get(item_key) is not None, f"no memcached item {item_key!r}: the store's layout changed")
         items += [("store get", "memcached: pymemcache Client.get of the same item", lambda: bare_client.get(item_key)),
                   ("store get", "memcached: the store's own client .get of the same item",
                    lambda: mc.store.client.get(item_key)),
@@ -134,6 +135,7 @@ def server_pieces(bench: Bench) -> list[Piece]:
         client = redis.Redis(host="127.0.0.1", port=bench.servers.redis().port)
         client.set("bench:string", json.dumps(PAYLOAD) + "x" * 100)
         record_key = rd.store.prefix + rd.handle
+        check(client.get(record_key) is not None, f"no Redis string {record_key!r}: the store's layout changed")
         items += [("store get", "Redis: GET of a ~300-byte string", lambda: client.get("bench:string")),
                   ("store get", "Redis: GET of the session's string", lambda: client.get(record_key)),
                   ("store get", "Redis: RedisStore.get", lambda: rd.store.get(rd.handle))]
