@@ -57,15 +57,16 @@ their tests, to skip pymemcache's ``PooledClient`` lock and general reader.
 ``benchmarks/explore_memcached_pool.py`` measured what they saved: KitSession
 in Flask over one memcached on loopback, each variant interleaved with the
 others in one process (500 rounds of 20 requests, medians of the differences
-paired within a round; 2 cores shared with other work).  With a load average
-of 6-7 a read request cost 202-265 us with them and 240-280 us with
-``PooledClient``: they saved 17-24 us, **6-10% of a read request**, and
-13-16 us of its CPU time (10-13%); the parser about two thirds of that, the
-pool the rest.  A write request: 4-8%.  Under a load of 9-12 the CPU saving was
-the same 17-19 us (11-14%) and the wall-time differences too noisy to rank.
-That is at or below the ~10% of a read that would pay for a second
-connection pool and a protocol parser kept in step with memcached, so they
-were removed: one server is a pymemcache ``PooledClient``, a cluster a
+paired within a round; 2 cores shared with other work).  In the quietest run
+(load average 2.6) a read request cost 165 us with them and 180 us with
+``PooledClient``: they saved **12 us, 7% of a read request** (13 us, 10% of
+its CPU time), a write 11-12 us (6%); the pool and the parser about half
+each.  In runs at a load of 6-7 they saved 17-24 us, 6-10% of a read (10-13%
+of its CPU); at 9-12 the CPU saving was 17-19 us (11-14%) and the wall-time
+differences too noisy to rank.  That is at or below the ~10% of a read that
+would pay for a second connection pool and a protocol parser kept in step
+with memcached, so they were removed (afterwards ``from_servers`` and a
+hand-built ``PooledClient`` measure the same, within 1.5 us): one server is a pymemcache ``PooledClient``, a cluster a
 :class:`StrictHashClient` of ``PooledClient`` nodes, and the module uses only
 pymemcache's public API (no private method is overridden, so the dependency
 needs no upper pin).
