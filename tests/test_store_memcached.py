@@ -142,6 +142,12 @@ def test_strict_hash_client_refuses_options_that_would_skip_or_drop_a_node(optio
         StrictHashClient(["127.0.0.1:11211", "127.0.0.1:11212"], **{option: value})
 
 
+@pytest.mark.parametrize("servers", [[], "127.0.0.1:11211"], ids=repr)
+def test_strict_hash_client_needs_a_list_of_servers(servers: object) -> None:
+    with pytest.raises(ConfigurationError, match="servers"):
+        StrictHashClient(servers)  # type: ignore[arg-type]
+
+
 def test_strict_hash_client_overrides_no_private_pymemcache_method() -> None:
     # pymemcache is not pinned: overriding its private methods would break silently on an upgrade.
     private = {name for name in vars(HashClient) if name.startswith("_") and not name.startswith("__")}

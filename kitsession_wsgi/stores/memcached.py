@@ -199,9 +199,9 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
     All other keyword arguments of ``HashClient`` are accepted, with safer
     defaults ``no_delay=True`` and ``default_noreply=False``.
 
-    :raises ConfigurationError: ``ignore_exc=True``, ``use_pooling=False``,
-        ``retry_attempts`` or ``retry_timeout`` (``dead_timeout`` replaces
-        them), or a bad ``dead_timeout``.
+    :raises ConfigurationError: no servers, ``ignore_exc=True``,
+        ``use_pooling=False``, ``retry_attempts`` or ``retry_timeout``
+        (``dead_timeout`` replaces them), or a bad ``dead_timeout``.
 
     .. versionadded:: 0.1
     """
@@ -218,6 +218,8 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
                     "fails fast before trying the node again")
         if isinstance(dead_timeout, bool) or not isinstance(dead_timeout, (int, float)) or dead_timeout < 0:
             raise ConfigurationError("dead_timeout", f"must be a number of seconds >= 0, got {dead_timeout!r}")
+        if isinstance(servers, (str, bytes)) or not servers:
+            raise ConfigurationError("servers", f"must be a non-empty list of 'host:port', got {servers!r}")
         self._down_until: dict[str, float] = {}
         options = {"no_delay": True, "default_noreply": False, **options, "use_pooling": True}
         super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False,
