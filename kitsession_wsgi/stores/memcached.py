@@ -50,6 +50,27 @@ What memcached is, and what that costs:
   :class:`~kitsession_wsgi.StoreUnavailable`, but reading existing sessions on
   healthy nodes keeps working.
 
+**Why plain pymemcache.**  Up to 0.1 this module held its own connection pool
+(``MemcachedPool``: a lock-free idle list) and a hand-written ``get``/``gets``
+reply parser reading a session straight off the socket, about 340 lines with
+their tests, to skip pymemcache's ``PooledClient`` lock and general reader.
+``benchmarks/explore_memcached_pool.py`` measured what they saved: KitSession
+in Flask over one memcached on loopback, each variant interleaved with the
+others in one process (500 rounds of 20 requests, medians of the differences
+paired within a round; 2 cores shared with other work).  In the quietest run
+(load average 2.6) a read request cost 165 us with them and 180 us with
+``PooledClient``: they saved **12 us, 7% of a read request** (13 us, 10% of
+its CPU time), a write 11-12 us (6%); the pool and the parser about half
+each.  In runs at a load of 6-7 they saved 17-24 us, 6-10% of a read (10-13%
+of its CPU); at 9-12 the CPU saving was 17-19 us (11-14%) and the wall-time
+differences too noisy to rank.  That is at or below the ~10% of a read that
+would pay for a second connection pool and a protocol parser kept in step
+with memcached, so they were removed (afterwards ``from_servers`` and a
+hand-built ``PooledClient`` measure the same, within 1.5 us): one server is a pymemcache ``PooledClient``, a cluster a
+:class:`StrictHashClient` of ``PooledClient`` nodes, and the module uses only
+pymemcache's public API (no private method is overridden, so the dependency
+needs no upper pin).
+
 Writes are always confirmed (``noreply=False``), and a client created with
 ``ignore_exc=True`` is refused: an outage must never look like a missing session.
 
@@ -59,11 +80,11 @@ Writes are always confirmed (``noreply=False``), and a client created with
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import logging
 import math
 import re
+import sys
 import time
 import warnings
 import zlib
@@ -78,23 +99,20 @@ from ._format import storage_id as _storage_id
 from .base import SessionRecord, SessionStore, SetResult, UserId, put_bounded, user_index_key
 
 try:
-    from pymemcache.client.base import Client, normalize_server_spec  # type: ignore[import-untyped]
+    from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
     from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
     from pymemcache.exceptions import (  # type: ignore[import-untyped]
         MemcacheClientError,
         MemcacheError,
-        MemcacheIllegalInputError,
         MemcacheServerError,
         MemcacheUnexpectedCloseError,
-        MemcacheUnknownCommandError,
-        MemcacheUnknownError,
     )
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         "kitsession_wsgi.stores.memcached needs pymemcache: pip install 'kitsession-wsgi[memcached]'"
     ) from exc
 
-__all__ = ["MemcacheClient", "MemcachedNodeDown", "MemcachedPool", "MemcachedStore", "StrictHashClient"]
+__all__ = ["MemcacheClient", "MemcachedNodeDown", "MemcachedStore", "StrictHashClient"]
 
 logger = logging.getLogger("kitsession_wsgi.stores.memcached")
 
@@ -114,7 +132,7 @@ _CHUNK = 500
 class MemcacheClient(Protocol):
     """The part of a pymemcache client the store uses.
 
-    ``pymemcache.Client``, ``PooledClient``, ``HashClient``, :class:`MemcachedPool` and
+    ``pymemcache.Client``, ``PooledClient``, ``HashClient`` and
     :class:`StrictHashClient` all fit; only the thread-safe ones (pooled) may
     be shared between request threads.
 
@@ -156,220 +174,6 @@ class MemcachedNodeDown(ConnectionError):
     """
 
 
-def _check_max_idle(max_idle: Any) -> None:
-    if max_idle is not None and (isinstance(max_idle, bool) or not isinstance(max_idle, int) or max_idle < 1):
-        raise ConfigurationError("max_idle", f"must be None or an int >= 1, got {max_idle!r}")
-
-
-#: keys a ``get`` may send as they are: printable ASCII without spaces, at most 250 bytes
-_WIRE_KEY = re.compile(r"[!-~]{1,250}")
-_RECV_SIZE = 65536
-
-
-def _plain_fetch(sock: Any, command: bytes, key: str) -> tuple[bytes | None, bytes | None]:
-    """One memcached ``get`` or ``gets`` on ``sock``: the stored bytes and CAS token, or ``(None, None)``.
-
-    pymemcache's general reader (``_fetch_cmd``: key checks, line chunking,
-    multi-key results, the serde call) costs about 8 us of Python per read;
-    a session read needs one key and raw bytes, and this reads them with one
-    ``recv`` for an item up to 64 KB.  Replies follow the text protocol:
-    ``VALUE <key> <flags> <bytes>[ <cas>]\r\n<data>\r\nEND\r\n`` or
-    ``END\r\n``; an error line raises the pymemcache error it names.  On any
-    error the caller closes the connection (the stream's position is unknown).
-    """
-    sock.sendall(command + b" " + key.encode("ascii") + b"\r\n")
-    reply = sock.recv(_RECV_SIZE)
-    if reply == b"END\r\n":
-        return None, None
-    if reply.startswith(b"VALUE ") and reply.endswith(b"\r\nEND\r\n"):
-        # The usual case: the whole reply in one piece, read without copying it into a buffer.
-        eol = reply.find(b"\r\n")
-        fields = reply[:eol].split(b" ")
-        if len(fields) == (5 if command == b"gets" else 4) and fields[3].isdigit():
-            end = eol + 2 + int(fields[3])
-            if end + 7 == len(reply):
-                return reply[eol + 2:end], (fields[4] if command == b"gets" else None)
-    buffer = bytearray(reply)
-    while (eol := buffer.find(b"\r\n")) < 0:
-        buffer += _more(sock)
-    line = bytes(buffer[:eol])
-    if not line.startswith(b"VALUE "):
-        if line == b"END" and len(buffer) == 5:  # a miss whose reply came in two pieces
-            return None, None
-        _raise_reply_error(line)
-    fields = line.split(b" ")
-    if len(fields) != (5 if command == b"gets" else 4) or not fields[3].isdigit():
-        raise MemcacheUnknownError(line[:32])
-    end = eol + 2 + int(fields[3])
-    while len(buffer) < end + 7:
-        buffer += _more(sock)
-    if len(buffer) != end + 7 or buffer[end:] != b"\r\nEND\r\n":
-        raise MemcacheUnknownError(bytes(buffer[end:end + 32]))
-    return bytes(buffer[eol + 2:end]), (fields[4] if command == b"gets" else None)
-
-
-def _more(sock: Any) -> bytes:
-    chunk: bytes = sock.recv(_RECV_SIZE)
-    if not chunk:
-        raise MemcacheUnexpectedCloseError()
-    return chunk
-
-
-def _raise_reply_error(line: bytes) -> None:
-    """Raise what pymemcache raises for a reply line that is not a value."""
-    if line == b"END":
-        raise MemcacheUnknownError(b"bytes after END")
-    if line.startswith(b"ERROR"):
-        raise MemcacheUnknownCommandError(b"get")
-    if line.startswith(b"CLIENT_ERROR"):
-        raise MemcacheClientError(line[line.find(b" ") + 1:])
-    if line.startswith(b"SERVER_ERROR"):
-        raise MemcacheServerError(line[line.find(b" ") + 1:])
-    raise MemcacheUnknownError(line[:32])
-
-
-class MemcachedPool:
-    """Thread-safe connections to one memcached server: idle pymemcache ``Client`` objects in a list.
-
-    Each call takes an idle connection with ``list.pop()`` and puts it back
-    with ``list.append()`` (both atomic in CPython), so a call costs what a
-    plain ``Client`` call costs.  pymemcache's ``PooledClient`` does the same
-    job behind a lock, a generator context manager and a linear removal from
-    its in-use list: about 5 us more per call here, paid by every session read.
-
-    * A connection is opened when no idle one is left, so there are as many
-      as calls ever ran at once; at most ``max_idle`` are kept open between
-      calls (``None``: all of them), the rest are closed.
-    * A call that fails closes its connection and every idle one (after a
-      server restart each would fail once more), then raises; the next call
-      connects again.  Only a key or argument pymemcache refuses before
-      sending anything leaves the connection open.
-    * Keyword arguments go to each ``pymemcache.Client``, with the store's
-      defaults ``no_delay=True`` and ``default_noreply=False`` (confirmed
-      writes); ``ignore_exc=True`` is refused.
-
-    The methods the store uses are written out; any other ``Client`` method
-    (``set``, ``touch``, ``incr``, ``stats``, ...) runs the same way through
-    :meth:`__getattr__`.
-
-    :raises ConfigurationError: ``ignore_exc=True`` or a bad ``max_idle``.
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(self, server: Any, *, max_idle: int | None = None, **client_options: Any) -> None:
-        if client_options.get("ignore_exc"):
-            raise ConfigurationError("ignore_exc", "MemcachedPool never ignores errors: an outage is not a miss")
-        _check_max_idle(max_idle)
-        for option in ("max_pool_size", "pool_idle_timeout", "lock_generator"):
-            if option in client_options:
-                raise ConfigurationError(
-                    option, "is an option of pymemcache's PooledClient; MemcachedPool opens a connection per "
-                    "concurrent call and keeps at most max_idle of them open between calls")
-        self.server = normalize_server_spec(server)
-        self.max_idle = max_idle
-        self.client_options: dict[str, Any] = {"no_delay": True, "default_noreply": False, **client_options,
-                                               "ignore_exc": False}
-        # pymemcache checks the options here, not on the first call; it connects only when used.
-        self._idle: list[Any] = [Client(server, **self.client_options)]
-        # Values come back as the bytes stored, under the key as given: reads may skip pymemcache's parser.
-        self._plain = not any(client_options.get(option) for option in
-                              ("serde", "serializer", "deserializer", "key_prefix"))
-
-    def _take(self) -> Any:
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return Client(self.server, **self.client_options)
-
-    def _give_back(self, client: Any) -> None:
-        if self.max_idle is None or len(self._idle) < self.max_idle:
-            self._idle.append(client)
-        else:
-            client.close()
-
-    def _failed(self, client: Any) -> None:
-        client.close()
-        self.close()
-
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        client = self._take()
-        try:
-            result = getattr(client, name)(*args, **kwargs)
-        except MemcacheIllegalInputError:
-            self._give_back(client)  # refused before anything was sent: the connection is fine
-            raise
-        except BaseException:
-            self._failed(client)
-            raise
-        self._give_back(client)
-        return result
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """``Client.get`` on an idle connection.
-
-        A plain key (printable ASCII, no spaces, at most 250 bytes) on a
-        connected client without a serializer or key prefix is sent and read
-        by :func:`_plain_fetch`; anything else goes through pymemcache.
-        """
-        return self._fetch(b"get", key, default, None)[0]
-
-    def get_many(self, keys: Iterable[str]) -> dict[Any, Any]:
-        return self._call("get_many", keys)  # type: ignore[no-any-return]
-
-    def gets(self, key: str, default: Any = None, cas_default: Any = None) -> tuple[Any, Any]:
-        """``Client.gets`` on an idle connection, read like :meth:`get`; every session read is one."""
-        return self._fetch(b"gets", key, default, cas_default)
-
-    def _fetch(self, command: bytes, key: Any, default: Any, cas_default: Any) -> tuple[Any, Any]:
-        client = self._take()
-        try:
-            if self._plain and client.sock is not None and type(key) is str and _WIRE_KEY.fullmatch(key):
-                value, token = _plain_fetch(client.sock, command, key)
-                if value is None:
-                    value, token = default, cas_default
-            elif command == b"gets":
-                value, token = client.gets(key, default, cas_default)
-            else:
-                value, token = client.get(key, default), None
-        except MemcacheIllegalInputError:
-            self._give_back(client)
-            raise
-        except BaseException:
-            self._failed(client)
-            raise
-        self._give_back(client)
-        return value, token
-
-    def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
-        return self._call("add", key, value, expire, noreply)
-
-    def append(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
-        return self._call("append", key, value, expire, noreply)
-
-    def cas(self, key: str, value: bytes, cas: Any, expire: int = 0, noreply: bool = False) -> Any:
-        return self._call("cas", key, value, cas, expire, noreply)
-
-    def delete(self, key: str, noreply: bool | None = None) -> Any:
-        return self._call("delete", key, noreply)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_") or not callable(getattr(Client, name, None)):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return lambda *args, **kwargs: self._call(name, *args, **kwargs)
-
-    def close(self) -> None:
-        """Close the idle connections (connections busy in a call are kept until it ends)."""
-        while True:
-            try:
-                client = self._idle.pop()
-            except IndexError:
-                return
-            client.close()
-
-    disconnect_all = close
-
-
 class StrictHashClient(HashClient):  # type: ignore[misc]
     """A pymemcache ``HashClient`` for which a failing node raises instead of being skipped.
 
@@ -380,35 +184,46 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
     This client never removes a node and never answers for it:
 
     * a call whose node fails raises (``OSError`` or a pymemcache error), and the
-      node's idle connections are dropped;
+      node's pooled connections are dropped;
     * for ``dead_timeout`` seconds after that, calls for that node raise
       :class:`MemcachedNodeDown` at once instead of waiting for a timeout;
     * after that, the next call tries the node again; if it answers, it is in
       use again.  ``dead_timeout=0`` tries the node on every call.
 
-    Keys of the other nodes are unaffected throughout.  Each node's
-    connections are a :class:`MemcachedPool` (thread-safe; ``max_idle`` is
-    passed to it), or pymemcache's ``PooledClient`` with ``use_pooling=True``.
+    Keys of the other nodes are unaffected throughout.  Each node is a
+    pymemcache ``PooledClient`` (thread-safe).  The key commands are written
+    out here on ``HashClient``'s public parts (``hasher``, ``clients``), so no
+    private method of pymemcache is overridden; anything else (``flush_all``,
+    ``stats``) runs through ``HashClient`` itself, configured never to skip
+    or remove a node (``retry_attempts`` never reached, ``retry_timeout=0``).
     All other keyword arguments of ``HashClient`` are accepted, with safer
-    defaults ``no_delay=True`` and ``default_noreply=False``;
-    ``ignore_exc=True`` is refused.
+    defaults ``no_delay=True`` and ``default_noreply=False``.
+
+    :raises ConfigurationError: no servers, ``ignore_exc=True``,
+        ``use_pooling=False``, ``retry_attempts`` or ``retry_timeout``
+        (``dead_timeout`` replaces them), or a bad ``dead_timeout``.
 
     .. versionadded:: 0.1
     """
 
-    def __init__(self, servers: Sequence[Any], *, dead_timeout: float = 1.0, max_idle: int | None = None,
-                 **options: Any) -> None:
+    def __init__(self, servers: Sequence[Any], *, dead_timeout: float = 1.0, **options: Any) -> None:
         if options.get("ignore_exc"):
             raise ConfigurationError("ignore_exc", "StrictHashClient never ignores errors: an outage is not a miss")
+        if options.get("use_pooling", True) is not True:
+            raise ConfigurationError("use_pooling", "StrictHashClient is shared between threads: its nodes are pooled")
+        for option in ("retry_attempts", "retry_timeout"):
+            if option in options:
+                raise ConfigurationError(
+                    option, "StrictHashClient never skips or removes a failing node; dead_timeout is how long it "
+                    "fails fast before trying the node again")
         if isinstance(dead_timeout, bool) or not isinstance(dead_timeout, (int, float)) or dead_timeout < 0:
             raise ConfigurationError("dead_timeout", f"must be a number of seconds >= 0, got {dead_timeout!r}")
-        self._down_until: dict[Any, float] = {}
-        if not options.get("use_pooling"):
-            _check_max_idle(max_idle)
-            # HashClient builds each node's client as client_class(server, **its options).
-            self.client_class = functools.partial(MemcachedPool, max_idle=max_idle)
-        options = {"no_delay": True, "default_noreply": False, **options}
-        super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False, **options)
+        if isinstance(servers, (str, bytes)) or not servers:
+            raise ConfigurationError("servers", f"must be a non-empty list of 'host:port', got {servers!r}")
+        self._down_until: dict[str, float] = {}
+        options = {"no_delay": True, "default_noreply": False, **options, "use_pooling": True}
+        super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False,
+                         retry_attempts=sys.maxsize, retry_timeout=0, **options)
 
     def node_for(self, key: str) -> str:
         """The ``host:port`` of the node that holds ``key`` (prefix included).
@@ -417,32 +232,102 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
         """
         return str(self.hasher.get_node(key))
 
-    def _safely_run_func(self, client: Any, func: Any, default_val: Any, *args: Any, **kwargs: Any) -> Any:
-        server = client.server
-        until = self._down_until.get(server)
-        if until is not None:
-            if time.monotonic() < until:
-                raise MemcachedNodeDown(f"memcached node {self._make_client_key(server)} is down")
+    def _node(self, key: Any) -> str:
+        """The node that holds ``key``; raises :class:`MemcachedNodeDown` inside its dead window."""
+        node = str(self.hasher.get_node(key))
+        until = self._down_until.get(node)
+        if until is not None and time.monotonic() < until:
+            raise MemcachedNodeDown(f"memcached node {node} is down")
+        return node
+
+    def _on(self, node: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Run ``method`` of ``node``'s client: a connection failure marks the node down and raises."""
         try:
-            result = func(*args, **kwargs)
+            result = getattr(self.clients[node], method)(*args, **kwargs)
         except (OSError, MemcacheUnexpectedCloseError):
-            self._mark_down(client)
+            self._mark_down(node)
             raise
-        if until is not None:
-            self._down_until.pop(server, None)
+        self._down_until.pop(node, None)
         return result
 
-    def _safely_run_set_many(self, client: Any, values: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._safely_run_func(client, client.set_many, None, values, *args, **kwargs)
-
-    def _mark_down(self, client: Any) -> None:
-        self._down_until[client.server] = time.monotonic() + self.dead_timeout
+    def _mark_down(self, node: str) -> None:
+        self._down_until[node] = time.monotonic() + self.dead_timeout
         # The pool's other connections go to the same failed server: after a
-        # restart each would fail once more, so drop them now (MemcachedPool
-        # has done so already).
-        pool = getattr(client, "client_pool", None)
-        if pool is not None:
-            pool.clear()
+        # restart each would fail once more, so drop them now.
+        _drop_idle_connections(self.clients[node])
+
+    def _keyed(self, method: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._on(self._node(key), method, key, *args, **kwargs)
+
+    def get(self, key: Any, default: Any = None, **kwargs: Any) -> Any:
+        return self._keyed("get", key, default, **kwargs)
+
+    def gets(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("gets", key, *args, **kwargs)
+
+    def set(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("set", key, *args, **kwargs)
+
+    def add(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("add", key, *args, **kwargs)
+
+    def replace(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("replace", key, *args, **kwargs)
+
+    def append(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("append", key, *args, **kwargs)
+
+    def prepend(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("prepend", key, *args, **kwargs)
+
+    def cas(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("cas", key, *args, **kwargs)
+
+    def delete(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("delete", key, *args, **kwargs)
+
+    def touch(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("touch", key, *args, **kwargs)
+
+    def incr(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("incr", key, *args, **kwargs)
+
+    def decr(self, key: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._keyed("decr", key, *args, **kwargs)
+
+    def _by_node(self, keys: Iterable[Any]) -> dict[str, list[Any]]:
+        batches: dict[str, list[Any]] = {}
+        for key in keys:
+            batches.setdefault(self._node(key), []).append(key)
+        return batches
+
+    def get_many(self, keys: Iterable[Any], gets: bool = False, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        found: dict[Any, Any] = {}
+        for node, batch in self._by_node(keys).items():
+            found.update(self._on(node, "gets_many" if gets else "get_many", batch, *args, **kwargs))
+        return found
+
+    get_multi = get_many
+
+    def gets_many(self, keys: Iterable[Any], *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        return self.get_many(keys, True, *args, **kwargs)
+
+    gets_multi = gets_many
+
+    def set_many(self, values: dict[Any, Any], *args: Any, **kwargs: Any) -> list[Any]:
+        failed: list[Any] = []
+        for node, batch in self._by_node(values).items():
+            failed += self._on(node, "set_many", {key: values[key] for key in batch}, *args, **kwargs)
+        return failed
+
+    set_multi = set_many
+
+    def delete_many(self, keys: Iterable[Any], *args: Any, **kwargs: Any) -> bool:
+        for node, batch in self._by_node(keys).items():
+            self._on(node, "delete_many", batch, *args, **kwargs)
+        return True
+
+    delete_multi = delete_many
 
     def close(self) -> None:
         """Close every node's connections (no network round trip, never raises for a down node).
@@ -453,6 +338,24 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
             client.close()
 
     disconnect_all = close
+
+
+def _drop_idle_connections(client: Any) -> None:
+    """Close the idle connections of a pymemcache ``PooledClient``; connections busy in a call are left alone.
+
+    Only the pool's public ``free``, ``get`` and ``destroy`` are used: ``get``
+    hands out an idle connection first (or a new, not yet connected one when
+    another thread took it meanwhile), and ``destroy`` closes it.
+    """
+    pool = getattr(client, "client_pool", None)
+    if pool is None:
+        return
+    for _ in range(len(pool.free)):
+        try:
+            connection = pool.get()
+        except RuntimeError:  # max_pool_size reached by other threads: nothing idle is left
+            return
+        pool.destroy(connection)
 
 
 def _same_user(a: UserId | None, b: UserId | None) -> bool:
@@ -474,8 +377,8 @@ class MemcachedStore(SessionStore):
     behaviour.  Build one with :meth:`from_servers`, or pass a client you
     configured yourself: then use ``no_delay=True`` (pymemcache's default
     waits for delayed TCP acknowledgements, tens of milliseconds per request),
-    a thread-safe client (:class:`MemcachedPool`, pymemcache's ``PooledClient``
-    or :class:`StrictHashClient`) and timeouts.
+    a thread-safe client (pymemcache's ``PooledClient`` or
+    :class:`StrictHashClient`) and timeouts.
 
     :param client: a pymemcache client; the store never closes it unless
         :meth:`close` is called.
@@ -539,19 +442,19 @@ class MemcachedStore(SessionStore):
         connect_timeout: float = 1.0,
         timeout: float = 1.0,
         dead_timeout: float = 1.0,
-        max_idle: int | None = None,
         **client_options: Any,
     ) -> MemcachedStore:
         """A store over ``servers`` (``"host:port"`` or ``(host, port)``) with safe client settings.
 
-        One server gives a :class:`MemcachedPool`, several a
-        :class:`StrictHashClient` with a :class:`MemcachedPool` per node; all
+        One server gives a pymemcache ``PooledClient``, several a
+        :class:`StrictHashClient` with a ``PooledClient`` per node; all
         with ``no_delay=True``, confirmed writes and the given timeouts
-        (seconds).  ``max_idle`` caps the connections kept open per server
-        between calls (``None``: as many as ran at once).  ``dead_timeout`` is
-        how long a failed cluster node fails fast before it is tried again.
-        Other keyword arguments go to pymemcache's ``Client`` (``tls_context``,
-        ``socket_keepalive``, ...).
+        (seconds).  ``dead_timeout`` is how long a failed cluster node fails
+        fast before it is tried again.  Other keyword arguments go to
+        pymemcache's ``PooledClient`` (``max_pool_size``,
+        ``pool_idle_timeout``, ``tls_context``, ``socket_keepalive``, ...).
+        A connection that fails is closed together with the pool's idle ones
+        (after a server restart each of them would fail once more).
 
         :raises ConfigurationError: no servers, or a bad option.
 
@@ -568,9 +471,11 @@ class MemcachedStore(SessionStore):
         }
         client: MemcacheClient
         if len(servers) == 1:
-            client = MemcachedPool(servers[0], max_idle=max_idle, **options)
+            if client_options.get("ignore_exc"):
+                raise ConfigurationError("ignore_exc", "an outage is not a missing session")
+            client = PooledClient(servers[0], **options)
         else:
-            client = StrictHashClient(list(servers), dead_timeout=dead_timeout, max_idle=max_idle, **options)
+            client = StrictHashClient(list(servers), dead_timeout=dead_timeout, **options)
         return cls(client, key_prefix=key_prefix, max_item_bytes=max_item_bytes, index_buckets=index_buckets)
 
     # -- keys and values --------------------------------------------------------------
@@ -600,9 +505,14 @@ class MemcachedStore(SessionStore):
         # memcached reads anything above 30 days as an absolute Unix time.
         return ttl if ttl <= _RELATIVE_EXPIRY_LIMIT else int(time.time()) + ttl
 
-    @staticmethod
-    def _unavailable(exc: BaseException, action: str) -> Exception:
-        """The library error for a driver error raised while doing ``action``."""
+    def _unavailable(self, exc: BaseException, action: str) -> Exception:
+        """The library error for a driver error raised while doing ``action``.
+
+        A lost connection also closes the pool's idle ones (what
+        :class:`StrictHashClient` does for each of its nodes).
+        """
+        if isinstance(exc, (OSError, MemcacheUnexpectedCloseError)):
+            _drop_idle_connections(self.client)
         if isinstance(exc, MemcacheServerError) and not isinstance(exc, MemcacheUnexpectedCloseError):
             if "too large" in str(exc):
                 return SessionDataError(
