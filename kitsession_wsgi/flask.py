@@ -27,17 +27,24 @@ import typing as t
 from collections.abc import Callable, Iterator
 
 import click
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask import make_response as _make_response
 from flask.cli import AppGroup
-from flask.globals import _cv_request
-from flask.json.tag import TaggedJSONSerializer
+from flask.json.tag import JSONTag, TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
 from werkzeug.local import LocalProxy
 
 from . import signals
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
+from .flask_settings import (
+    EXTENSION_OPTIONS,
+    MANAGER_OPTIONS,
+    FlaskSettings,
+    build_settings,
+    frozen,
+    snapshot,
+)
 from .manager import SessionManager
 from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
 from .session import Session, SessionData
@@ -47,14 +54,11 @@ from .wsgi import validate_retry_after, vary_covers_cookie
 
 logger = logging.getLogger("kitsession_wsgi")
 
-#: SessionManager options that ``KITSESSION_<NAME>`` config keys may set
-MANAGER_OPTIONS = (
-    "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
-    "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
-    "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl",
-)
-#: options of the extension itself (not passed to the manager)
-EXTENSION_OPTIONS = ("retry_after", "store")
+#: Where ``open_session`` leaves the request's :class:`FlaskSession` in the WSGI environ, so
+#: teardown finds it through public API on every supported Flask.
+ENVIRON_KEY = "kitsession.flask_session"
+#: How many configurations (and their managers) an app remembers, for config that flips back.
+_SETTINGS_CACHE_SIZE = 8
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
 
@@ -65,20 +69,39 @@ class FlaskSessionSerializer:
     Independent of the app's JSON provider, so the stored text is the same in
     and out of an app context.  Data made only of plain JSON types (the usual
     case) skips Flask's tagging walk both ways; the text is identical either
-    way, so change detection stays exact.
+    way, so change detection stays exact.  :meth:`register` is Flask's hook for
+    custom tagged types (``app.session_interface.serializer.register(MyTag)``).
 
     .. versionadded:: 0.1
     """
 
     def __init__(self) -> None:
         self._tagged = TaggedJSONSerializer()
-        self._tag_keys = frozenset(self._tagged.tags)
         self._untag = getattr(self._tagged, "_untag_scan", None)
+        self._custom_tags = False
+        self._refresh_tags()
+
+    def register(self, tag_class: type[JSONTag], force: bool = False, index: int | None = None) -> None:
+        """Register a :class:`flask.json.tag.JSONTag` subclass, as on Flask's own serializer.
+
+        :raises KeyError: the tag's key is taken and ``force`` is false.
+
+        .. versionadded:: 0.2
+        """
+        self._tagged.register(tag_class, force=force, index=index)
+        # A custom tag may claim plain values, so its data always goes through the tagging walk.
+        self._custom_tags = True
+        self._refresh_tags()
+
+    def _refresh_tags(self) -> None:
+        self._tag_keys = frozenset(self._tagged.tags)
+        # Flask's own tag keys start with a space; the load shortcut below relies on that.
+        self._spaced_keys = all(key.startswith(" ") for key in self._tag_keys)
 
     def dumps(self, data: dict[str, t.Any]) -> str:
         check_keys(data)
         try:
-            tagged = data if self._is_plain(data) else self._tagged.tag(data)
+            tagged = data if not self._custom_tags and self._is_plain(data) else self._tagged.tag(data)
             return COMPACT_ENCODER.encode(tagged)
         except (TypeError, ValueError) as exc:
             raise describe_serialization_error(data, exc, self._dumps_value) from exc
@@ -89,7 +112,7 @@ class FlaskSessionSerializer:
         value = _json.loads(text)
         # Every tag is a one-key object whose key starts with a space: without
         # '{" ' in the text there is nothing to untag.
-        if '{" ' not in text:
+        if self._spaced_keys and '{" ' not in text:
             return value
         return self._untag(value) if self._untag is not None else self._tagged.loads(text)
 
@@ -115,15 +138,22 @@ class FlaskSession(SessionMixin):
     Loads the session on first use.  Top-level writes mark it changed; a read
     that hands out a mutable value (a list or dict) makes the save compare the
     serialised data, so nested in-place changes are saved too.
+    ``permanent`` has Flask's meaning and is kept in the data as Flask keeps it
+    (``"_permanent"``).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       ``permanent`` is Flask's: a non-permanent session has a browser-session cookie.
     """
 
-    def __init__(self, manager: SessionManager, environ: dict[str, t.Any]) -> None:
+    def __init__(self, manager: SessionManager, environ: dict[str, t.Any],
+                 settings: FlaskSettings | None = None) -> None:
         self._manager = manager
         self._environ = environ
+        self._settings = settings
         self._core: Session | None = None
         self._previous: Session | None = None
+        self._permanent_at_load: bool | None = None
         self.accessed = False
 
     # -- the core session -------------------------------------------------------------
@@ -134,6 +164,8 @@ class FlaskSession(SessionMixin):
         core = self._core
         if core is None:
             core = self._core = self._manager.initialize_session(self._environ)
+            self.accessed = True
+            self._permanent_at_load = self._permanent_of(core)
         return core
 
     @property
@@ -155,14 +187,28 @@ class FlaskSession(SessionMixin):
 
     # -- SessionMixin -----------------------------------------------------------------
 
+    def _permanent_of(self, core: Session) -> bool:
+        value = core._data.get("_permanent")
+        if value is None:
+            return self._settings.permanent if self._settings is not None else True
+        return bool(value)
+
     @property
     def permanent(self) -> bool:
-        """Always ``True``: the cookie carries the session's expiry."""
-        return True
+        """Flask's meaning: a permanent session's cookie carries an expiry; otherwise it is a
+        browser-session cookie.  The server-side lifetime ends both.  The default is
+        ``SESSION_PERMANENT`` / ``KITSESSION_PERMANENT`` (``False``, as in Flask)."""
+        return self._permanent_of(self.core)
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        """Ignored: lifetimes come from ``KITSESSION_MAX_AGE`` / ``KITSESSION_IDLE_TIMEOUT``."""
+        self._writable()["_permanent"] = bool(value)
+
+    def permanent_changed(self) -> bool:
+        """``permanent`` differs from what the session had when it was loaded."""
+        core = self._core
+        return core is not None and self._permanent_at_load is not None and (
+            self._permanent_of(core) != self._permanent_at_load)
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -170,7 +216,8 @@ class FlaskSession(SessionMixin):
 
     @property
     def modified(self) -> bool:
-        return self.core._data_touched
+        core = self._core
+        return core is not None and core._data_touched
 
     @modified.setter
     def modified(self, value: bool) -> None:
@@ -224,13 +271,49 @@ class FlaskSession(SessionMixin):
 
 
 class _AppState:
-    """Per-app state in ``app.extensions["kitsession"]``."""
+    """Per-app state in ``app.extensions["kitsession"]``: the shared store and, per
+    configuration snapshot, the settings (and manager) built for it."""
 
-    def __init__(self, extension: KitSession, manager: SessionManager, retry_after: int) -> None:
+    def __init__(self, extension: KitSession, config: dict[str, t.Any], store: SessionStore,
+                 serializer: FlaskSessionSerializer, retry_after: int) -> None:
         self.extension = extension
-        self.manager = manager
+        self.config = config
+        self.store = store
+        self.serializer = serializer
         self.retry_after = retry_after
         self.in_outage = False
+        self._warned: set[str] = set()
+        self._values: tuple[t.Any, ...] | None = None
+        self._settings: FlaskSettings | None = None
+        self._cache: list[tuple[tuple[t.Any, ...], FlaskSettings]] = []
+
+    def settings(self) -> FlaskSettings:
+        """The settings for the app's config as it is now (rebuilt only when a watched key changed)."""
+        values = snapshot(self.config)
+        current = self._settings
+        if current is not None and values == self._values:
+            return current
+        for cached_values, cached in self._cache:
+            if cached_values == values:
+                break
+        else:
+            cached = build_settings(values, self.extension.options, self.store, self.serializer, self._warn)
+            cached_values = frozen(values)
+            self._cache.insert(0, (cached_values, cached))
+            del self._cache[_SETTINGS_CACHE_SIZE:]
+        self._values, self._settings = cached_values, cached
+        return cached
+
+    @property
+    def manager(self) -> SessionManager:
+        """The :class:`~kitsession_wsgi.SessionManager` for the app's config as it is now."""
+        return self.settings().manager
+
+    def _warn(self, message: str) -> None:
+        # Once per app and message: a missing SECRET_KEY is never silent, nor a log flood.
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
 
     def report_outage(self, exc: StoreUnavailable) -> None:
         # One log line per outage, not one per request.
@@ -268,25 +351,51 @@ def _conflict(exc: SessionConflict) -> Response:
     return response
 
 
+def _carries_cookie(environ: dict[str, t.Any], name: str) -> bool:
+    """A cheap pre-check (no parsing) that the request may carry the session cookie."""
+    header = environ.get("HTTP_COOKIE")
+    return isinstance(header, str) and name in header
+
+
 class KitSessionInterface(SessionInterface):
     """The Flask session interface installed by :class:`KitSession`.
 
+    ``serializer`` is the app's :class:`FlaskSessionSerializer`: register
+    custom tagged types on it as on Flask's own (``serializer.register(MyTag)``).
+
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       ``serializer``; Flask's session settings are read on every request.
     """
 
-    def open_session(self, app: Flask, request: t.Any) -> FlaskSession:
-        return FlaskSession(_state(app).manager, request.environ)
+    def __init__(self, serializer: FlaskSessionSerializer | None = None) -> None:
+        self.serializer = serializer if serializer is not None else FlaskSessionSerializer()
+
+    def open_session(self, app: Flask, request: t.Any) -> FlaskSession | None:
+        settings = _state(app).settings()
+        if not settings.available:
+            return None  # Flask then uses its null session: reads are empty, writes raise
+        environ = request.environ
+        flask_session = environ[ENVIRON_KEY] = FlaskSession(settings.manager, environ, settings)
+        return flask_session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, FlaskSession) or session._core is None:
+        if not isinstance(session, FlaskSession):
             return
+        settings = session._settings
+        assert settings is not None
+        if session._core is None:
+            self._refresh_unread(app, session, settings, response)
+            return
+        core = session._core
         state = _state(app)
+        manager = session._manager
         set_cookie = None
         if response.status_code >= 500:
-            state.manager.release(session._core)
+            manager.release(core)
         else:
             try:
-                set_cookie = state.manager.commit(session._core)
+                set_cookie = manager.commit(core)
             except StoreUnavailable as exc:
                 state.report_outage(exc)
                 _become(response, _unavailable(state.retry_after))
@@ -295,6 +404,7 @@ class KitSessionInterface(SessionInterface):
                 _become(response, _conflict(exc))
                 return
             state.report_recovery()
+            set_cookie = self._cookie(session, core, settings, set_cookie)
         headers = response.headers
         vary = headers.getlist("Vary")
         if not vary:
@@ -309,6 +419,39 @@ class KitSessionInterface(SessionInterface):
             if "Cache-Control" not in headers:
                 headers["Cache-Control"] = "no-store"
 
+    def _refresh_unread(self, app: Flask, session: FlaskSession, settings: FlaskSettings, response: Response) -> None:
+        """Flask re-sends a permanent session's cookie on every response with
+        ``SESSION_REFRESH_EACH_REQUEST``, even when the view never read the session."""
+        if not (settings.refresh and _carries_cookie(session._environ, settings.manager.name)):
+            return
+        accessed = session.accessed
+        try:
+            core = session.core
+        except StoreUnavailable:
+            return  # a page that did not use the session is not failed by the store
+        finally:
+            session.accessed = accessed
+        if not session._permanent_of(core) or core.is_new:
+            if core._lock_token is not None:
+                session._manager.release(core)
+            return
+        self.save_session(app, session, response)
+
+    @staticmethod
+    def _cookie(session: FlaskSession, core: Session, settings: FlaskSettings, committed: str | None) -> str | None:
+        """The cookie to send, with Flask's meaning of ``permanent`` and ``SESSION_REFRESH_EACH_REQUEST``."""
+        if committed is not None and committed == settings.removal_cookie:
+            return settings.finish_cookie(committed)
+        live = core.id is not None and not core.is_new and not core._destroyed
+        if not live:
+            return None if committed is None else settings.finish_cookie(committed)
+        permanent = session._permanent_of(core)
+        if committed is None and not (session.permanent_changed() or (permanent and settings.refresh)):
+            return None
+        if committed is not None and permanent:
+            return settings.finish_cookie(committed)
+        return settings.finish_cookie(session._manager.set_session_cookie(core, persistent=permanent))
+
 
 def _become(response: Response, replacement: Response) -> None:
     """Turn ``response`` into ``replacement`` in place (Flask keeps its response object)."""
@@ -320,23 +463,31 @@ def _become(response: Response, replacement: Response) -> None:
 class KitSession:
     """Server-side sessions for Flask apps.
 
+    Flask's own session settings are the configuration (``SESSION_COOKIE_*``,
+    ``PERMANENT_SESSION_LIFETIME``, ``SESSION_REFRESH_EACH_REQUEST``,
+    ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``), re-read on every request;
+    keyword arguments override them for every app, and an app's
+    ``KITSESSION_<OPTION>`` keys override both.
+
     :param app: the app to initialise now (or call :meth:`init_app` later).
     :param store: a :class:`~kitsession_wsgi.SessionStore`; by default the store
         named by ``KITSESSION_STORE`` in the app config or the environment (a URL, see
         :func:`kitsession_wsgi.stores.urls.store_from_url`) or a :class:`MemoryStore`.
-    :param options: :class:`~kitsession_wsgi.SessionManager` options and
-        ``retry_after`` (seconds in the ``Retry-After`` of the 503 answered
-        when the store is down); defaults for every app, overridden per app by
-        ``KITSESSION_<OPTION>`` config keys.
+    :param options: :class:`~kitsession_wsgi.SessionManager` options,
+        ``permanent`` (the default ``session.permanent``) and ``retry_after``
+        (seconds in the ``Retry-After`` of the 503 answered when the store is down).
     :raises ConfigurationError: an unknown option.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       Flask's session settings are honoured; the ``permanent`` option.
     """
 
     def __init__(self, app: Flask | None = None, store: SessionStore | None = None, **options: t.Any) -> None:
         unknown = sorted(set(options) - set(MANAGER_OPTIONS) - set(EXTENSION_OPTIONS))
         if unknown:
-            raise ConfigurationError(unknown[0], f"unknown KitSession option (known: {', '.join(MANAGER_OPTIONS)}, retry_after)")
+            raise ConfigurationError(
+                unknown[0], f"unknown KitSession option (known: {', '.join(MANAGER_OPTIONS + EXTENSION_OPTIONS)})")
         self.store = store
         self.options = options
         self._user_loader: Callable[[UserId], t.Any] | None = None
@@ -353,17 +504,10 @@ class KitSession:
         return loader
 
     def manager_options(self, app: Flask) -> dict[str, t.Any]:
-        """The options this app's manager is built with: defaults, then app config."""
-        options = {name: value for name, value in self.options.items() if name in MANAGER_OPTIONS}
-        for name in MANAGER_OPTIONS:
-            key = f"KITSESSION_{name.upper()}"
-            if key in app.config:
-                options[name] = app.config[key]
-        if "keys" not in options and app.config.get("SECRET_KEY"):
-            fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or []
-            options["keys"] = [app.config["SECRET_KEY"], *fallbacks]
-        options.setdefault("secure", not app.debug)
-        options["serializer"] = FlaskSessionSerializer()
+        """The options this app's manager has now (from Flask's settings, arguments and ``KITSESSION_*``)."""
+        manager = _state(app).manager
+        options = {name: getattr(manager, name) for name in MANAGER_OPTIONS if hasattr(manager, name)}
+        options["serializer"] = manager.serializer
         return options
 
     def init_app(self, app: Flask) -> None:
@@ -381,13 +525,15 @@ class KitSession:
                 store = store_from_url(url)
             else:
                 store = MemoryStore()
-        manager = SessionManager(store, **self.manager_options(app))
         if "KITSESSION_RETRY_AFTER" in app.config:
             retry_after = validate_retry_after(app.config["KITSESSION_RETRY_AFTER"])
         else:
             retry_after = validate_retry_after(self.options.get("retry_after", 5))
-        app.extensions["kitsession"] = _AppState(self, manager, retry_after)
-        app.session_interface = KitSessionInterface()
+        interface = KitSessionInterface()
+        state = _AppState(self, app.config, store, interface.serializer, retry_after)
+        state.settings()  # a bad option fails here, not on the first request
+        app.extensions["kitsession"] = state
+        app.session_interface = interface
         app.register_error_handler(StoreUnavailable, self._handle_unavailable)
         app.register_error_handler(SessionConflict, self._handle_conflict)
         app.before_request(self._load_user)
@@ -404,12 +550,12 @@ class KitSession:
 
     def _release_lock(self, exc: BaseException | None) -> None:
         # A request that failed before save_session must not keep the session locked.
-        ctx = _cv_request.get(None)
-        flask_session = getattr(ctx, "_session", None)
+        # The session is found in the environ (public API), not in Flask's request context.
+        flask_session = request.environ.get(ENVIRON_KEY)
         if isinstance(flask_session, FlaskSession):
             for core in (flask_session._core, flask_session._previous):
                 if core is not None and core._lock_token is not None:
-                    _state().manager.release(core)
+                    flask_session._manager.release(core)
 
     def _load_user(self) -> None:
         if self._user_loader is None:
@@ -425,13 +571,25 @@ def _flask_session() -> FlaskSession:
 
     real = session._get_current_object()  # type: ignore[attr-defined]
     if not isinstance(real, FlaskSession):
+        if "kitsession" in current_app.extensions and not _state().settings().available:
+            raise RuntimeError("the session is unavailable because no SECRET_KEY is set: set SECRET_KEY "
+                               "(or KITSESSION_SIGNED=False for unsigned server-side sessions)")
         raise RuntimeError("flask.session is not a KitSession session: call KitSession(app) first")
     return real
 
 
 def get_manager() -> SessionManager:
-    """The :class:`~kitsession_wsgi.SessionManager` of the current app."""
-    return _state().manager
+    """The :class:`~kitsession_wsgi.SessionManager` of the current app (for its config as it is now)."""
+    real = _request_flask_session()
+    return real._manager if real is not None else _state().manager
+
+
+def _request_flask_session() -> FlaskSession | None:
+    """The request's :class:`FlaskSession`, if a request is active and has one."""
+    if not has_request_context():
+        return None
+    found = request.environ.get(ENVIRON_KEY)
+    return found if isinstance(found, FlaskSession) else None
 
 
 #: The request's :class:`~kitsession_wsgi.Session` object (``flask.session`` is a dict view of it).

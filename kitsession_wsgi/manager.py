@@ -901,12 +901,18 @@ class SessionManager:
         """The cookie value for an id: signed ``s:<id>.<mac>`` or the bare id (not yet URL-encoded)."""
         return self.signer.sign(session_id) if self.signer is not None else session_id
 
-    def set_session_cookie(self, session_or_id: Session | str) -> str:
+    def set_session_cookie(self, session_or_id: Session | str, *, persistent: bool = True) -> str:
         """The ``Set-Cookie`` value that hands a session to the browser.
 
         Carries ``Max-Age`` and ``Expires`` from the session's expiry: the
         absolute lifetime, or the idle deadline with ``rolling``.  Given a bare
-        id, the expiry is a full ``max_age`` from now.
+        id, the expiry is a full ``max_age`` from now.  With
+        ``persistent=False`` it carries neither: a browser-session cookie
+        (Flask's non-permanent session), while the server-side expiry still
+        ends the session.
+
+        .. versionchanged:: 0.2
+           The ``persistent`` keyword.
         """
         now = self.clock()
         if isinstance(session_or_id, Session):
@@ -921,8 +927,8 @@ class SessionManager:
         return build_set_cookie(
             self.name,
             self.cookie_value(session_id),
-            max_age=max(0, round(expires - now)),
-            expires=expires,
+            max_age=max(0, round(expires - now)) if persistent else None,
+            expires=expires if persistent else None,
             path=self.path,
             domain=self.domain,
             secure=self.secure,

@@ -1,0 +1,207 @@
+"""How a Flask app's configuration becomes KitSession's, re-read on every request.
+
+Under Flask, Flask's own session settings are the configuration
+(``SESSION_COOKIE_*``, ``PERMANENT_SESSION_LIFETIME``,
+``SESSION_REFRESH_EACH_REQUEST``, ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``);
+``KitSession(...)`` arguments override them and ``KITSESSION_<OPTION>`` keys
+override both.  Flask's tests, and apps, change ``app.config`` between
+requests, so every request takes a snapshot of the keys below (one
+``dict.get`` each) and compares it with the last one: only a changed snapshot
+builds a new :class:`~kitsession_wsgi.SessionManager` (over the same store).
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from .errors import ConfigurationError
+from .manager import SessionManager, days_to_max_age
+from .serialization import Serializer
+from .stores.base import SessionStore
+
+logger = logging.getLogger("kitsession_wsgi")
+
+#: SessionManager options that ``KITSESSION_<NAME>`` config keys and ``KitSession(...)`` may set
+MANAGER_OPTIONS = (
+    "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
+    "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
+    "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl",
+)
+#: options of the extension itself (not passed to the manager)
+EXTENSION_OPTIONS = ("retry_after", "store", "permanent")
+#: options read on every request (``store`` and ``retry_after`` are read once, by ``init_app``)
+LIVE_OPTIONS = MANAGER_OPTIONS + ("permanent",)
+
+#: Flask's own session settings, as ``flask.Flask.default_config`` names them
+FLASK_KEYS = (
+    "SESSION_COOKIE_NAME", "SESSION_COOKIE_DOMAIN", "SESSION_COOKIE_PATH", "APPLICATION_ROOT",
+    "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SECURE", "SESSION_COOKIE_SAMESITE",
+    "SESSION_COOKIE_PARTITIONED", "PERMANENT_SESSION_LIFETIME", "SESSION_REFRESH_EACH_REQUEST",
+    "SECRET_KEY", "SECRET_KEY_FALLBACKS", "DEBUG",
+)
+#: Flask-Session's keys that act per request (the store keys are read once, by ``init_app``)
+FLASK_SESSION_LIVE_KEYS = ("SESSION_TYPE", "SESSION_PERMANENT", "SESSION_USE_SIGNER")
+#: Every config key a request's snapshot holds, in a fixed order
+WATCHED_KEYS = FLASK_KEYS + FLASK_SESSION_LIVE_KEYS + tuple(f"KITSESSION_{o.upper()}" for o in LIVE_OPTIONS)
+
+#: With ``SESSION_REFRESH_EACH_REQUEST`` Flask slides a permanent session's expiry forever;
+#: KitSession slides its idle deadline but keeps an absolute cap: this, or the
+#: lifetime itself when that is longer (``KITSESSION_MAX_AGE`` sets it outright).
+REFRESH_ABSOLUTE_LIFETIME = days_to_max_age(90)
+
+_SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+_LIFETIME_OPTIONS = ("max_age", "idle_timeout", "rolling")
+
+
+def snapshot(config: Mapping[str, t.Any]) -> tuple[t.Any, ...]:
+    """The watched config values, in :data:`WATCHED_KEYS` order (cheap: one ``dict.get`` each)."""
+    return tuple(map(config.get, WATCHED_KEYS))
+
+
+def frozen(values: tuple[t.Any, ...]) -> tuple[t.Any, ...]:
+    """``values`` with lists and dicts copied, so an in-place change to the config is noticed."""
+    return tuple(
+        list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+        for value in values
+    )
+
+
+@dataclass(frozen=True)
+class FlaskSettings:
+    """What one snapshot of an app's config means for a request.
+
+    :ivar manager: the :class:`~kitsession_wsgi.SessionManager` for this configuration.
+    :ivar permanent: ``session.permanent`` of a session that never set it.
+    :ivar refresh: re-send a permanent session's cookie on every response
+        (``SESSION_REFRESH_EACH_REQUEST``).
+    :ivar partitioned: add ``Partitioned`` to the cookie (``SESSION_COOKIE_PARTITIONED``).
+    :ivar available: sessions can be used; ``False`` when there is no usable
+        ``SECRET_KEY`` and signing was not turned off (Flask's null session).
+    :ivar removal_cookie: the manager's ``Set-Cookie`` value that clears the cookie
+        (before :meth:`finish_cookie`), to tell it from a cookie that sets one.
+    """
+
+    manager: SessionManager
+    permanent: bool
+    refresh: bool
+    partitioned: bool
+    available: bool
+    removal_cookie: str
+
+    def finish_cookie(self, value: str) -> str:
+        """``value`` with the attributes the manager does not write (``Partitioned``)."""
+        return value + "; Partitioned" if self.partitioned else value
+
+
+def _seconds(key: str, value: object) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(key, f"must be a timedelta or a number of seconds, got {value!r}")
+    return float(value)
+
+
+def flask_samesite(value: object) -> str | None:
+    """``SESSION_COOKIE_SAMESITE`` as Flask accepts it; anything else is a ``ValueError``, as in Flask."""
+    if value is None:
+        return None
+    normalized = _SAMESITE.get(value.lower()) if isinstance(value, str) else None
+    if normalized is None:
+        raise ConfigurationError("SESSION_COOKIE_SAMESITE", f"must be 'Strict', 'Lax', 'None' or None, got {value!r}")
+    return normalized
+
+
+def explicit_options(defaults: Mapping[str, t.Any], values: tuple[t.Any, ...]) -> dict[str, t.Any]:
+    """``KitSession(...)`` arguments, overridden by the snapshot's ``KITSESSION_*`` keys."""
+    options = {name: value for name, value in defaults.items() if name in LIVE_OPTIONS}
+    offset = len(FLASK_KEYS) + len(FLASK_SESSION_LIVE_KEYS)
+    for index, name in enumerate(LIVE_OPTIONS):
+        value = values[offset + index]
+        if value is not None:
+            options[name] = value
+    return options
+
+
+def build_settings(
+    values: tuple[t.Any, ...],
+    defaults: Mapping[str, t.Any],
+    store: SessionStore,
+    serializer: Serializer,
+    warn: Callable[[str], None],
+) -> FlaskSettings:
+    """The settings (and manager) for one snapshot of the config.
+
+    :param values: a :func:`snapshot`.
+    :param defaults: the ``KitSession(...)`` keyword arguments.
+    :param warn: called with a message when sessions are unavailable or unsigned
+        for lack of a ``SECRET_KEY`` (the extension logs it once per app).
+    :raises ConfigurationError: a bad value, naming its key or option (a ``ValueError``).
+    """
+    config = dict(zip(WATCHED_KEYS, values))
+    explicit = explicit_options(defaults, values)
+    options: dict[str, t.Any] = {}
+
+    options["name"] = config["SESSION_COOKIE_NAME"] or "session"
+    options["domain"] = config["SESSION_COOKIE_DOMAIN"] or None
+    options["path"] = config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"] or "/"
+    httponly = config["SESSION_COOKIE_HTTPONLY"]
+    options["httponly"] = True if httponly is None else bool(httponly)
+    # Flask's default (False) is weaker than KitSession's: only an explicit True is taken as is.
+    options["secure"] = True if config["SESSION_COOKIE_SECURE"] else not config["DEBUG"]
+    samesite = flask_samesite(config["SESSION_COOKIE_SAMESITE"])
+    if samesite is not None:
+        # None (Flask's default, no attribute) keeps KitSession's SameSite=Strict.
+        options["samesite"] = samesite
+
+    refresh_setting = config["SESSION_REFRESH_EACH_REQUEST"]
+    refresh = True if refresh_setting is None else bool(refresh_setting)
+    if not any(name in explicit for name in _LIFETIME_OPTIONS):
+        lifetime_setting = config["PERMANENT_SESSION_LIFETIME"]
+        lifetime = days_to_max_age(31) if lifetime_setting is None else _seconds(
+            "PERMANENT_SESSION_LIFETIME", lifetime_setting)
+        if refresh:
+            options.update(idle_timeout=lifetime, rolling=True, max_age=max(lifetime, REFRESH_ABSOLUTE_LIFETIME))
+        else:
+            options["max_age"] = lifetime
+
+    flask_session_mode = config["SESSION_TYPE"] is not None
+    use_signer = config["SESSION_USE_SIGNER"]
+    secret = config["SECRET_KEY"]
+    if secret:
+        options["keys"] = [secret, *(config["SECRET_KEY_FALLBACKS"] or ())]
+    if use_signer is False:
+        options["signed"] = False
+    options.update(explicit)
+    options.pop("permanent", None)
+    available = True
+    if not options.get("keys") and options.get("signed") is not False:
+        if flask_session_mode and not use_signer:
+            # Flask-Session's default is unsigned ids: an app switched from it keeps working.
+            options["signed"] = False
+            warn("SECRET_KEY is not set: session cookies are unsigned (Flask-Session's default); "
+                 "set SECRET_KEY to sign them")
+        else:
+            available = False
+            options["signed"] = False
+            warn("SECRET_KEY is not set: the session is unavailable, as in Flask; set SECRET_KEY "
+                 "(or KITSESSION_SIGNED=False for unsigned server-side sessions)")
+    options["serializer"] = serializer
+
+    permanent_setting = explicit.get("permanent", config["SESSION_PERMANENT"])
+    if permanent_setting is not None and not isinstance(permanent_setting, bool):
+        raise ConfigurationError("permanent", f"must be True or False, got {permanent_setting!r}")
+    manager = SessionManager(store, **options)
+    return FlaskSettings(
+        manager=manager,
+        permanent=bool(permanent_setting),
+        refresh=refresh,
+        partitioned=bool(config["SESSION_COOKIE_PARTITIONED"]),
+        available=available,
+        removal_cookie=manager.remove_session_cookie(),
+    )
