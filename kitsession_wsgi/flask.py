@@ -40,10 +40,10 @@ from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .flask_settings import (
     EXTENSION_OPTIONS,
     MANAGER_OPTIONS,
+    ConfigWatch,
     FlaskSettings,
     build_settings,
     frozen,
-    snapshot,
 )
 from .manager import SessionManager
 from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
@@ -283,25 +283,28 @@ class _AppState:
         self.retry_after = retry_after
         self.in_outage = False
         self._warned: set[str] = set()
-        self._values: tuple[t.Any, ...] | None = None
+        self._watch = ConfigWatch(config)
+        self._snapshot: tuple[tuple[str, ...], tuple[t.Any, ...]] | None = None
         self._settings: FlaskSettings | None = None
-        self._cache: list[tuple[tuple[t.Any, ...], FlaskSettings]] = []
+        self._cache: list[tuple[tuple[tuple[str, ...], tuple[t.Any, ...]], FlaskSettings]] = []
 
     def settings(self) -> FlaskSettings:
         """The settings for the app's config as it is now (rebuilt only when a watched key changed)."""
-        values = snapshot(self.config)
-        current = self._settings
-        if current is not None and values == self._values:
-            return current
-        for cached_values, cached in self._cache:
-            if cached_values == values:
+        current = self._watch.snapshot()
+        settings = self._settings
+        if settings is not None and current == self._snapshot:
+            return settings
+        for cached_snapshot, cached in self._cache:
+            if cached_snapshot == current:
                 break
         else:
-            cached = build_settings(values, self.extension.options, self.store, self.serializer, self._warn)
-            cached_values = frozen(values)
-            self._cache.insert(0, (cached_values, cached))
+            keys, values = current
+            cached = build_settings(dict(zip(keys, values)), self.extension.options, self.store,
+                                    self.serializer, self._warn)
+            cached_snapshot = (keys, frozen(values))
+            self._cache.insert(0, (cached_snapshot, cached))
             del self._cache[_SETTINGS_CACHE_SIZE:]
-        self._values, self._settings = cached_values, cached
+        self._snapshot, self._settings = cached_snapshot, cached
         return cached
 
     @property

@@ -15,6 +15,7 @@ builds a new :class:`~kitsession_wsgi.SessionManager` (over the same store).
 from __future__ import annotations
 
 import logging
+import operator
 import typing as t
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,9 +60,44 @@ _SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 _LIFETIME_OPTIONS = ("max_age", "idle_timeout", "rolling")
 
 
-def snapshot(config: Mapping[str, t.Any]) -> tuple[t.Any, ...]:
-    """The watched config values, in :data:`WATCHED_KEYS` order (cheap: one ``dict.get`` each)."""
-    return tuple(map(config.get, WATCHED_KEYS))
+class ConfigWatch:
+    """Reads the watched keys of one app's config, cheaply, on every request.
+
+    One C-level ``itemgetter`` call over the watched keys the config holds;
+    the set of keys held is re-scanned when the config's size changes or a
+    held key disappeared.  :meth:`snapshot` returns ``(keys, values)``.
+    """
+
+    def __init__(self, config: Mapping[str, t.Any]) -> None:
+        self.config = config
+        self._size = -1
+        self._keys: tuple[str, ...] = ()
+        self._getter: Callable[[Mapping[str, t.Any]], t.Any] = lambda config: ()
+        self._rescan()
+
+    def _rescan(self) -> None:
+        config = self.config
+        self._size = len(config)
+        self._keys = tuple(key for key in WATCHED_KEYS if key in config)
+        keys = self._keys
+        if len(keys) == 1:
+            self._getter = lambda config: (config[keys[0]],)
+        elif keys:
+            self._getter = operator.itemgetter(*keys)
+        else:
+            self._getter = lambda config: ()
+
+    def snapshot(self) -> tuple[tuple[str, ...], tuple[t.Any, ...]]:
+        """The watched keys the config holds and their values, in :data:`WATCHED_KEYS` order."""
+        config = self.config
+        if len(config) != self._size:
+            self._rescan()
+        try:
+            values = self._getter(config)
+        except KeyError:
+            self._rescan()
+            values = self._getter(config)
+        return self._keys, values
 
 
 def frozen(values: tuple[t.Any, ...]) -> tuple[t.Any, ...]:
@@ -117,19 +153,18 @@ def flask_samesite(value: object) -> str | None:
     return normalized
 
 
-def explicit_options(defaults: Mapping[str, t.Any], values: tuple[t.Any, ...]) -> dict[str, t.Any]:
-    """``KitSession(...)`` arguments, overridden by the snapshot's ``KITSESSION_*`` keys."""
+def explicit_options(defaults: Mapping[str, t.Any], config: Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """``KitSession(...)`` arguments, overridden by the config's ``KITSESSION_*`` keys (``None`` is unset)."""
     options = {name: value for name, value in defaults.items() if name in LIVE_OPTIONS}
-    offset = len(FLASK_KEYS) + len(FLASK_SESSION_LIVE_KEYS)
-    for index, name in enumerate(LIVE_OPTIONS):
-        value = values[offset + index]
+    for name in LIVE_OPTIONS:
+        value = config.get(f"KITSESSION_{name.upper()}")
         if value is not None:
             options[name] = value
     return options
 
 
 def build_settings(
-    values: tuple[t.Any, ...],
+    watched: Mapping[str, t.Any],
     defaults: Mapping[str, t.Any],
     store: SessionStore,
     serializer: Serializer,
@@ -137,14 +172,14 @@ def build_settings(
 ) -> FlaskSettings:
     """The settings (and manager) for one snapshot of the config.
 
-    :param values: a :func:`snapshot`.
+    :param watched: the watched config keys and their values (a missing key is unset).
     :param defaults: the ``KitSession(...)`` keyword arguments.
     :param warn: called with a message when sessions are unavailable or unsigned
         for lack of a ``SECRET_KEY`` (the extension logs it once per app).
     :raises ConfigurationError: a bad value, naming its key or option (a ``ValueError``).
     """
-    config = dict(zip(WATCHED_KEYS, values))
-    explicit = explicit_options(defaults, values)
+    config = {key: watched.get(key) for key in WATCHED_KEYS}
+    explicit = explicit_options(defaults, config)
     options: dict[str, t.Any] = {}
 
     options["name"] = config["SESSION_COOKIE_NAME"] or "session"
