@@ -300,7 +300,7 @@ class _AppState:
         else:
             keys, values = current
             cached = build_settings(dict(zip(keys, values)), self.extension.options, self.store,
-                                    self.serializer, self._warn)
+                                    self.serializer)
             cached_snapshot = (keys, frozen(values))
             self._cache.insert(0, (cached_snapshot, cached))
             del self._cache[_SETTINGS_CACHE_SIZE:]
@@ -312,7 +312,8 @@ class _AppState:
         """The :class:`~kitsession_wsgi.SessionManager` for the app's config as it is now."""
         return self.settings().manager
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
+        """Log ``message`` as a warning, once per app."""
         # Once per app and message: a missing SECRET_KEY is never silent, nor a log flood.
         if message not in self._warned:
             self._warned.add(message)
@@ -375,9 +376,13 @@ class KitSessionInterface(SessionInterface):
         self.serializer = serializer if serializer is not None else FlaskSessionSerializer()
 
     def open_session(self, app: Flask, request: t.Any) -> FlaskSession | None:
-        settings = _state(app).settings()
-        if not settings.available:
-            return None  # Flask then uses its null session: reads are empty, writes raise
+        state = _state(app)
+        settings = state.settings()
+        if settings.warning is not None:
+            # On a request, not at init_app: the app-factory order sets SECRET_KEY later.
+            state.warn(settings.warning)
+            if not settings.available:
+                return None  # Flask then uses its null session: reads are empty, writes raise
         environ = request.environ
         flask_session = environ[ENVIRON_KEY] = FlaskSession(settings.manager, environ, settings)
         return flask_session

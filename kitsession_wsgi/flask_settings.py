@@ -119,6 +119,7 @@ class FlaskSettings:
     :ivar partitioned: add ``Partitioned`` to the cookie (``SESSION_COOKIE_PARTITIONED``).
     :ivar available: sessions can be used; ``False`` when there is no usable
         ``SECRET_KEY`` and signing was not turned off (Flask's null session).
+    :ivar warning: what to log (once per app, on a request) about a missing ``SECRET_KEY``.
     :ivar removal_cookie: the manager's ``Set-Cookie`` value that clears the cookie
         (before :meth:`finish_cookie`), to tell it from a cookie that sets one.
     """
@@ -129,6 +130,7 @@ class FlaskSettings:
     partitioned: bool
     available: bool
     removal_cookie: str
+    warning: str | None = None
 
     def finish_cookie(self, value: str) -> str:
         """``value`` with the attributes the manager does not write (``Partitioned``)."""
@@ -168,14 +170,11 @@ def build_settings(
     defaults: Mapping[str, t.Any],
     store: SessionStore,
     serializer: Serializer,
-    warn: Callable[[str], None],
 ) -> FlaskSettings:
     """The settings (and manager) for one snapshot of the config.
 
     :param watched: the watched config keys and their values (a missing key is unset).
     :param defaults: the ``KitSession(...)`` keyword arguments.
-    :param warn: called with a message when sessions are unavailable or unsigned
-        for lack of a ``SECRET_KEY`` (the extension logs it once per app).
     :raises ConfigurationError: a bad value, naming its key or option (a ``ValueError``).
     """
     config = {key: watched.get(key) for key in WATCHED_KEYS}
@@ -215,17 +214,18 @@ def build_settings(
     options.update(explicit)
     options.pop("permanent", None)
     available = True
+    warning = None
     if not options.get("keys") and options.get("signed") is not False:
         if flask_session_mode and not use_signer:
             # Flask-Session's default is unsigned ids: an app switched from it keeps working.
             options["signed"] = False
-            warn("SECRET_KEY is not set: session cookies are unsigned (Flask-Session's default); "
-                 "set SECRET_KEY to sign them")
+            warning = ("SECRET_KEY is not set: session cookies are unsigned (Flask-Session's default); "
+                       "set SECRET_KEY to sign them")
         else:
             available = False
             options["signed"] = False
-            warn("SECRET_KEY is not set: the session is unavailable, as in Flask; set SECRET_KEY "
-                 "(or KITSESSION_SIGNED=False for unsigned server-side sessions)")
+            warning = ("SECRET_KEY is not set: the session is unavailable, as in Flask; set SECRET_KEY "
+                       "(or KITSESSION_SIGNED=False for unsigned server-side sessions)")
     options["serializer"] = serializer
 
     permanent_setting = explicit.get("permanent", config["SESSION_PERMANENT"])
@@ -239,4 +239,5 @@ def build_settings(
         partitioned=bool(config["SESSION_COOKIE_PARTITIONED"]),
         available=available,
         removal_cookie=manager.remove_session_cookie(),
+        warning=warning,
     )
