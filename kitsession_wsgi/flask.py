@@ -23,6 +23,7 @@ import functools
 import json as _json
 import logging
 import os
+import random
 import typing as t
 from collections.abc import Callable, Iterator
 
@@ -37,6 +38,7 @@ from werkzeug.local import LocalProxy
 
 from . import signals
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
+from .flask_session_compat import flask_session_setup, uses_flask_session
 from .flask_settings import (
     EXTENSION_OPTIONS,
     MANAGER_OPTIONS,
@@ -524,6 +526,7 @@ class KitSession:
         :raises ConfigurationError: a bad option or config value (names it).
         """
         store = self.store
+        cleanup_every = None
         if store is None:
             # App config first; the environment lets a deployment switch stores without code.
             url = app.config.get("KITSESSION_STORE") or os.environ.get("KITSESSION_STORE")
@@ -531,6 +534,9 @@ class KitSession:
                 from .stores.urls import store_from_url
 
                 store = store_from_url(url)
+            elif uses_flask_session(app.config):
+                setup = flask_session_setup(app)
+                store, cleanup_every = setup.store, setup.cleanup_every
             else:
                 store = MemoryStore()
         if "KITSESSION_RETRY_AFTER" in app.config:
@@ -546,6 +552,8 @@ class KitSession:
         app.register_error_handler(SessionConflict, self._handle_conflict)
         app.before_request(self._load_user)
         app.teardown_request(self._release_lock)
+        if cleanup_every is not None:
+            app.teardown_request(functools.partial(_maybe_purge, state, cleanup_every))
         app.cli.add_command(_cli)
 
     def _handle_unavailable(self, exc: StoreUnavailable) -> Response:
@@ -572,6 +580,15 @@ class KitSession:
         user = None if core.user_id is None else self._user_loader(core.user_id)
         core.user = user
         g.user = user
+
+
+def _maybe_purge(state: _AppState, every: int, exc: BaseException | None) -> None:
+    """``SESSION_CLEANUP_N_REQUESTS``: purge expired sessions after about one request in ``every``."""
+    if random.randrange(every) == 0:
+        try:
+            state.manager.purge_expired()
+        except StoreUnavailable as error:
+            state.report_outage(error)
 
 
 def _flask_session() -> FlaskSession:

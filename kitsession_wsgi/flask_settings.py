@@ -229,6 +229,8 @@ def build_settings(
     options["serializer"] = serializer
 
     permanent_setting = explicit.get("permanent", config["SESSION_PERMANENT"])
+    if permanent_setting is None and flask_session_mode:
+        permanent_setting = True  # Flask-Session's default
     if permanent_setting is not None and not isinstance(permanent_setting, bool):
         raise ConfigurationError("permanent", f"must be True or False, got {permanent_setting!r}")
     manager = SessionManager(store, **options)
