@@ -38,7 +38,8 @@ from werkzeug.local import LocalProxy
 
 from . import signals
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
-from .flask_session_compat import flask_session_setup, uses_flask_session
+from .cookies import read_cookies
+from .flask_session_compat import FlaskSessionMigration, flask_session_setup, uses_flask_session
 from .flask_settings import (
     EXTENSION_OPTIONS,
     MANAGER_OPTIONS,
@@ -149,10 +150,11 @@ class FlaskSession(SessionMixin):
     """
 
     def __init__(self, manager: SessionManager, environ: dict[str, t.Any],
-                 settings: FlaskSettings | None = None) -> None:
+                 settings: FlaskSettings | None = None, migration: FlaskSessionMigration | None = None) -> None:
         self._manager = manager
         self._environ = environ
         self._settings = settings
+        self._migration = migration
         self._core: Session | None = None
         self._previous: Session | None = None
         self._permanent_at_load: bool | None = None
@@ -166,9 +168,23 @@ class FlaskSession(SessionMixin):
         core = self._core
         if core is None:
             core = self._core = self._manager.initialize_session(self._environ)
+            if core.is_new and self._migration is not None:
+                core = self._core = self._migrated() or core
             self.accessed = True
             self._permanent_at_load = self._permanent_of(core)
         return core
+
+    def _migrated(self) -> Session | None:
+        """A Flask-Session session the cookie names, moved into a new KitSession session (opt-in)."""
+        assert self._migration is not None
+        header = self._environ.get("HTTP_COOKIE")
+        if not isinstance(header, str):
+            return None
+        data = self._migration.take(read_cookies(header, self._manager.name), current_app.config.get("SECRET_KEY"))
+        if data is None:
+            return None
+        logger.info("moved a Flask-Session session into KitSession")
+        return self._manager.new_session(data=data)
 
     @property
     def loaded(self) -> bool:
@@ -277,8 +293,10 @@ class _AppState:
     configuration snapshot, the settings (and manager) built for it."""
 
     def __init__(self, extension: KitSession, config: dict[str, t.Any], store: SessionStore,
-                 serializer: FlaskSessionSerializer, retry_after: int) -> None:
+                 serializer: FlaskSessionSerializer, retry_after: int,
+                 migration: FlaskSessionMigration | None = None) -> None:
         self.extension = extension
+        self.migration = migration
         self.config = config
         self.store = store
         self.serializer = serializer
@@ -386,7 +404,7 @@ class KitSessionInterface(SessionInterface):
             if not settings.available:
                 return None  # Flask then uses its null session: reads are empty, writes raise
         environ = request.environ
-        flask_session = environ[ENVIRON_KEY] = FlaskSession(settings.manager, environ, settings)
+        flask_session = environ[ENVIRON_KEY] = FlaskSession(settings.manager, environ, settings, state.migration)
         return flask_session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -527,6 +545,7 @@ class KitSession:
         """
         store = self.store
         cleanup_every = None
+        migration = None
         if store is None:
             # App config first; the environment lets a deployment switch stores without code.
             url = app.config.get("KITSESSION_STORE") or os.environ.get("KITSESSION_STORE")
@@ -536,7 +555,7 @@ class KitSession:
                 store = store_from_url(url)
             elif uses_flask_session(app.config):
                 setup = flask_session_setup(app)
-                store, cleanup_every = setup.store, setup.cleanup_every
+                store, cleanup_every, migration = setup.store, setup.cleanup_every, setup.migration
             else:
                 store = MemoryStore()
         if "KITSESSION_RETRY_AFTER" in app.config:
@@ -544,7 +563,7 @@ class KitSession:
         else:
             retry_after = validate_retry_after(self.options.get("retry_after", 5))
         interface = KitSessionInterface()
-        state = _AppState(self, app.config, store, interface.serializer, retry_after)
+        state = _AppState(self, app.config, store, interface.serializer, retry_after, migration)
         state.settings()  # a bad option fails here, not on the first request
         app.extensions["kitsession"] = state
         app.session_interface = interface

@@ -14,7 +14,8 @@ creates its own); ``cachelib`` with a ``SimpleCache`` -> :class:`~kitsession_wsg
 ``SESSION_KEY_PREFIX`` prefixes the Redis and memcached keys, ``SESSION_ID_LENGTH`` (32 or more)
 sizes the ids, ``SESSION_CLEANUP_N_REQUESTS`` purges expired sessions after about one request
 in N; ``SESSION_PERMANENT`` and ``SESSION_USE_SIGNER`` are read per request (see
-:mod:`kitsession_wsgi.flask_settings`).  A type or key with no equivalent is a
+:mod:`kitsession_wsgi.flask_settings`).  ``KITSESSION_MIGRATE_FLASK_SESSION = True`` (Redis only)
+moves signed-in users' Flask-Session sessions over, once each (:class:`FlaskSessionMigration`).  A type or key with no equivalent is a
 :class:`~kitsession_wsgi.ConfigurationError` naming it and what to use instead.
 
 .. versionadded:: 0.2
@@ -24,12 +25,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import secrets
 import typing as t
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, StoreUnavailable
 from .stores.base import SessionStore
 from .stores.memory import MemoryStore
 
@@ -53,10 +55,82 @@ _FLASK_SESSION_COLUMNS = {"session_id", "expiry"}
 
 @dataclass(frozen=True)
 class FlaskSessionSetup:
-    """What Flask-Session's keys mean for ``init_app``: the store, and how often to purge."""
+    """What Flask-Session's keys mean for ``init_app``: the store, how often to purge, and the
+    migration of Flask-Session's own sessions when ``KITSESSION_MIGRATE_FLASK_SESSION`` is on."""
 
     store: SessionStore
     cleanup_every: int | None
+    migration: FlaskSessionMigration | None = None
+
+
+#: What ``secrets.token_urlsafe`` makes: a cookie of another shape is never looked up.
+_FLASK_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{16,400}")
+#: At most this many values of the cookie's name are tried, as the manager's own cap.
+_MAX_CANDIDATES = 4
+
+
+class FlaskSessionMigration:
+    """Moves a signed-in user's Flask-Session session (Redis) into KitSession, once.
+
+    For a session cookie KitSession cannot verify as its own, the value is read as
+    Flask-Session's id (unsigned, or signed by Flask-Session's ``itsdangerous`` signer when
+    ``SESSION_USE_SIGNER`` is on), its record is taken from Redis with ``GETDEL`` (so only one
+    request moves it) under Flask-Session's key (``SESSION_KEY_PREFIX`` + id), decoded from
+    msgpack or JSON (never pickle, Flask-Session's last fallback) and becomes a new KitSession
+    session whose cookie replaces the old one on the response.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, client: t.Any, prefix: str, use_signer: bool) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.use_signer = use_signer
+
+    def take(self, values: list[str], secret_key: t.Any) -> dict[str, t.Any] | None:
+        """The data of the first value naming a Flask-Session session (now removed from Redis), or ``None``.
+
+        :raises StoreUnavailable: Redis cannot be reached.
+        """
+        import redis
+
+        for value in values[:_MAX_CANDIDATES]:
+            session_id = self._session_id(value, secret_key)
+            if session_id is None:
+                continue
+            try:
+                raw = self.client.getdel(self.prefix + session_id)
+            except redis.RedisError as exc:
+                raise StoreUnavailable(f"Redis failed while migrating a Flask-Session session: {exc}",
+                                       store="redis") from exc
+            data = _decode(raw) if raw is not None else None
+            if data is not None:
+                return data
+        return None
+
+    def _session_id(self, value: str, secret_key: t.Any) -> str | None:
+        if self.use_signer:
+            if not secret_key:
+                return None
+            from itsdangerous import BadSignature, Signer
+
+            try:
+                value = Signer(secret_key, salt="flask-session", key_derivation="hmac").unsign(value).decode()
+            except (BadSignature, UnicodeDecodeError):
+                return None
+        return value if _FLASK_SESSION_ID.fullmatch(value) else None
+
+
+def _decode(raw: bytes) -> dict[str, t.Any] | None:
+    import msgspec
+
+    for decoder in (msgspec.msgpack.Decoder(), msgspec.json.Decoder()):
+        try:
+            data = decoder.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        return data if isinstance(data, dict) and all(type(key) is str for key in data) else None
+    return None
 
 
 class SizedIdStore:
@@ -124,7 +198,18 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
     cleanup = config.get("SESSION_CLEANUP_N_REQUESTS")
     if cleanup is not None and (isinstance(cleanup, bool) or not isinstance(cleanup, int) or cleanup < 1):
         raise ConfigurationError("SESSION_CLEANUP_N_REQUESTS", f"must be None or a positive int, got {cleanup!r}")
-    return FlaskSessionSetup(store=store, cleanup_every=cleanup)
+
+    migration = None
+    migrate = config.get("KITSESSION_MIGRATE_FLASK_SESSION", False)
+    if not isinstance(migrate, bool):
+        raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION", f"must be True or False, got {migrate!r}")
+    if migrate:
+        if kind != "redis":
+            raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION",
+                                     "moves Flask-Session's sessions from Redis only (SESSION_TYPE='redis')")
+        migration = FlaskSessionMigration(t.cast(t.Any, store).client, prefix,
+                                          bool(config.get("SESSION_USE_SIGNER", False)))
+    return FlaskSessionSetup(store=store, cleanup_every=cleanup, migration=migration)
 
 
 def _redis_store(client: t.Any, prefix: str) -> SessionStore:
