@@ -9,36 +9,39 @@
     app.config["SECRET_KEY"] = "change me"
     KitSession(app)            # MemoryStore unless a store or KITSESSION_STORE is given
 
-Configuration keys ``KITSESSION_<OPTION>`` mirror the
-:class:`~kitsession_wsgi.SessionManager` options; keyword arguments given to
-:class:`KitSession` are defaults for every app.  Signing keys default to
-``[SECRET_KEY, *SECRET_KEY_FALLBACKS]`` and ``secure`` to ``not app.debug``.
+Flask's own session settings (``SESSION_COOKIE_*``, ``PERMANENT_SESSION_LIFETIME``,
+``SESSION_REFRESH_EACH_REQUEST``, ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``) are the
+configuration, re-read on every request (:mod:`kitsession_wsgi.flask_settings`); keyword
+arguments given to :class:`KitSession` override them for every app, and an app's
+``KITSESSION_<OPTION>`` keys (the :class:`~kitsession_wsgi.SessionManager` options) override
+both.  An app configured for Flask-Session runs with ``KitSession`` imported as ``Session``
+(:mod:`kitsession_wsgi.flask_session_compat`).
 
 .. versionadded:: 0.1
+.. versionchanged:: 0.2
+   Flask's session settings, ``session.permanent``, the Flask-Session switch.
 """
 
 from __future__ import annotations
 
 import functools
-import json as _json
 import logging
 import os
 import random
 import typing as t
 from collections.abc import Callable, Iterator
 
-import click
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask import make_response as _make_response
-from flask.cli import AppGroup
-from flask.json.tag import JSONTag, TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
 from werkzeug.local import LocalProxy
 
 from . import signals
-from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .cookies import read_cookies
+from .errors import ConfigurationError, SessionConflict, StoreUnavailable
+from .flask_cli import cli as _cli
+from .flask_serializer import FlaskSessionSerializer
 from .flask_session_compat import FlaskSessionMigration, flask_session_setup, uses_flask_session
 from .flask_settings import (
     EXTENSION_OPTIONS,
@@ -49,8 +52,7 @@ from .flask_settings import (
     frozen,
 )
 from .manager import SessionManager
-from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
-from .session import Session, SessionData
+from .session import Session
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
 from .wsgi import validate_retry_after, vary_covers_cookie
@@ -64,75 +66,6 @@ ENVIRON_KEY = "kitsession.flask_session"
 _SETTINGS_CACHE_SIZE = 8
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
-
-
-class FlaskSessionSerializer:
-    """Flask's tagged JSON (datetime, UUID, bytes, Markup, tuple) over plain JSON.
-
-    Independent of the app's JSON provider, so the stored text is the same in
-    and out of an app context.  Data made only of plain JSON types (the usual
-    case) skips Flask's tagging walk both ways; the text is identical either
-    way, so change detection stays exact.  :meth:`register` is Flask's hook for
-    custom tagged types (``app.session_interface.serializer.register(MyTag)``).
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(self) -> None:
-        self._tagged = TaggedJSONSerializer()
-        self._untag = getattr(self._tagged, "_untag_scan", None)
-        self._custom_tags = False
-        self._refresh_tags()
-
-    def register(self, tag_class: type[JSONTag], force: bool = False, index: int | None = None) -> None:
-        """Register a :class:`flask.json.tag.JSONTag` subclass, as on Flask's own serializer.
-
-        :raises KeyError: the tag's key is taken and ``force`` is false.
-
-        .. versionadded:: 0.2
-        """
-        self._tagged.register(tag_class, force=force, index=index)
-        # A custom tag may claim plain values, so its data always goes through the tagging walk.
-        self._custom_tags = True
-        self._refresh_tags()
-
-    def _refresh_tags(self) -> None:
-        self._tag_keys = frozenset(self._tagged.tags)
-        # Flask's own tag keys start with a space; the load shortcut below relies on that.
-        self._spaced_keys = all(key.startswith(" ") for key in self._tag_keys)
-
-    def dumps(self, data: dict[str, t.Any]) -> str:
-        check_keys(data)
-        try:
-            tagged = data if not self._custom_tags and self._is_plain(data) else self._tagged.tag(data)
-            return COMPACT_ENCODER.encode(tagged)
-        except (TypeError, ValueError) as exc:
-            raise describe_serialization_error(data, exc, self._dumps_value) from exc
-        except RecursionError as exc:
-            raise SessionSerializationError(None, "session data is nested too deeply to store") from exc
-
-    def loads(self, text: str) -> t.Any:
-        value = _json.loads(text)
-        # Every tag is a one-key object whose key starts with a space: without
-        # '{" ' in the text there is nothing to untag.
-        if self._spaced_keys and '{" ' not in text:
-            return value
-        return self._untag(value) if self._untag is not None else self._tagged.loads(text)
-
-    def _dumps_value(self, value: t.Any) -> str:
-        return _json.dumps(self._tagged.tag(value), allow_nan=False)
-
-    def _is_plain(self, value: t.Any) -> bool:
-        kind = type(value)
-        if kind is str or kind is int or kind is float or kind is bool or value is None:
-            return True
-        if kind is list:
-            return all(self._is_plain(item) for item in value)
-        if kind is dict or kind is SessionData:
-            if len(value) == 1 and next(iter(value)) in self._tag_keys:
-                return False
-            return all(type(key) is str and self._is_plain(item) for key, item in value.items())
-        return False
 
 
 class FlaskSession(SessionMixin):
@@ -770,92 +703,6 @@ def set_session_cookie(session_or_id: Session | str) -> str:
 def remove_session_cookie() -> str:
     """:meth:`SessionManager.remove_session_cookie` on the current app's manager."""
     return get_manager().remove_session_cookie()
-
-
-# -- CLI: flask kitsession ... ----------------------------------------------------------
-
-_cli = AppGroup("kitsession", help="Inspect and manage server-side sessions.")
-
-
-def _parse_user(value: str, as_string: bool) -> UserId:
-    if not value:
-        raise click.BadParameter("must not be empty", param_hint="--user")
-    return value if as_string or not value.lstrip("-").isdigit() else int(value)
-
-
-def _describe(session: Session) -> dict[str, t.Any]:
-    return {
-        "handle": session.handle,
-        "user_id": session.user_id,
-        "created_at": session.created_at,
-        "updated_at": session.updated_at,
-        "expires_at": session.expires_at,
-    }
-
-
-@_cli.command("purge")
-def _purge_command() -> None:
-    """Remove expired sessions from the store."""
-    click.echo(f"purged {get_manager().purge_expired()} expired sessions")
-
-
-@_cli.command("list")
-@click.option("--user", "user", default=None, help="only this user's sessions")
-@click.option("--str-id", is_flag=True, help="treat --user as a string even if it is all digits")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-def _list_command(user: str | None, str_id: bool, as_json: bool) -> None:
-    """List live sessions (handles, never ids)."""
-    manager = get_manager()
-    sessions = (manager.get_all_sessions() if user is None
-                else manager.get_sessions_for_user(_parse_user(user, str_id)))
-    rows = [_describe(s) for s in sessions]
-    if as_json:
-        click.echo(_json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['handle']}  user={row['user_id']!s:<12} expires_at={row['expires_at']:.0f}")
-    click.echo(f"{len(rows)} sessions")
-
-
-@_cli.command("revoke")
-@click.option("--user", "user", required=True, help="the user whose sessions to remove")
-@click.option("--str-id", is_flag=True, help="treat --user as a string even if it is all digits")
-def _revoke_command(user: str, str_id: bool) -> None:
-    """Remove every session of a user (sign them out everywhere)."""
-    removed = get_manager().remove_all_sessions_for_user(_parse_user(user, str_id))
-    click.echo(f"revoked {removed} sessions of user {user}")
-
-
-@_cli.command("stats")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-def _stats_command(as_json: bool) -> None:
-    """Sessions in total, per user, and expired ones waiting for purge."""
-    manager = get_manager()
-    records = manager.store.get_all()
-    live = manager.get_all_sessions()
-    per_user: dict[str, int] = {}
-    anonymous = 0
-    for session in live:
-        if session.user_id is None:
-            anonymous += 1
-        else:
-            # JSON text keeps user 5 and user "5" apart, as the stores do.
-            label = _json.dumps(session.user_id)
-            per_user[label] = per_user.get(label, 0) + 1
-    stats = {
-        "total": len(live),
-        "anonymous": anonymous,
-        "users": len(per_user),
-        "per_user": per_user,
-        "expired_waiting_for_purge": len(records) - len(live),
-    }
-    if as_json:
-        click.echo(_json.dumps(stats, indent=2))
-        return
-    click.echo(f"sessions: {stats['total']} ({anonymous} anonymous, {len(per_user)} users)")
-    for user_id, count in sorted(per_user.items(), key=lambda item: -item[1]):
-        click.echo(f"  user {user_id}: {count}")
-    click.echo(f"expired, waiting for purge: {stats['expired_waiting_for_purge']}")
 
 
 __all__ = [
