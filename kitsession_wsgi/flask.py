@@ -237,28 +237,27 @@ class _AppState:
         self.in_outage = False
         self._warned: set[str] = set()
         self._watch = ConfigWatch(config)
-        self._snapshot: tuple[tuple[str, ...], tuple[t.Any, ...]] | None = None
-        self._settings: FlaskSettings | None = None
+        # (snapshot, settings), replaced whole: a request never pairs one snapshot with another's settings
+        self._current: tuple[tuple[tuple[str, ...], tuple[t.Any, ...]], FlaskSettings] | None = None
         self._cache: list[tuple[tuple[tuple[str, ...], tuple[t.Any, ...]], FlaskSettings]] = []
 
     def settings(self) -> FlaskSettings:
         """The settings for the app's config as it is now (rebuilt only when a watched key changed)."""
-        current = self._watch.snapshot()
-        settings = self._settings
-        if settings is not None and current == self._snapshot:
-            return settings
-        for cached_snapshot, cached in self._cache:
-            if cached_snapshot == current:
+        snapshot = self._watch.snapshot()
+        current = self._current
+        if current is not None and snapshot == current[0]:
+            return current[1]
+        for entry in self._cache:
+            if entry[0] == snapshot:
                 break
         else:
-            keys, values = current
-            cached = build_settings(dict(zip(keys, values)), self.extension.options, self.store,
-                                    self.serializer)
-            cached_snapshot = (keys, frozen(values))
-            self._cache.insert(0, (cached_snapshot, cached))
-            del self._cache[_SETTINGS_CACHE_SIZE:]
-        self._snapshot, self._settings = cached_snapshot, cached
-        return cached
+            keys, values = snapshot
+            settings = build_settings(dict(zip(keys, values)), self.extension.options, self.store,
+                                      self.serializer)
+            entry = ((keys, frozen(values)), settings)
+            self._cache = [entry, *self._cache[:_SETTINGS_CACHE_SIZE - 1]]
+        self._current = entry
+        return entry[1]
 
     @property
     def manager(self) -> SessionManager:

@@ -65,39 +65,41 @@ class ConfigWatch:
 
     One C-level ``itemgetter`` call over the watched keys the config holds;
     the set of keys held is re-scanned when the config's size changes or a
-    held key disappeared.  :meth:`snapshot` returns ``(keys, values)``.
+    held key disappeared.  :meth:`snapshot` returns ``(keys, values)``.  The
+    scan's result is one tuple, replaced whole, so concurrent requests never
+    pair one scan's keys with another's values.
     """
 
     def __init__(self, config: Mapping[str, t.Any]) -> None:
         self.config = config
-        self._size = -1
-        self._keys: tuple[str, ...] = ()
-        self._getter: Callable[[Mapping[str, t.Any]], t.Any] = lambda config: ()
-        self._rescan()
+        self._scan = self._rescan()
 
-    def _rescan(self) -> None:
+    def _rescan(self) -> tuple[int, tuple[str, ...], Callable[[Mapping[str, t.Any]], t.Any]]:
         config = self.config
-        self._size = len(config)
-        self._keys = tuple(key for key in WATCHED_KEYS if key in config)
-        keys = self._keys
+        size = len(config)
+        keys = tuple(key for key in WATCHED_KEYS if key in config)
+        getter: Callable[[Mapping[str, t.Any]], t.Any]
         if len(keys) == 1:
-            self._getter = lambda config: (config[keys[0]],)
+            getter = lambda config: (config[keys[0]],)  # noqa: E731
         elif keys:
-            self._getter = operator.itemgetter(*keys)
+            getter = operator.itemgetter(*keys)
         else:
-            self._getter = lambda config: ()
+            getter = lambda config: ()  # noqa: E731
+        self._scan = (size, keys, getter)
+        return self._scan
 
     def snapshot(self) -> tuple[tuple[str, ...], tuple[t.Any, ...]]:
         """The watched keys the config holds and their values, in :data:`WATCHED_KEYS` order."""
         config = self.config
-        if len(config) != self._size:
-            self._rescan()
+        size, keys, getter = self._scan
+        if len(config) != size:
+            size, keys, getter = self._rescan()
         try:
-            values = self._getter(config)
+            values = getter(config)
         except KeyError:
-            self._rescan()
-            values = self._getter(config)
-        return self._keys, values
+            size, keys, getter = self._rescan()
+            values = getter(config)
+        return keys, values
 
 
 def frozen(values: tuple[t.Any, ...]) -> tuple[t.Any, ...]:

@@ -408,3 +408,38 @@ def test_manager_is_rebuilt_only_when_the_config_changes() -> None:
     assert state.manager.store is manager.store, "one store, shared by every configuration"
     app.config["SESSION_COOKIE_SAMESITE"] = None
     assert state.manager is manager, "a configuration seen before is found again, not rebuilt"
+
+
+def test_config_changing_under_concurrent_requests_never_mixes_two_configurations() -> None:
+    """A key added and removed (a rescan of the watched keys) while 4 threads serve requests:
+    every cookie carries one configuration's name, never values paired with another scan's keys."""
+    import threading
+
+    app = make_app({"SESSION_COOKIE_PATH": "/"})
+    errors: list[BaseException] = []
+    names: set[str] = set()
+    stop = threading.Event()
+
+    def serve() -> None:
+        client = app.test_client()
+        try:
+            while not stop.is_set():
+                client.delete_cookie("session")
+                client.delete_cookie("flipped")
+                names.add(only_cookie(client.get("/write"))["name"])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=serve) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(300):
+        app.config["KITSESSION_NAME"] = "flipped"
+        app.config["SESSION_COOKIE_PATH"] = None  # present but unset: the size stays, a value changes
+        del app.config["KITSESSION_NAME"]
+        app.config["SESSION_COOKIE_PATH"] = "/"
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert names <= {"session", "flipped"} and "session" in names
