@@ -405,12 +405,23 @@ class KitSessionInterface(SessionInterface):
         live = core.id is not None and not core.is_new and not core._destroyed
         if not live:
             return None if committed is None else settings.finish_cookie(committed)
+        manager = session._manager
         permanent = session._permanent_of(core)
-        if committed is None and not (session.permanent_changed() or (permanent and settings.refresh)):
-            return None
-        if committed is not None and permanent:
+        if permanent and settings.refresh:
+            # Re-sent on every response, so it can carry the session's current deadline.
+            return settings.finish_cookie(manager.set_session_cookie(core, expires_at=core.expires_at))
+        if committed is None:
+            if not session.permanent_changed():
+                return None
+            return settings.finish_cookie(manager.set_session_cookie(core, persistent=permanent))
+        if permanent:
             return settings.finish_cookie(committed)
-        return settings.finish_cookie(session._manager.set_session_cookie(core, persistent=permanent))
+        header = session._environ.get("HTTP_COOKIE")
+        if not session.permanent_changed() and isinstance(header, str) and committed.partition(";")[0] in header:
+            # A browser-session cookie carries no expiry: when the request already holds this
+            # exact value (re-sent only to move an expiry, with rolling), there is nothing to send.
+            return None
+        return settings.finish_cookie(manager.set_session_cookie(core, persistent=False))
 
 
 def _become(response: Response, replacement: Response) -> None:

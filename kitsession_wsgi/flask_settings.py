@@ -202,7 +202,10 @@ def build_settings(
         lifetime = days_to_max_age(31) if lifetime_setting is None else _seconds(
             "PERMANENT_SESSION_LIFETIME", lifetime_setting)
         if refresh:
-            options.update(idle_timeout=lifetime, rolling=True, max_age=max(lifetime, REFRESH_ABSOLUTE_LIFETIME))
+            # Sliding server-side, as Flask's re-sent cookie slides.  Not the manager's ``rolling``:
+            # the adapter re-sends a permanent cookie on every response itself, and a
+            # non-permanent one has no expiry to move.
+            options.update(idle_timeout=lifetime, max_age=max(lifetime, REFRESH_ABSOLUTE_LIFETIME))
         else:
             options["max_age"] = lifetime
 

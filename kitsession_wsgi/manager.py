@@ -901,18 +901,21 @@ class SessionManager:
         """The cookie value for an id: signed ``s:<id>.<mac>`` or the bare id (not yet URL-encoded)."""
         return self.signer.sign(session_id) if self.signer is not None else session_id
 
-    def set_session_cookie(self, session_or_id: Session | str, *, persistent: bool = True) -> str:
+    def set_session_cookie(self, session_or_id: Session | str, *, persistent: bool = True,
+                           expires_at: float | None = None) -> str:
         """The ``Set-Cookie`` value that hands a session to the browser.
 
         Carries ``Max-Age`` and ``Expires`` from the session's expiry: the
         absolute lifetime, or the idle deadline with ``rolling``.  Given a bare
-        id, the expiry is a full ``max_age`` from now.  With
-        ``persistent=False`` it carries neither: a browser-session cookie
-        (Flask's non-permanent session), while the server-side expiry still
-        ends the session.
+        id, the expiry is a full ``max_age`` from now.  ``expires_at`` (Unix
+        time) replaces that expiry, for an adapter that re-sends the cookie on
+        every response and so can carry the session's current deadline
+        (Flask's ``SESSION_REFRESH_EACH_REQUEST``).  With ``persistent=False``
+        the cookie carries neither: a browser-session cookie (Flask's
+        non-permanent session), while the server-side expiry still ends the session.
 
         .. versionchanged:: 0.2
-           The ``persistent`` keyword.
+           The ``persistent`` and ``expires_at`` keywords.
         """
         now = self.clock()
         if isinstance(session_or_id, Session):
@@ -924,6 +927,8 @@ class SessionManager:
         else:
             session_id = session_or_id
             expires = now + self.max_age
+        if expires_at is not None:
+            expires = expires_at
         return build_set_cookie(
             self.name,
             self.cookie_value(session_id),
