@@ -24,6 +24,7 @@ both.  An app configured for Flask-Session runs with ``KitSession`` imported as 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import os
@@ -31,7 +32,7 @@ import random
 import typing as t
 from collections.abc import Callable, Iterator
 
-from flask import Flask, Response, current_app, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context
 from flask import make_response as _make_response
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
@@ -59,13 +60,18 @@ from .wsgi import validate_retry_after, vary_covers_cookie
 
 logger = logging.getLogger("kitsession_wsgi")
 
-#: Where ``open_session`` leaves the request's :class:`FlaskSession` in the WSGI environ, so
-#: teardown finds it through public API on every supported Flask.
-ENVIRON_KEY = "kitsession.flask_session"
 #: How many configurations (and their managers) an app remembers, for config that flips back.
 _SETTINGS_CACHE_SIZE = 8
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+
+#: ``FlaskSession._permanent_at_load`` before the session is loaded
+_UNLOADED = object()
+#: The request's :class:`FlaskSession`, set by ``open_session`` and restored by the teardown:
+#: how the teardown and :func:`get_manager` find it without Flask's private request context.
+_REQUEST_SESSION: contextvars.ContextVar[FlaskSession | None] = contextvars.ContextVar(
+    "kitsession_flask_session", default=None)
 
 
 class FlaskSession(SessionMixin):
@@ -90,7 +96,9 @@ class FlaskSession(SessionMixin):
         self._migration = migration
         self._core: Session | None = None
         self._previous: Session | None = None
-        self._permanent_at_load: bool | None = None
+        #: the raw ``"_permanent"`` value the session had when loaded (``_UNLOADED`` before)
+        self._permanent_at_load: t.Any = _UNLOADED
+        self._context_token: contextvars.Token[FlaskSession | None] | None = None
         self.accessed = False
 
     # -- the core session -------------------------------------------------------------
@@ -104,7 +112,7 @@ class FlaskSession(SessionMixin):
             if core.is_new and self._migration is not None:
                 core = self._core = self._migrated() or core
             self.accessed = True
-            self._permanent_at_load = self._permanent_of(core)
+            self._permanent_at_load = core._data.get("_permanent")
         return core
 
     def _migrated(self) -> Session | None:
@@ -156,10 +164,10 @@ class FlaskSession(SessionMixin):
         self._writable()["_permanent"] = bool(value)
 
     def permanent_changed(self) -> bool:
-        """``permanent`` differs from what the session had when it was loaded."""
+        """``permanent`` was set since the session was loaded (to another value than it had)."""
         core = self._core
-        return core is not None and self._permanent_at_load is not None and (
-            self._permanent_of(core) != self._permanent_at_load)
+        return (core is not None and self._permanent_at_load is not _UNLOADED
+                and core._data.get("_permanent") != self._permanent_at_load)
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -335,8 +343,8 @@ class KitSessionInterface(SessionInterface):
             state.warn(settings.warning)
             if not settings.available:
                 return None  # Flask then uses its null session: reads are empty, writes raise
-        environ = request.environ
-        flask_session = environ[ENVIRON_KEY] = FlaskSession(settings.manager, environ, settings, state.migration)
+        flask_session = FlaskSession(settings.manager, request.environ, settings, state.migration)
+        flask_session._context_token = _REQUEST_SESSION.set(flask_session)
         return flask_session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
@@ -513,7 +521,7 @@ class KitSession:
         app.register_error_handler(StoreUnavailable, self._handle_unavailable)
         app.register_error_handler(SessionConflict, self._handle_conflict)
         app.before_request(self._load_user)
-        app.teardown_request(self._release_lock)
+        app.teardown_request(_release_lock)
         if cleanup_every is not None:
             app.teardown_request(functools.partial(_maybe_purge, state, cleanup_every))
         app.cli.add_command(_cli)
@@ -526,15 +534,6 @@ class KitSession:
     def _handle_conflict(self, exc: SessionConflict) -> Response:
         return _conflict(exc)
 
-    def _release_lock(self, exc: BaseException | None) -> None:
-        # A request that failed before save_session must not keep the session locked.
-        # The session is found in the environ (public API), not in Flask's request context.
-        flask_session = request.environ.get(ENVIRON_KEY)
-        if isinstance(flask_session, FlaskSession):
-            for core in (flask_session._core, flask_session._previous):
-                if core is not None and core._lock_token is not None:
-                    flask_session._manager.release(core)
-
     def _load_user(self) -> None:
         if self._user_loader is None:
             return
@@ -542,6 +541,27 @@ class KitSession:
         user = None if core.user_id is None else self._user_loader(core.user_id)
         core.user = user
         g.user = user
+
+
+def _release_lock(exc: BaseException | None) -> None:
+    """A request that failed before ``save_session`` must not keep its session locked.
+
+    The request's session comes from this module's context variable, set by ``open_session``
+    (no Flask internals, the same on every supported Flask), and the variable is restored.
+    """
+    flask_session = _REQUEST_SESSION.get()
+    if flask_session is None:
+        return
+    token = flask_session._context_token
+    flask_session._context_token = None
+    if token is not None:
+        try:
+            _REQUEST_SESSION.reset(token)
+        except ValueError:  # set in another context (a copied one): nothing to restore here
+            pass
+    for core in (flask_session._core, flask_session._previous):
+        if core is not None and core._lock_token is not None:
+            flask_session._manager.release(core)
 
 
 def _maybe_purge(state: _AppState, every: int, exc: BaseException | None) -> None:
@@ -573,10 +593,7 @@ def get_manager() -> SessionManager:
 
 def _request_flask_session() -> FlaskSession | None:
     """The request's :class:`FlaskSession`, if a request is active and has one."""
-    if not has_request_context():
-        return None
-    found = request.environ.get(ENVIRON_KEY)
-    return found if isinstance(found, FlaskSession) else None
+    return _REQUEST_SESSION.get() if has_request_context() else None
 
 
 #: The request's :class:`~kitsession_wsgi.Session` object (``flask.session`` is a dict view of it).

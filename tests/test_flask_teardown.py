@@ -1,9 +1,9 @@
 """The teardown safety net frees a session lock when ``save_session`` never ran (issue 12).
 
 With ``TESTING`` (or ``PROPAGATE_EXCEPTIONS``) an exception leaves the request without
-``save_session``; the lock must still be released.  The adapter finds the request's session in
-the WSGI environ, public API on every supported Flask (it used Flask 3.1's private
-``RequestContext._session``, which Flask 2.3-3.0 do not have, so the net did nothing there).
+``save_session``; the lock must still be released.  The adapter finds the request's session
+through a context variable of its own, the same on every supported Flask (it used Flask 3.1's
+private ``RequestContext._session``, which Flask 2.3-3.0 do not have, so the net did nothing there).
 """
 
 from __future__ import annotations
