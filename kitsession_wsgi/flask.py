@@ -336,7 +336,7 @@ class KitSessionInterface(SessionInterface):
         self.serializer = serializer if serializer is not None else FlaskSessionSerializer()
 
     def open_session(self, app: Flask, request: t.Any) -> FlaskSession | None:
-        state = _state(app)
+        state: _AppState = app.extensions["kitsession"]
         settings = state.settings()
         if settings.warning is not None:
             # On a request, not at init_app: the app-factory order sets SECRET_KEY later.
@@ -356,7 +356,7 @@ class KitSessionInterface(SessionInterface):
             self._refresh_unread(app, session, settings, response)
             return
         core = session._core
-        state = _state(app)
+        state: _AppState = app.extensions["kitsession"]
         manager = session._manager
         set_cookie = None
         if response.status_code >= 500:
@@ -371,8 +371,12 @@ class KitSessionInterface(SessionInterface):
             except SessionConflict as exc:
                 _become(response, _conflict(exc))
                 return
-            state.report_recovery()
-            set_cookie = self._cookie(session, core, settings, set_cookie)
+            if state.in_outage:
+                state.report_recovery()
+            raw_permanent = core._data.get("_permanent")
+            if (set_cookie is not None or raw_permanent != session._permanent_at_load
+                    or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):
+                set_cookie = self._cookie(session, core, settings, set_cookie)
         headers = response.headers
         vary = headers.getlist("Vary")
         if not vary:
