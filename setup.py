@@ -28,6 +28,15 @@ EXTRAS["dev"] = EXTRAS["all"] + [
     "falcon>=4.0",
     "pyramid>=2.0",
     "django>=4.2",
+    # Flask's own test suite (tests/test_flask_suite.py runs it from the installed Flask's sdist)
+    "asgiref>=3.2",
+    "greenlet>=3.0",
+    "python-dotenv>=1.0",
+    # the switch from Flask-Session 0.8 (tests/test_flask_session_switch.py)
+    "flask-session>=0.8,<0.9",
+    "cachelib>=0.13",
+    "flask-sqlalchemy>=3.1",
+    "sqlalchemy>=2.0",
 ]
 
 setup(

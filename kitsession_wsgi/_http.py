@@ -117,17 +117,17 @@ class OutageReport:
     warning when the store answers again, not a line per request.
     """
 
-    def __init__(self, sender: object) -> None:
-        self.sender = sender
+    def __init__(self) -> None:
         self.in_outage = False
         self._lock = threading.Lock()
 
-    def failed(self, exc: StoreUnavailable) -> None:
+    def failed(self, exc: StoreUnavailable, sender: object) -> None:
+        """A request failed on ``exc``; ``sender`` (the manager) sends the signal."""
         with self._lock:
             starts, self.in_outage = not self.in_outage, True
         if starts:
             logger.error("session store unavailable: %s", exc)
-        signals.store_unavailable.send(self.sender, error=exc)
+        signals.store_unavailable.send(sender, error=exc)
 
     def answered(self) -> None:
         """A request reached the store (cheap when there was no outage)."""

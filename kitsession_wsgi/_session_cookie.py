@@ -220,8 +220,13 @@ class SessionCookie:
             raise ValueError("this session id cannot be carried in a bearer token (A-Z a-z 0-9 - . _ ~ + / only)")
         return token
 
-    def set_cookie(self, session_or_id: Session | str) -> str:
-        """The ``Set-Cookie`` value for a session (its expiry) or a bare id (``max_age`` from now)."""
+    def set_cookie(self, session_or_id: Session | str, *, persistent: bool = True,
+                   expires_at: float | None = None) -> str:
+        """The ``Set-Cookie`` value for a session (its expiry) or a bare id (``max_age`` from now).
+
+        ``expires_at`` replaces that expiry; ``persistent=False`` gives a browser-session
+        cookie (neither ``Max-Age`` nor ``Expires``).
+        """
         manager = self.manager
         now = manager.clock()
         if isinstance(session_or_id, Session):
@@ -233,13 +238,17 @@ class SessionCookie:
         else:
             session_id = session_or_id
             expires = now + manager.max_age
+        if expires_at is not None:
+            expires = expires_at
+        if not persistent:
+            return self._build(self.value(session_id), max_age=None, expires=None)
         return self._build(self.value(session_id), max_age=max(0, round(expires - now)), expires=expires)
 
     def removal(self) -> str:
         """The ``Set-Cookie`` value that clears the cookie (same Path and Domain, ``Max-Age=0``)."""
         return self._build("", max_age=0, expires=0)
 
-    def _build(self, value: str, *, max_age: int, expires: float) -> str:
+    def _build(self, value: str, *, max_age: int | None, expires: float | None) -> str:
         manager = self.manager
         return build_set_cookie(
             manager.name,

@@ -94,15 +94,15 @@ def build_set_cookie(
     name: str,
     value: str,
     *,
-    max_age: int,
-    expires: float,
+    max_age: int | None,
+    expires: float | None,
     path: str,
     domain: str | None,
     secure: bool,
     httponly: bool,
     samesite: str,
 ) -> str:
-    """A full ``Set-Cookie`` value; ``value`` is encoded here."""
+    """A full ``Set-Cookie`` value; ``value`` is encoded here (no ``max_age``/``expires``: a browser-session cookie)."""
     return dump_cookie(
         name,
         encode_cookie_value(value),

@@ -9,105 +9,68 @@
     app.config["SECRET_KEY"] = "change me"
     KitSession(app)            # MemoryStore unless a store or KITSESSION_STORE is given
 
-Configuration keys ``KITSESSION_<OPTION>`` mirror the
-:class:`~kitsession_wsgi.SessionManager` options; keyword arguments given to
-:class:`KitSession` are defaults for every app.  Signing keys default to
-``[SECRET_KEY, *SECRET_KEY_FALLBACKS]`` and ``secure`` to ``not app.debug``.
+Flask's own session settings (``SESSION_COOKIE_*``, ``PERMANENT_SESSION_LIFETIME``,
+``SESSION_REFRESH_EACH_REQUEST``, ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``) are the
+configuration, re-read on every request (:mod:`kitsession_wsgi.flask_settings`); keyword
+arguments given to :class:`KitSession` override them for every app, and an app's
+``KITSESSION_<OPTION>`` keys (the :class:`~kitsession_wsgi.SessionManager` options) override
+both.  An app configured for Flask-Session runs with ``KitSession`` imported as ``Session``
+(:mod:`kitsession_wsgi.flask_session_compat`).
 
 .. versionadded:: 0.1
+.. versionchanged:: 0.2
+   Flask's session settings, ``session.permanent``, the Flask-Session switch.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
-import json as _json
 import logging
 import os
+import random
 import typing as t
 from collections.abc import Callable, Iterator
 
-import click
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response, current_app, g, has_request_context
 from flask import make_response as _make_response
-from flask.cli import AppGroup
-from flask.globals import _cv_request
-from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
 from werkzeug.local import LocalProxy
 
-from . import signals
-from .errors import ConfigurationError, InvalidUserId, SessionConflict, StoreUnavailable
+from ._http import OutageReport, add_bearer_headers, error_reply, validate_retry_after, vary_covers_cookie
+from .cookies import read_cookies
+from .errors import ConfigurationError, SessionConflict, StoreUnavailable
+from .flask_cli import cli as _cli
+from .flask_serializer import FlaskSessionSerializer
+from .flask_session_compat import FlaskSessionMigration, flask_session_setup, uses_flask_session
+from .flask_settings import (
+    EXTENSION_OPTIONS,
+    MANAGER_OPTIONS,
+    ConfigWatch,
+    FlaskSettings,
+    build_settings,
+    frozen,
+)
 from .manager import SessionManager
-from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
-from .session import USER_ID_MAX_BYTES, Session, SessionData, require_user_id
+from .session import Session
 from .stores.base import SessionStore, UserId
 from .stores.memory import MemoryStore
-from ._http import add_bearer_headers, validate_retry_after, vary_covers_cookie
 
 logger = logging.getLogger("kitsession_wsgi")
 
-#: SessionManager options that ``KITSESSION_<NAME>`` config keys may set
-MANAGER_OPTIONS = (
-    "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
-    "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
-    "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl", "rotate_on_user_change",
-    "bearer",
-)
-#: options of the extension itself (not passed to the manager)
-EXTENSION_OPTIONS = ("retry_after", "store")
+#: How many configurations (and their managers) an app remembers, for config that flips back.
+_SETTINGS_CACHE_SIZE = 8
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
 
 
-class FlaskSessionSerializer:
-    """Flask's tagged JSON (datetime, UUID, bytes, Markup, tuple) over plain JSON.
-
-    Independent of the app's JSON provider, so the stored text is the same in
-    and out of an app context.  Data made only of plain JSON types (the usual
-    case) skips Flask's tagging walk both ways; the text is identical either
-    way, so change detection stays exact.
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(self) -> None:
-        self._tagged = TaggedJSONSerializer()
-        self._tag_keys = frozenset(self._tagged.tags)
-        self._untag = getattr(self._tagged, "_untag_scan", None)
-
-    def dumps(self, data: dict[str, t.Any]) -> str:
-        check_keys(data)
-        try:
-            tagged = data if self._is_plain(data) else self._tagged.tag(data)
-            return COMPACT_ENCODER.encode(tagged)
-        except (TypeError, ValueError) as exc:
-            raise describe_serialization_error(data, exc, self._dumps_value) from exc
-        except RecursionError as exc:
-            raise SessionSerializationError(None, "session data is nested too deeply to store") from exc
-
-    def loads(self, text: str) -> t.Any:
-        value = _json.loads(text)
-        # Every tag is a one-key object whose key starts with a space: without
-        # '{" ' in the text there is nothing to untag.
-        if '{" ' not in text:
-            return value
-        return self._untag(value) if self._untag is not None else self._tagged.loads(text)
-
-    def _dumps_value(self, value: t.Any) -> str:
-        return _json.dumps(self._tagged.tag(value), allow_nan=False)
-
-    def _is_plain(self, value: t.Any) -> bool:
-        kind = type(value)
-        if kind is str or kind is int or kind is float or kind is bool or value is None:
-            return True
-        if kind is list:
-            return all(self._is_plain(item) for item in value)
-        if kind is dict or kind is SessionData:
-            if len(value) == 1 and next(iter(value)) in self._tag_keys:
-                return False
-            return all(type(key) is str and self._is_plain(item) for key, item in value.items())
-        return False
+#: ``FlaskSession._permanent_at_load`` before the session is loaded
+_UNLOADED = object()
+#: The request's :class:`FlaskSession`, set by ``open_session`` and restored by the teardown:
+#: how the teardown and :func:`get_manager` find it without Flask's private request context.
+_REQUEST_SESSION: contextvars.ContextVar[FlaskSession | None] = contextvars.ContextVar(
+    "kitsession_flask_session", default=None)
 
 
 class FlaskSession(SessionMixin):
@@ -116,15 +79,25 @@ class FlaskSession(SessionMixin):
     Loads the session on first use.  Top-level writes mark it changed; a read
     that hands out a mutable value (a list or dict) makes the save compare the
     serialised data, so nested in-place changes are saved too.
+    ``permanent`` has Flask's meaning and is kept in the data as Flask keeps it
+    (``"_permanent"``).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       ``permanent`` is Flask's: a non-permanent session has a browser-session cookie.
     """
 
-    def __init__(self, manager: SessionManager, environ: dict[str, t.Any]) -> None:
+    def __init__(self, manager: SessionManager, environ: dict[str, t.Any],
+                 settings: FlaskSettings | None = None, migration: FlaskSessionMigration | None = None) -> None:
         self._manager = manager
         self._environ = environ
+        self._settings = settings
+        self._migration = migration
         self._core: Session | None = None
         self._previous: Session | None = None
+        #: the raw ``"_permanent"`` value the session had when loaded (``_UNLOADED`` before)
+        self._permanent_at_load: t.Any = _UNLOADED
+        self._context_token: contextvars.Token[FlaskSession | None] | None = None
         self.accessed = False
 
     # -- the core session -------------------------------------------------------------
@@ -135,7 +108,23 @@ class FlaskSession(SessionMixin):
         core = self._core
         if core is None:
             core = self._core = self._manager.initialize_session(self._environ)
+            if core.is_new and self._migration is not None:
+                core = self._core = self._migrated() or core
+            self.accessed = True
+            self._permanent_at_load = core._data.get("_permanent")
         return core
+
+    def _migrated(self) -> Session | None:
+        """A Flask-Session session the cookie names, moved into a new KitSession session (opt-in)."""
+        assert self._migration is not None
+        header = self._environ.get("HTTP_COOKIE")
+        if not isinstance(header, str):
+            return None
+        data = self._migration.take(read_cookies(header, self._manager.name), current_app.config.get("SECRET_KEY"))
+        if data is None:
+            return None
+        logger.info("moved a Flask-Session session into KitSession")
+        return self._manager.new_session(data=data)
 
     @property
     def loaded(self) -> bool:
@@ -156,14 +145,28 @@ class FlaskSession(SessionMixin):
 
     # -- SessionMixin -----------------------------------------------------------------
 
+    def _permanent_of(self, core: Session) -> bool:
+        value = core._data.get("_permanent")
+        if value is None:
+            return self._settings.permanent if self._settings is not None else True
+        return bool(value)
+
     @property
     def permanent(self) -> bool:
-        """Always ``True``: the cookie carries the session's expiry."""
-        return True
+        """Flask's meaning: a permanent session's cookie carries an expiry; otherwise it is a
+        browser-session cookie.  The server-side lifetime ends both.  The default is
+        ``SESSION_PERMANENT`` / ``KITSESSION_PERMANENT`` (``False``, as in Flask)."""
+        return self._permanent_of(self.core)
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        """Ignored: lifetimes come from ``KITSESSION_MAX_AGE`` / ``KITSESSION_IDLE_TIMEOUT``."""
+        self._writable()["_permanent"] = bool(value)
+
+    def permanent_changed(self) -> bool:
+        """``permanent`` was set since the session was loaded (to another value than it had)."""
+        core = self._core
+        return (core is not None and self._permanent_at_load is not _UNLOADED
+                and core._data.get("_permanent") != self._permanent_at_load)
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -171,7 +174,8 @@ class FlaskSession(SessionMixin):
 
     @property
     def modified(self) -> bool:
-        return self.core._data_touched
+        core = self._core
+        return core is not None and core._data_touched
 
     @modified.setter
     def modified(self, value: bool) -> None:
@@ -225,25 +229,56 @@ class FlaskSession(SessionMixin):
 
 
 class _AppState:
-    """Per-app state in ``app.extensions["kitsession"]``."""
+    """Per-app state in ``app.extensions["kitsession"]``: the shared store and, per
+    configuration snapshot, the settings (and manager) built for it."""
 
-    def __init__(self, extension: KitSession, manager: SessionManager, retry_after: int) -> None:
+    def __init__(self, extension: KitSession, config: dict[str, t.Any], store: SessionStore,
+                 serializer: FlaskSessionSerializer, retry_after: int,
+                 migration: FlaskSessionMigration | None = None) -> None:
         self.extension = extension
-        self.manager = manager
+        self.migration = migration
+        self.config = config
+        self.store = store
+        self.serializer = serializer
         self.retry_after = retry_after
-        self.in_outage = False
+        #: one log line per outage (and a signal per failed request), as in the WSGI middleware
+        self.outage = OutageReport()
+        self._warned: set[str] = set()
+        self._watch = ConfigWatch(config)
+        # (snapshot, settings), replaced whole: a request never pairs one snapshot with another's settings
+        self._current: tuple[tuple[tuple[str, ...], tuple[t.Any, ...]], FlaskSettings] | None = None
+        self._cache: list[tuple[tuple[tuple[str, ...], tuple[t.Any, ...]], FlaskSettings]] = []
 
-    def report_outage(self, exc: StoreUnavailable) -> None:
-        # One log line per outage, not one per request.
-        if not self.in_outage:
-            self.in_outage = True
-            logger.error("session store unavailable: %s", exc)
-        signals.store_unavailable.send(self.manager, error=exc)
+    def settings(self) -> FlaskSettings:
+        """The settings for the app's config as it is now (rebuilt only when a watched key changed)."""
+        snapshot = self._watch.snapshot()
+        current = self._current
+        if current is not None and snapshot == current[0]:
+            return current[1]
+        for entry in self._cache:
+            if entry[0] == snapshot:
+                break
+        else:
+            keys, values = snapshot
+            settings = build_settings(dict(zip(keys, values)), self.extension.options, self.store,
+                                      self.serializer)
+            entry = ((keys, frozen(values)), settings)
+            self._cache = [entry, *self._cache[:_SETTINGS_CACHE_SIZE - 1]]
+        self._current = entry
+        return entry[1]
 
-    def report_recovery(self) -> None:
-        if self.in_outage:
-            self.in_outage = False
-            logger.warning("session store reachable again")
+    @property
+    def manager(self) -> SessionManager:
+        """The :class:`~kitsession_wsgi.SessionManager` for the app's config as it is now."""
+        return self.settings().manager
+
+    def warn(self, message: str) -> None:
+        """Log ``message`` as a warning, once per app."""
+        # Once per app and message: a missing SECRET_KEY is never silent, nor a log flood.
+        if message not in self._warned:
+            self._warned.add(message)
+            logger.warning("%s", message)
+
 
 
 def _state(app: Flask | None = None) -> _AppState:
@@ -254,48 +289,71 @@ def _state(app: Flask | None = None) -> _AppState:
         raise RuntimeError("KitSession is not initialised on this app: call KitSession(app) or init_app(app)") from None
 
 
-def _unavailable(retry_after: int) -> Response:
-    response = Response("Session store unavailable, please retry shortly.\n", 503, mimetype="text/plain")
-    response.headers["Retry-After"] = str(retry_after)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _error_response(exc: StoreUnavailable | SessionConflict, state: _AppState) -> Response:
+    """503 for an unreachable store (reported as an outage), 409 for a session that stayed busy."""
+    if isinstance(exc, StoreUnavailable):
+        state.outage.failed(exc, state.manager)
+    status, body, headers = error_reply(exc, state.retry_after)
+    return Response(body, status, headers=headers, mimetype="text/plain")
 
 
-def _conflict(exc: SessionConflict) -> Response:
-    logger.warning("session conflict: %s", exc)
-    response = Response("The session is busy with another request, please retry.\n", 409, mimetype="text/plain")
-    response.headers["Retry-After"] = "1"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+def _carries_cookie(environ: dict[str, t.Any], name: str) -> bool:
+    """A cheap pre-check (no parsing) that the request may carry the session cookie."""
+    header = environ.get("HTTP_COOKIE")
+    return isinstance(header, str) and name in header
 
 
 class KitSessionInterface(SessionInterface):
     """The Flask session interface installed by :class:`KitSession`.
 
+    ``serializer`` is the app's :class:`FlaskSessionSerializer`: register
+    custom tagged types on it as on Flask's own (``serializer.register(MyTag)``).
+
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       ``serializer``; Flask's session settings are read on every request.
     """
 
-    def open_session(self, app: Flask, request: t.Any) -> FlaskSession:
-        return FlaskSession(_state(app).manager, request.environ)
+    def __init__(self, serializer: FlaskSessionSerializer | None = None) -> None:
+        self.serializer = serializer if serializer is not None else FlaskSessionSerializer()
+
+    def open_session(self, app: Flask, request: t.Any) -> FlaskSession | None:
+        state: _AppState = app.extensions["kitsession"]
+        settings = state.settings()
+        if settings.warning is not None:
+            # On a request, not at init_app: the app-factory order sets SECRET_KEY later.
+            state.warn(settings.warning)
+            if not settings.available:
+                return None  # Flask then uses its null session: reads are empty, writes raise
+        flask_session = FlaskSession(settings.manager, request.environ, settings, state.migration)
+        flask_session._context_token = _REQUEST_SESSION.set(flask_session)
+        return flask_session
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        if not isinstance(session, FlaskSession) or session._core is None:
+        if not isinstance(session, FlaskSession):
             return
-        state = _state(app)
+        settings = session._settings
+        assert settings is not None
+        if session._core is None:
+            self._refresh_unread(app, session, settings, response)
+            return
+        core = session._core
+        state: _AppState = app.extensions["kitsession"]
+        manager = session._manager
         set_cookie = None
         if response.status_code >= 500:
-            state.manager.release(session._core)
+            manager.release(core)
         else:
             try:
-                set_cookie = state.manager.commit(session._core)
-            except StoreUnavailable as exc:
-                state.report_outage(exc)
-                _become(response, _unavailable(state.retry_after))
+                set_cookie = manager.commit(core)
+            except (StoreUnavailable, SessionConflict) as exc:
+                _become(response, _error_response(exc, state))
                 return
-            except SessionConflict as exc:
-                _become(response, _conflict(exc))
-                return
-            state.report_recovery()
+            state.outage.answered()
+            raw_permanent = core._data.get("_permanent")
+            if (set_cookie is not None or raw_permanent != session._permanent_at_load
+                    or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):
+                set_cookie = self._cookie(session, core, settings, set_cookie)
         headers = response.headers
         vary = headers.getlist("Vary")
         if not vary:
@@ -311,6 +369,50 @@ class KitSessionInterface(SessionInterface):
                 headers["Cache-Control"] = "no-store"
         add_bearer_headers(headers, state.manager.bearer_headers(session._core))
 
+    def _refresh_unread(self, app: Flask, session: FlaskSession, settings: FlaskSettings, response: Response) -> None:
+        """Flask re-sends a permanent session's cookie on every response with
+        ``SESSION_REFRESH_EACH_REQUEST``, even when the view never read the session."""
+        if not (settings.refresh and _carries_cookie(session._environ, settings.manager.name)):
+            return
+        accessed = session.accessed
+        try:
+            core = session.core
+        except StoreUnavailable:
+            return  # a page that did not use the session is not failed by the store
+        finally:
+            session.accessed = accessed
+        if not session._permanent_of(core) or core.is_new:
+            if core._lock_token is not None:
+                session._manager.release(core)
+            return
+        self.save_session(app, session, response)
+
+    @staticmethod
+    def _cookie(session: FlaskSession, core: Session, settings: FlaskSettings, committed: str | None) -> str | None:
+        """The cookie to send, with Flask's meaning of ``permanent`` and ``SESSION_REFRESH_EACH_REQUEST``."""
+        if committed is not None and committed == settings.removal_cookie:
+            return settings.finish_cookie(committed)
+        live = core.id is not None and not core.is_new and not core._destroyed
+        if not live:
+            return None if committed is None else settings.finish_cookie(committed)
+        manager = session._manager
+        permanent = session._permanent_of(core)
+        if permanent and settings.refresh:
+            # Re-sent on every response, so it can carry the session's current deadline.
+            return settings.finish_cookie(manager.set_session_cookie(core, expires_at=core.expires_at))
+        if committed is None:
+            if not session.permanent_changed():
+                return None
+            return settings.finish_cookie(manager.set_session_cookie(core, persistent=permanent))
+        if permanent:
+            return settings.finish_cookie(committed)
+        header = session._environ.get("HTTP_COOKIE")
+        if not session.permanent_changed() and isinstance(header, str) and committed.partition(";")[0] in header:
+            # A browser-session cookie carries no expiry: when the request already holds this
+            # exact value (re-sent only to move an expiry, with rolling), there is nothing to send.
+            return None
+        return settings.finish_cookie(manager.set_session_cookie(core, persistent=False))
+
 
 def _become(response: Response, replacement: Response) -> None:
     """Turn ``response`` into ``replacement`` in place (Flask keeps its response object)."""
@@ -322,23 +424,31 @@ def _become(response: Response, replacement: Response) -> None:
 class KitSession:
     """Server-side sessions for Flask apps.
 
+    Flask's own session settings are the configuration (``SESSION_COOKIE_*``,
+    ``PERMANENT_SESSION_LIFETIME``, ``SESSION_REFRESH_EACH_REQUEST``,
+    ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``), re-read on every request;
+    keyword arguments override them for every app, and an app's
+    ``KITSESSION_<OPTION>`` keys override both.
+
     :param app: the app to initialise now (or call :meth:`init_app` later).
     :param store: a :class:`~kitsession_wsgi.SessionStore`; by default the store
         named by ``KITSESSION_STORE`` in the app config or the environment (a URL, see
         :func:`kitsession_wsgi.stores.urls.store_from_url`) or a :class:`MemoryStore`.
-    :param options: :class:`~kitsession_wsgi.SessionManager` options and
-        ``retry_after`` (seconds in the ``Retry-After`` of the 503 answered
-        when the store is down); defaults for every app, overridden per app by
-        ``KITSESSION_<OPTION>`` config keys.
+    :param options: :class:`~kitsession_wsgi.SessionManager` options,
+        ``permanent`` (the default ``session.permanent``) and ``retry_after``
+        (seconds in the ``Retry-After`` of the 503 answered when the store is down).
     :raises ConfigurationError: an unknown option.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       Flask's session settings are honoured; the ``permanent`` option.
     """
 
     def __init__(self, app: Flask | None = None, store: SessionStore | None = None, **options: t.Any) -> None:
         unknown = sorted(set(options) - set(MANAGER_OPTIONS) - set(EXTENSION_OPTIONS))
         if unknown:
-            raise ConfigurationError(unknown[0], f"unknown KitSession option (known: {', '.join(MANAGER_OPTIONS)}, retry_after)")
+            raise ConfigurationError(
+                unknown[0], f"unknown KitSession option (known: {', '.join(MANAGER_OPTIONS + EXTENSION_OPTIONS)})")
         self.store = store
         self.options = options
         self._user_loader: Callable[[UserId], t.Any] | None = None
@@ -355,17 +465,10 @@ class KitSession:
         return loader
 
     def manager_options(self, app: Flask) -> dict[str, t.Any]:
-        """The options this app's manager is built with: defaults, then app config."""
-        options = {name: value for name, value in self.options.items() if name in MANAGER_OPTIONS}
-        for name in MANAGER_OPTIONS:
-            key = f"KITSESSION_{name.upper()}"
-            if key in app.config:
-                options[name] = app.config[key]
-        if "keys" not in options and app.config.get("SECRET_KEY"):
-            fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or []
-            options["keys"] = [app.config["SECRET_KEY"], *fallbacks]
-        options.setdefault("secure", not app.debug)
-        options["serializer"] = FlaskSessionSerializer()
+        """The options this app's manager has now (from Flask's settings, arguments and ``KITSESSION_*``)."""
+        manager = _state(app).manager
+        options = {name: getattr(manager, name) for name in MANAGER_OPTIONS if hasattr(manager, name)}
+        options["serializer"] = manager.serializer
         return options
 
     def init_app(self, app: Flask) -> None:
@@ -374,6 +477,8 @@ class KitSession:
         :raises ConfigurationError: a bad option or config value (names it).
         """
         store = self.store
+        cleanup_every = None
+        migration = None
         if store is None:
             # App config first; the environment lets a deployment switch stores without code.
             url = app.config.get("KITSESSION_STORE") or os.environ.get("KITSESSION_STORE")
@@ -381,37 +486,33 @@ class KitSession:
                 from .stores.urls import store_from_url
 
                 store = store_from_url(url)
+            elif uses_flask_session(app.config):
+                setup = flask_session_setup(app)
+                store, cleanup_every, migration = setup.store, setup.cleanup_every, setup.migration
             else:
                 store = MemoryStore()
-        manager = SessionManager(store, **self.manager_options(app))
         if "KITSESSION_RETRY_AFTER" in app.config:
             retry_after = validate_retry_after(app.config["KITSESSION_RETRY_AFTER"])
         else:
             retry_after = validate_retry_after(self.options.get("retry_after", 5))
-        app.extensions["kitsession"] = _AppState(self, manager, retry_after)
-        app.session_interface = KitSessionInterface()
+        interface = KitSessionInterface()
+        state = _AppState(self, app.config, store, interface.serializer, retry_after, migration)
+        state.settings()  # a bad option fails here, not on the first request
+        app.extensions["kitsession"] = state
+        app.session_interface = interface
         app.register_error_handler(StoreUnavailable, self._handle_unavailable)
         app.register_error_handler(SessionConflict, self._handle_conflict)
         app.before_request(self._load_user)
-        app.teardown_request(self._release_lock)
+        app.teardown_request(_release_lock)
+        if cleanup_every is not None:
+            app.teardown_request(functools.partial(_maybe_purge, state, cleanup_every))
         app.cli.add_command(_cli)
 
     def _handle_unavailable(self, exc: StoreUnavailable) -> Response:
-        state = _state()
-        state.report_outage(exc)
-        return _unavailable(state.retry_after)
+        return _error_response(exc, _state())
 
     def _handle_conflict(self, exc: SessionConflict) -> Response:
-        return _conflict(exc)
-
-    def _release_lock(self, exc: BaseException | None) -> None:
-        # A request that failed before save_session must not keep the session locked.
-        ctx = _cv_request.get(None)
-        flask_session = getattr(ctx, "_session", None)
-        if isinstance(flask_session, FlaskSession):
-            for core in (flask_session._core, flask_session._previous):
-                if core is not None and core._lock_token is not None:
-                    _state().manager.release(core)
+        return _error_response(exc, _state())
 
     def _load_user(self) -> None:
         if self._user_loader is None:
@@ -422,18 +523,57 @@ class KitSession:
         g.user = user
 
 
+def _release_lock(exc: BaseException | None) -> None:
+    """A request that failed before ``save_session`` must not keep its session locked.
+
+    The request's session comes from this module's context variable, set by ``open_session``
+    (no Flask internals, the same on every supported Flask), and the variable is restored.
+    """
+    flask_session = _REQUEST_SESSION.get()
+    if flask_session is None:
+        return
+    token = flask_session._context_token
+    flask_session._context_token = None
+    if token is not None:
+        try:
+            _REQUEST_SESSION.reset(token)
+        except ValueError:  # set in another context (a copied one): nothing to restore here
+            pass
+    for core in (flask_session._core, flask_session._previous):
+        if core is not None and core._lock_token is not None:
+            flask_session._manager.release(core)
+
+
+def _maybe_purge(state: _AppState, every: int, exc: BaseException | None) -> None:
+    """``SESSION_CLEANUP_N_REQUESTS``: purge expired sessions after about one request in ``every``."""
+    if random.randrange(every) == 0:
+        try:
+            state.manager.purge_expired()
+        except StoreUnavailable as error:
+            state.outage.failed(error, state.manager)
+
+
 def _flask_session() -> FlaskSession:
     from flask import session
 
     real = session._get_current_object()  # type: ignore[attr-defined]
     if not isinstance(real, FlaskSession):
+        if "kitsession" in current_app.extensions and not _state().settings().available:
+            raise RuntimeError("the session is unavailable because no SECRET_KEY is set: set SECRET_KEY "
+                               "(or KITSESSION_SIGNED=False for unsigned server-side sessions)")
         raise RuntimeError("flask.session is not a KitSession session: call KitSession(app) first")
     return real
 
 
 def get_manager() -> SessionManager:
-    """The :class:`~kitsession_wsgi.SessionManager` of the current app."""
-    return _state().manager
+    """The :class:`~kitsession_wsgi.SessionManager` of the current app (for its config as it is now)."""
+    real = _request_flask_session()
+    return real._manager if real is not None else _state().manager
+
+
+def _request_flask_session() -> FlaskSession | None:
+    """The request's :class:`FlaskSession`, if a request is active and has one."""
+    return _REQUEST_SESSION.get() if has_request_context() else None
 
 
 #: The request's :class:`~kitsession_wsgi.Session` object (``flask.session`` is a dict view of it).
@@ -587,100 +727,6 @@ def set_session_cookie(session_or_id: Session | str) -> str:
 def remove_session_cookie() -> str:
     """:meth:`SessionManager.remove_session_cookie` on the current app's manager."""
     return get_manager().remove_session_cookie()
-
-
-# -- CLI: flask kitsession ... ----------------------------------------------------------
-
-_cli = AppGroup("kitsession", help="Inspect and manage server-side sessions.")
-
-
-def _parse_user(value: str, as_string: bool) -> UserId:
-    if not value:
-        raise click.BadParameter("must not be empty", param_hint="--user")
-    if not as_string and value.lstrip("-").isdigit() and len(value) <= USER_ID_MAX_BYTES:
-        return int(value)  # (longer digit strings stay text, refused below: no int() past its limit)
-    try:
-        return require_user_id(value, what="--user")
-    except InvalidUserId as exc:
-        raise click.BadParameter(str(exc), param_hint="--user") from None
-
-
-def _describe(session: Session) -> dict[str, t.Any]:
-    return {
-        "handle": session.handle,
-        "user_id": session.user_id,
-        "created_at": session.created_at,
-        "updated_at": session.updated_at,
-        "expires_at": session.expires_at,
-    }
-
-
-@_cli.command("purge")
-def _purge_command() -> None:
-    """Remove expired sessions from the store."""
-    click.echo(f"purged {get_manager().purge_expired()} expired sessions")
-
-
-@_cli.command("list")
-@click.option("--user", "user", default=None, help="only this user's sessions")
-@click.option("--str-id", is_flag=True, help="treat --user as a string even if it is all digits")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-def _list_command(user: str | None, str_id: bool, as_json: bool) -> None:
-    """List live sessions (handles, never ids)."""
-    manager = get_manager()
-    sessions = (manager.get_all_sessions() if user is None
-                else manager.get_sessions_for_user(_parse_user(user, str_id)))
-    rows = [_describe(s) for s in sessions]
-    if as_json:
-        click.echo(_json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['handle']}  user={row['user_id']!s:<12} expires_at={row['expires_at']:.0f}")
-    click.echo(f"{len(rows)} sessions")
-
-
-@_cli.command("revoke")
-@click.option("--user", "user", required=True, help="the user whose sessions to remove")
-@click.option("--str-id", is_flag=True, help="treat --user as a string even if it is all digits")
-def _revoke_command(user: str, str_id: bool) -> None:
-    """Remove every session of a user (sign them out everywhere)."""
-    removed = get_manager().remove_all_sessions_for_user(_parse_user(user, str_id))
-    click.echo(f"revoked {removed} sessions of user {user}")
-
-
-@_cli.command("stats")
-@click.option("--json", "as_json", is_flag=True, help="print JSON")
-def _stats_command(as_json: bool) -> None:
-    """Sessions in total, per user, and expired ones waiting for purge."""
-    manager = get_manager()
-    records = manager.store.get_all()
-    now = manager.clock()
-    live = manager.get_all_sessions()
-    per_user: dict[str, int] = {}
-    anonymous = 0
-    for session in live:
-        if session.user_id is None:
-            anonymous += 1
-        else:
-            # JSON text keeps user 5 and user "5" apart, as the stores do.
-            label = _json.dumps(session.user_id)
-            per_user[label] = per_user.get(label, 0) + 1
-    stats = {
-        "total": len(live),
-        "anonymous": anonymous,
-        "users": len(per_user),
-        "per_user": per_user,
-        # What purge_expired() would remove now: records past their stored expiry (the core's
-        # short-lived markers included once they expire, never before).
-        "expired_waiting_for_purge": sum(1 for record in records if now >= record.expires_at),
-    }
-    if as_json:
-        click.echo(_json.dumps(stats, indent=2))
-        return
-    click.echo(f"sessions: {stats['total']} ({anonymous} anonymous, {len(per_user)} users)")
-    for user_id, count in sorted(per_user.items(), key=lambda item: -item[1]):
-        click.echo(f"  user {user_id}: {count}")
-    click.echo(f"expired, waiting for purge: {stats['expired_waiting_for_purge']}")
 
 
 __all__ = [

@@ -507,14 +507,23 @@ class SessionManager:
         """The cookie value for an id: signed ``s:<id>.<mac>`` or the bare id (not yet URL-encoded)."""
         return self._cookie.value(session_id)
 
-    def set_session_cookie(self, session_or_id: Session | str) -> str:
+    def set_session_cookie(self, session_or_id: Session | str, *, persistent: bool = True,
+                           expires_at: float | None = None) -> str:
         """The ``Set-Cookie`` value that hands a session to the browser.
 
         Carries ``Max-Age`` and ``Expires`` from the session's expiry: the
         absolute lifetime, or the idle deadline with ``rolling``.  Given a bare
-        id, the expiry is a full ``max_age`` from now.
+        id, the expiry is a full ``max_age`` from now.  ``expires_at`` (Unix
+        time) replaces that expiry, for an adapter that re-sends the cookie on
+        every response and so can carry the session's current deadline
+        (Flask's ``SESSION_REFRESH_EACH_REQUEST``).  With ``persistent=False``
+        the cookie carries neither: a browser-session cookie (Flask's
+        non-permanent session), while the server-side expiry still ends the session.
+
+        .. versionchanged:: 0.2
+           The ``persistent`` and ``expires_at`` keywords.
         """
-        return self._cookie.set_cookie(session_or_id)
+        return self._cookie.set_cookie(session_or_id, persistent=persistent, expires_at=expires_at)
 
     def remove_session_cookie(self) -> str:
         """The ``Set-Cookie`` value that clears the cookie (same Path and Domain, ``Max-Age=0``)."""

@@ -312,7 +312,7 @@ def request_session(request: t.Any) -> RequestSession:
 def _error_response(start_response: StartResponse, exc: Exception, middleware: SessionMiddleware) -> list[bytes]:
     """503 for an unreachable store, 409 for a session that stayed locked or kept conflicting."""
     if isinstance(exc, StoreUnavailable):
-        middleware.outage.failed(exc)
+        middleware.outage.failed(exc, middleware.manager)
     status, text, headers = error_reply(exc, middleware.retry_after)
     body = text.encode("utf-8")
     start_response(
@@ -455,7 +455,7 @@ class SessionMiddleware:
         self.app = app
         self.manager = manager
         #: one log line per outage (and a signal per failed request), as in the Flask extension
-        self.outage = OutageReport(manager)
+        self.outage = OutageReport()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> t.Iterable[bytes]:
         request = RequestSession(self.manager, environ)

@@ -10,7 +10,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
 
@@ -168,9 +168,13 @@ def add_routes(app: Flask) -> None:
 def make_app(store: MemoryStore | None = None, *, config: dict[str, Any] | None = None,
              **options: Any) -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY=SECRET)
+    # KitSession's own lifetime rules with permanent sessions, which these tests were written
+    # for; Flask's defaults (non-permanent, refresh each request) are tests/test_flask_config.py's.
+    app.config.update(SECRET_KEY=SECRET, SESSION_REFRESH_EACH_REQUEST=False,
+                      PERMANENT_SESSION_LIFETIME=timedelta(days=14))
     app.config.update(config or {})
     add_routes(app)
+    options.setdefault("permanent", True)
     KitSession(app, store=store, **options)
     return app
 
