@@ -33,6 +33,9 @@ REPLACED_PREFIX = '"kitsession:replaced'
 #: the browser sent with the old cookie before the new one arrived gets an anonymous session
 #: and no clearing cookie, which would otherwise delete the new cookie if it arrived last.
 REPLACED_MARKER_SECONDS = 60.0
+#: A "removed" marker: a removal's claim on the marker slot of an id it removed, so that a
+#: move of that id still under way cannot complete (see ``SessionWriter.remove_successors``).
+REMOVED_DATA = '"kitsession:removed"'
 #: A user's revocation marker: when ``remove_all_sessions_for_user`` last ran for the user
 #: (its ``updated_at``) and which session it spared, so a move to a new id that overlaps it
 #: can tell, and undo itself.

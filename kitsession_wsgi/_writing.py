@@ -25,10 +25,14 @@ does it in this order, and the argument for each kind of removal is:
   lists it and deletes it.  Either way no new record survives.  (A session created after
   the revocation began is a new login, not one the revocation was meant to end.)
 * Removing the old session (a logout, ``remove_session``, removal by handle) deletes its
-  record and then follows its "replaced" marker to the successor.  If the removal comes
-  before step 2's delete, the move finds the old record gone and deletes the new one; if
-  after, the marker (written first in step 2) leads the removal to the new record, which
-  exists since step 1.
+  record, then claims its marker slot (an insert-only "removed" marker) or, if a move's
+  "replaced" marker holds the slot already, removes the successor it names, and so on.
+  If the removal deletes the old record before step 2's delete, the move finds it gone
+  and deletes the new one; if it claims the slot before step 2's marker, the move's
+  insert-only marker write fails and it deletes the new one too; otherwise the marker
+  (written first in step 2) leads the removal to the new record, which exists since
+  step 1.  Each step of the walk can end a looping client's next move, so the walk
+  catches it rather than chasing it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import signals
 from ._lifetime import (
+    REMOVED_DATA,
     REPLACED_MARKER_SECONDS,
     REVOCATION_MARKER_SECONDS,
     deadline,
@@ -62,9 +67,9 @@ if TYPE_CHECKING:
 #: A stored session whose id collides with a fresh one is astronomically rare;
 #: a few retries cover a store whose ``create_id`` is weaker than the default.
 CREATE_ATTEMPTS = 5
-#: A chain of "replaced" markers is followed this far (markers live 60 s, so only a client
-#: moving its session thousands of times a minute could make one longer).
-MAX_MARKER_HOPS = 10_000
+#: A chain of "replaced" markers is followed this far (a safety bound: each step claims the
+#: id it stands on, so a looping client is caught as soon as the walk reaches its head).
+MAX_MARKER_HOPS = 100_000
 
 
 class ChangeSet(NamedTuple):
@@ -317,11 +322,7 @@ class SessionWriter:
         """
         session._merged(data, user_id)
         self._create(session, text, self.manager.clock(), created_at=session.created_at)
-        retired = self.retire(current, grace, session)
-        # A session removed meanwhile stays removed, unless it was anonymous and this move is
-        # a login (the rotation when a user appears): then nothing was revoked.
-        login = current.user_id is None and user_id is not None
-        if (not retired and not login) or (
+        if not self.retire(current, grace, session) or (
             self._revoked_since(current.user_id, current.created_at, current.key, session)
         ):
             self._undo_move(session)
@@ -359,12 +360,8 @@ class SessionWriter:
         assert session.handle is not None
         current = manager.store.get(session.handle)
         if current is None or not is_live(current, manager.clock(), manager.max_age):
-            if session._loaded_user_id is None:
-                # The anonymous session is gone (evicted, expired, removed): nothing to
-                # revoke, so the login stands, as a session of its own.
-                self._create(session, text, manager.clock())
-            else:
-                self.vanished(session)
+            # Removed meanwhile (a logout): it stays removed, as a save would find it.
+            self.vanished(session)
             return
         user_id = session._user_id
         data = session._data
@@ -433,15 +430,22 @@ class SessionWriter:
     def remove_successors(self, handle: str, *, user_id: UserId | None = None) -> bool:
         """After ``handle`` was removed: remove what a recent move of it became, too.
 
-        Follows "replaced" markers to the end of the chain (a move of a move: a client
-        looping ``regenerate`` cannot outrun it, since each move checks that its old
-        record was still there); with ``user_id``, only a successor owned by that user
-        is removed.  ``True`` if one was.
+        Walks the "replaced" markers from ``handle`` on.  At each step it first
+        *claims* the marker slot of the id it stands on (an insert-only "removed"
+        marker): a move of that id which has not written its marker yet can then
+        never complete (its own insert-only marker write fails and it undoes
+        itself), so a client looping ``regenerate`` is caught at the first step
+        the walk wins, not chased.  Where the slot is already taken, the marker
+        names the successor, which is removed in turn.  With ``user_id``, only a
+        successor owned by that user is removed.  ``True`` if one was.
         """
         store = self.manager.store
         now = self.manager.clock()
         removed = False
         for _hop in range(MAX_MARKER_HOPS):
+            if store.create(SessionRecord(key=marker_key(handle), data=REMOVED_DATA, user_id=None, created_at=now,
+                                          updated_at=now, expires_at=now + REPLACED_MARKER_SECONDS, version=1)):
+                return removed
             marker = store.get(marker_key(handle))
             next_handle = None if marker is None or now >= marker.expires_at else successor(marker)
             if next_handle is None:
@@ -480,13 +484,15 @@ class SessionWriter:
         written before the session is removed, so no request in between finds
         neither, and a removal of the old id finds the successor through it.
         """
-        self._write_marker(key, successor)
+        if not self._write_marker(key, successor):
+            return False  # a removal claimed the id first (remove_successors)
         return self.manager.store.delete(key)
 
-    def _write_marker(self, key: str, successor: Session, grace: float = 0) -> None:
+    def _write_marker(self, key: str, successor: Session, grace: float = 0) -> bool:
+        """Insert the "replaced" marker of ``key``; ``False`` if its slot is taken (a removal claimed it)."""
         assert successor.handle is not None
         now = self.manager.clock()
-        self.manager.store.create(SessionRecord(
+        return self.manager.store.create(SessionRecord(
             key=marker_key(key), data=replaced_data(successor.handle), user_id=None, created_at=now,
             updated_at=now, expires_at=now + grace + REPLACED_MARKER_SECONDS, version=1,
         ))
@@ -500,7 +506,8 @@ class SessionWriter:
         """
         if grace <= 0:
             return self.mark_replaced(record.key, successor)
-        self._write_marker(record.key, successor, grace)
+        if not self._write_marker(record.key, successor, grace):
+            return False
         manager = self.manager
         now = manager.clock()
         end = min(now + grace, record.expires_at)

@@ -192,8 +192,9 @@ class SessionManager:
 
         Never raises on client input: a missing, malformed, forged, unknown or
         expired cookie gives a new anonymous session (``is_new``; nothing is
-        written until it gets data).  A presented cookie that does not lead to
-        a live session is cleared on the response.
+        written until it gets data).  A cookie that verifies but names no live
+        session (unknown, expired, revoked) is cleared on the response; one that
+        does not verify is left alone.
 
         With ``bearer=True``, a request whose ``Authorization`` header uses the
         Bearer scheme (in any case) is read from that header only: its cookie is
@@ -213,8 +214,11 @@ class SessionManager:
             return Session()
         candidates = self._cookie.identities(header)
         if not candidates:
-            # A cookie we cannot accept is cleared; an absent one costs nothing.
-            return Session._anonymous(clear_cookie=candidates is not None)
+            # Absent, or no value verifies: an anonymous session, and the cookie is left
+            # alone, as Flask and Starlette do.  Clearing it would help nothing (it costs no
+            # store call) and would turn a signing-key mistake into a logout of every user
+            # (after the keys are put right, their cookies verify again).
+            return Session()
         replaced: str | None = None
         for identity in candidates:
             session = self._loader.load(identity)

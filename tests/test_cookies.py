@@ -165,8 +165,13 @@ def test_bad_or_absent_cookie_is_an_anonymous_session(manager: SessionManager, s
     assert store.writes() == 0
 
 
-def test_a_presented_but_invalid_cookie_is_cleared(manager: SessionManager) -> None:
-    result = manager.commit(manager.initialize_session({"Cookie": "session=junk"}))
+def test_a_cookie_that_does_not_verify_is_left_alone(manager: SessionManager) -> None:
+    assert manager.commit(manager.initialize_session({"Cookie": "session=junk"})) is None
+
+
+def test_a_verified_cookie_naming_no_live_session_is_cleared(manager: SessionManager) -> None:
+    value = manager.cookie_value("an-id-the-store-never-held")
+    result = manager.commit(manager.initialize_session({"Cookie": f"session={encode_cookie_value(value)}"}))
     cleared = parse_set_cookie(result)
     assert cleared.is_removal and cleared.attributes["path"] == "/app"
 

@@ -430,7 +430,7 @@ def test_logout_removes_record_and_clears_cookie(
     assert removal.expires < clock.now
     assert removal.attributes["path"] == "/"
     assert response.headers["Cache-Control"] == "no-store"
-    assert store.get_all() == []
+    assert live_records(store) == []
     assert client.get_cookie("session") is None
     assert read(client)["is_new"] is True
 
@@ -444,7 +444,7 @@ def test_logout_removal_cookie_repeats_configured_path_and_domain(store: FlakySt
     removal = cookie_of(response, "sid")
     assert removal.is_removal
     assert removal.attributes["path"] == "/app" and removal.attributes["domain"] == "example.com"
-    assert store.get_all() == []
+    assert live_records(store) == []
 
 
 def test_flash_in_logout_view_shows_on_next_page(client: FlaskClient, store: FlakyStore) -> None:
@@ -1101,7 +1101,7 @@ def test_overlapping_requests_keep_both_changes(
     assert slow_response.status_code == 200
 
     if expected is None:
-        assert store.get_all() == [], "a slower request must not bring a removed session back"
+        assert live_records(store) == [], "a slower request must not bring a removed session back"
         # and it sends no cookie: the logout already cleared it, and a late clearing
         # cookie would also wipe one a concurrent login had just set
         assert slow_response.headers.getlist("Set-Cookie") == []

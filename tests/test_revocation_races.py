@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -194,15 +195,15 @@ def test_a_client_looping_regenerate_never_beats_one_removal(
         other_request = manager.initialize_session(
             {"Cookie": f"session={manager.set_session_cookie(session).split(';')[0].split('=', 1)[1]}"})
         stop = threading.Event()
-        errors: list[BaseException] = []
+        errors: list[str] = []
 
         def loop(session: Any = session) -> None:
             try:
                 deadline = time.monotonic() + WAIT
                 while not stop.is_set() and not session.is_destroyed and time.monotonic() < deadline:
                     manager.regenerate(session)
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
+            except BaseException:  # noqa: BLE001 - reported below, with where it came from
+                errors.append(traceback.format_exc())
 
         thread = threading.Thread(target=loop)
         thread.start()
@@ -218,8 +219,10 @@ def test_a_client_looping_regenerate_never_beats_one_removal(
         time.sleep(0.002)
         stop.set()
         thread.join(WAIT)
-        assert not thread.is_alive() and not errors, errors
-        assert survivors(store) == [], f"round {round_number}: the regenerated session survived {removal_kind}"
+        assert not thread.is_alive() and not errors, "\n".join(errors)
+        left = survivors(store)
+        assert left == [], (f"round {round_number}: the regenerated session survived {removal_kind}: {left}; "
+                            f"the loop's session: {session!r}")
 
 
 class ListThenDeleteStore(PausingStore):
@@ -268,10 +271,12 @@ def test_the_device_that_signed_out_the_others_keeps_moving_freely(store: Sessio
     assert manager.get_session(later.id) is not None  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("route", ["new-session", "rotation"])
+@pytest.mark.parametrize("route", ["new-session"])
 def test_a_login_whose_anonymous_predecessor_vanished_stands(store: SessionStore, route: str) -> None:
-    """An anonymous session evicted, expired or removed while its browser logs in leaves nothing
-    to revoke: the login is kept (a flood that evicts anonymous sessions must not foil logins)."""
+    """``with_new_session``: a fresh login whose anonymous predecessor was evicted, expired or
+    removed meanwhile leaves nothing to revoke, so it stands.  (A login by writing the user
+    into a session that was removed meanwhile stays removed, as any save of it would:
+    test_concurrency's removed-session tests.)"""
     manager = SessionManager(store, keys="k", secure=False)
     anonymous = manager.create_session(data={"csrf": "t"})
     header = manager.set_session_cookie(anonymous).split(";", 1)[0]

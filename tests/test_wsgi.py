@@ -448,7 +448,7 @@ def test_logout_removes_record_and_clears_cookie(
     assert removal.expires < clock.now
     assert removal.attributes["path"] == "/"
     assert response.headers["Cache-Control"] == "no-store"
-    assert store.get_all() == []
+    assert live_records(store) == []
     assert client.get_cookie("session") is None
     assert get(client, "/read").json["is_new"] is True  # type: ignore[index]
 
@@ -463,7 +463,7 @@ def test_logout_removal_cookie_repeats_custom_path_and_domain(store: FlakyStore,
     assert removal.attributes["path"] == "/app"
     assert removal.attributes["domain"] == "example.com"
     assert client.get_cookie("sid", domain="example.com", path="/app") is None
-    assert store.get_all() == []
+    assert live_records(store) == []
 
 
 def test_logout_that_answers_4xx_keeps_the_session(client: Client, store: FlakyStore) -> None:
@@ -883,7 +883,7 @@ def test_overlapping_requests_keep_both_changes(
     assert slow_response.status_code == 200
 
     if expected is None:
-        assert store.get_all() == [], "a slower request must not bring a removed session back"
+        assert live_records(store) == [], "a slower request must not bring a removed session back"
         # and it sends no cookie: the logout already cleared it, and a late clearing
         # cookie would also wipe one a concurrent login had just set
         assert slow_response.headers.getlist("Set-Cookie") == []

@@ -61,8 +61,8 @@ class MemoryStore(SessionStore):
     once a minute with the counts since the last line.  A user whose session
     was dropped is signed out; size ``max_sessions`` above your live sessions.
 
-    Costs: a read is O(1) and takes no lock (a move to the recent end of an
-    ``OrderedDict``, atomic under the GIL); a write is O(1) plus, with a bound,
+    Costs: a read is O(1) (with a bound, a move to the recent end of an
+    ``OrderedDict`` under the store's lock, about 0.1 us); a write is O(1) plus, with a bound,
     O(log n) for a write that moves a record's expiry (a heap of expiries,
     rebuilt when stale entries pile up, amortised O(1)).
 
@@ -84,7 +84,7 @@ class MemoryStore(SessionStore):
         ):
             raise ConfigurationError("max_sessions", f"must be a positive int or None, got {max_sessions!r}")
         self.max_sessions = max_sessions
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a hook of a purge may read
         # Least recently used first.  get() reorders it without the lock (see get).
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
         # The bound method, bound once: the read path is the store's hot path.
@@ -108,12 +108,11 @@ class MemoryStore(SessionStore):
     def get(self, key: str) -> SessionRecord | None:
         record = self._records.get(key)
         if record is not None and self._mark_used is not None:
-            # No lock on the read path: OrderedDict's C methods run whole under
-            # the GIL, and a key removed meanwhile only makes the move fail.
-            try:
-                self._mark_used(key)
-            except KeyError:
-                pass
+            # Under the lock: reordering the dict while a writer walks it (a purge, the
+            # heap's rebuild) raised "OrderedDict mutated during iteration" in a thread race.
+            with self._lock:
+                if key in self._records:
+                    self._mark_used(key)
         return record
 
     def create(self, record: SessionRecord) -> bool:
@@ -184,13 +183,11 @@ class MemoryStore(SessionStore):
 
     def get_all(self) -> list[SessionRecord]:
         with self._lock:
-            # list() of the values runs in C, whole, so a lock-free get() cannot reorder it midway.
             return list(self._records.values())
 
     def purge_expired(self, now: float) -> int:
         with self._lock:
             self._saw(now)
-            # Snapshot first (one C call): a lock-free get() may reorder the dict meanwhile.
             expired = [k for k, r in list(self._records.items()) if r.expires_at <= now]
             for key in expired:
                 self._remove(key)
@@ -248,7 +245,6 @@ class MemoryStore(SessionStore):
                 self._remove(key)
                 return current, EXPIRED
             break
-        # popitem is one C call: atomic against a lock-free get() reordering the dict.
         key, record = self._records.popitem(last=False)
         self._unindex(record)
         return record, LEAST_RECENTLY_USED
