@@ -29,9 +29,6 @@ HERE = Path(__file__).resolve().parent
 BY_DESIGN = {
     # KitSession keeps SameSite=Strict where Flask sends no SameSite attribute.
     "tests.test_basic::test_session_using_samesite_attribute",
-    # A cookie that does not verify is cleared (so the browser stops presenting it); Flask
-    # leaves it, so its test finds the old session again after a key is changed and changed back.
-    "tests.test_basic::test_session_secret_key_fallbacks",
 }
 
 
