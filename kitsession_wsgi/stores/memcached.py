@@ -1,5 +1,9 @@
 """Sessions in memcached through pymemcache: one server, or a cluster with :class:`StrictHashClient`.
 
+(Why this module is long: memcached has no transactions or secondary indexes, so the
+per-user and global indexes, the compare-and-set loops that keep them right, and a cluster
+client that fails loudly for a dead node's keys instead of re-hashing them live here.)
+
 Each session is one memcached item under ``key_prefix + key``: the whole
 :class:`~kitsession_wsgi.SessionRecord` in the layout the Redis store uses (a
 ``K1`` header line, then user, key and the data's JSON as it is, never escaped

@@ -1,5 +1,10 @@
 """Sessions in a SQL database through peewee: SQLite, PostgreSQL and MySQL/MariaDB.
 
+(Why this module is long: three SQL dialects with their null-safe comparisons, type
+families and locking, the schema check of an existing table, reconnecting after an
+outage, and statements rendered once per store so a read costs close to a raw
+primary-key SELECT.)
+
 :class:`PeeweeStore` takes the application's peewee ``Database`` (or a
 ``DatabaseProxy``) and keeps sessions in one table, plus a small table for the
 per-session locks.  Nothing touches the database until the first call;

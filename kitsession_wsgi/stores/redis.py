@@ -1,5 +1,10 @@
 """Sessions in Redis through redis-py: a standalone server, Sentinel, or Redis Cluster.
 
+(Why this module is long: it holds two layouts, one standalone server with Lua scripts
+that touch several keys atomically, and Redis Cluster, where every script touches one key
+and the contract's promises are kept by ordering and compare-and-delete instead; the
+argument for the second is written out below, next to the code it justifies.)
+
 Layout under ``prefix`` (default ``"sess:"``):
 
 * ``sess:<key>``: one STRING per session holding the whole record, expiring
