@@ -93,22 +93,46 @@ def revocation_key(user_id: UserId) -> str:
     return session_key(f"kitsession:revoked:{type(user_id).__name__}:{user_id}")
 
 
-def replaced_data(successor: str) -> str:
-    """The data of a "replaced" marker whose session now lives under handle ``successor``."""
-    return f'{REPLACED_PREFIX}:{successor}"'
+def replaced_data(successor: str, user_id: UserId | None = None, created_at: float = 0.0) -> str:
+    """The data of a "replaced" marker whose session now lives under handle ``successor``,
+    with its lineage (the user and the ``created_at`` every move of it keeps)."""
+    user = "" if user_id is None else f"{'i' if isinstance(user_id, int) else 's'}:{user_id}"
+    return f'{REPLACED_PREFIX}:{successor}|{created_at!r}|{user}"'
 
 
-def revoked_data(spared: str | None) -> str:
-    """The data of a revocation marker that spared the session with handle ``spared``."""
-    return f'{REVOKED_PREFIX}:{spared or ""}"'
+def _replaced_fields(marker: SessionRecord) -> list[str]:
+    head = REPLACED_PREFIX + ":"
+    if not marker.data.startswith(head) or not marker.data.endswith('"'):
+        return []
+    return marker.data[len(head):-1].split("|", 2)
+
+
+def revoked_data(spared: str | None, killed: tuple[float, ...] = ()) -> str:
+    """The data of a revocation marker that spared the session with handle ``spared`` and ended
+    the lineages (sessions moved from id to id keep their ``created_at``) created at ``killed``."""
+    return f'{REVOKED_PREFIX}:{spared or ""}|{" ".join(repr(at) for at in killed)}"'
+
+
+def _revoked_fields(marker: SessionRecord) -> tuple[str, str]:
+    head = REVOKED_PREFIX + ":"
+    if not marker.data.startswith(head) or not marker.data.endswith('"'):
+        return "", ""
+    spared, _, killed = marker.data[len(head):-1].partition("|")
+    return spared, killed
 
 
 def spared_by(marker: SessionRecord) -> str | None:
     """The handle a revocation marker spared (``None``: none)."""
-    head = REVOKED_PREFIX + ":"
-    if not marker.data.startswith(head) or not marker.data.endswith('"'):
-        return None
-    return marker.data[len(head):-1] or None
+    return _revoked_fields(marker)[0] or None
+
+
+def killed_lineages(marker: SessionRecord) -> tuple[float, ...]:
+    """The ``created_at`` of the lineages a removal ended (see ``SessionWriter.remove_successors``)."""
+    killed = _revoked_fields(marker)[1]
+    try:
+        return tuple(float(at) for at in killed.split())
+    except ValueError:
+        return ()
 
 
 def is_marker(record: SessionRecord) -> bool:
@@ -123,10 +147,20 @@ def is_replaced_marker(record: SessionRecord) -> bool:
 
 def successor(marker: SessionRecord) -> str | None:
     """The handle a "replaced" marker points to."""
-    head = REPLACED_PREFIX + ":"
-    if not marker.data.startswith(head) or not marker.data.endswith('"'):
+    fields = _replaced_fields(marker)
+    return fields[0] or None if fields else None
+
+
+def marker_lineage(marker: SessionRecord) -> tuple[UserId, float] | None:
+    """The user and ``created_at`` of the lineage a "replaced" marker belongs to (``None``: anonymous)."""
+    fields = _replaced_fields(marker)
+    if len(fields) != 3 or len(fields[2]) < 2:
         return None
-    return marker.data[len(head):-1] or None
+    kind, _, user = fields[2].partition(":")
+    try:
+        return (int(user) if kind == "i" else user), float(fields[1])
+    except ValueError:
+        return None
 
 
 class SessionLoader:

@@ -31,8 +31,9 @@ does it in this order, and the argument for each kind of removal is:
   and deletes the new one; if it claims the slot before step 2's marker, the move's
   insert-only marker write fails and it deletes the new one too; otherwise the marker
   (written first in step 2) leads the removal to the new record, which exists since
-  step 1.  Each step of the walk can end a looping client's next move, so the walk
-  catches it rather than chasing it.
+  step 1.  A walk that has taken many steps (a client looping ``regenerate``) also ends
+  the lineage in the user's revocation marker: every move of it from then on undoes
+  itself at step 4, so the chain stops growing and the walk reaches its end.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ from ._lifetime import (
     replaced_data,
     revocation_key,
     revoked_data,
+    killed_lineages,
+    marker_lineage,
     spared_by,
     successor,
 )
@@ -70,6 +73,11 @@ CREATE_ATTEMPTS = 5
 #: A chain of "replaced" markers is followed this far (a safety bound: each step claims the
 #: id it stands on, so a looping client is caught as soon as the walk reaches its head).
 MAX_MARKER_HOPS = 100_000
+#: After this many steps the walk ends the lineage in the user's revocation marker: a client
+#: looping ``regenerate`` could otherwise keep ahead of it when scheduling favours the client.
+CHASE_HOPS = 16
+#: How many ended lineages a revocation marker remembers (the newest).
+MAX_KILLED_LINEAGES = 32
 
 
 class ChangeSet(NamedTuple):
@@ -391,13 +399,18 @@ class SessionWriter:
             return False
         store = self.manager.store
         marker = store.get(revocation_key(user_id))
-        if marker is None or marker.updated_at <= created_at:
+        if marker is None:
+            return False
+        killed = killed_lineages(marker)
+        if created_at in killed:
+            return True  # a removal of this very session ended its lineage (remove_successors)
+        if marker.updated_at <= created_at:
             return False
         if spared_by(marker) != handle:
             return True
         assert successor.handle is not None
         # One try: if another revocation wrote the marker meanwhile, it spares no move of ours.
-        store.set(marker.with_changes(data=revoked_data(successor.handle), version=marker.version + 1),
+        store.set(marker.with_changes(data=revoked_data(successor.handle, killed), version=marker.version + 1),
                   marker.version)
         return False
 
@@ -420,8 +433,32 @@ class SessionWriter:
                 continue
             if spared_by(record) != spared and now - record.updated_at < REPLACED_MARKER_SECONDS:
                 spared = None
-            result = store.set(record.with_changes(data=revoked_data(spared), updated_at=max(now, record.updated_at),
+            result = store.set(record.with_changes(data=revoked_data(spared, killed_lineages(record)),
+                                                   updated_at=max(now, record.updated_at),
                                                    expires_at=now + REVOCATION_MARKER_SECONDS,
+                                                   version=record.version + 1), record.version)
+            if result is SetResult.SAVED:
+                return
+        raise SessionConflict("the user's revocation marker kept changing", handle=key)
+
+    def _end_lineage(self, user_id: UserId, created_at: float) -> None:
+        """Add the lineage ``created_at`` of ``user_id`` to the revocation marker: every later
+        move of it undoes itself (``_revoked_since``).  Not a revocation of the user's other
+        sessions: the marker's revocation time is left as it is (0 on a new marker)."""
+        store = self.manager.store
+        key = revocation_key(user_id)
+        for _attempt in range(self.manager.merge_retries + 1):
+            now = self.manager.clock()
+            record = store.get(key)
+            if record is None:
+                if store.create(SessionRecord(key=key, data=revoked_data(None, (created_at,)), user_id=None,
+                                              created_at=0.0, updated_at=0.0,
+                                              expires_at=now + REVOCATION_MARKER_SECONDS, version=1)):
+                    return
+                continue
+            killed = (*killed_lineages(record)[-(MAX_KILLED_LINEAGES - 1):], created_at)
+            result = store.set(record.with_changes(data=revoked_data(spared_by(record), killed),
+                                                   expires_at=max(record.expires_at, now + REVOCATION_MARKER_SECONDS),
                                                    version=record.version + 1), record.version)
             if result is SetResult.SAVED:
                 return
@@ -442,7 +479,8 @@ class SessionWriter:
         store = self.manager.store
         now = self.manager.clock()
         removed = False
-        for _hop in range(MAX_MARKER_HOPS):
+        ended = False
+        for hop in range(MAX_MARKER_HOPS):
             if store.create(SessionRecord(key=marker_key(handle), data=REMOVED_DATA, user_id=None, created_at=now,
                                           updated_at=now, expires_at=now + REPLACED_MARKER_SECONDS, version=1)):
                 return removed
@@ -450,6 +488,14 @@ class SessionWriter:
             next_handle = None if marker is None or now >= marker.expires_at else successor(marker)
             if next_handle is None:
                 return removed
+            if not ended and hop >= CHASE_HOPS:
+                # A long chain: a client is moving its session as fast as it can.  End the
+                # lineage outright, so its next move undoes itself and the walk catches up.
+                assert marker is not None
+                lineage = marker_lineage(marker)
+                if lineage is not None:
+                    self._end_lineage(*lineage)
+                    ended = True
             if user_id is not None:
                 record = store.get(next_handle)
                 if record is not None and record.user_id != user_id:
@@ -493,7 +539,8 @@ class SessionWriter:
         assert successor.handle is not None
         now = self.manager.clock()
         return self.manager.store.create(SessionRecord(
-            key=marker_key(key), data=replaced_data(successor.handle), user_id=None, created_at=now,
+            key=marker_key(key), data=replaced_data(successor.handle, successor._user_id, successor.created_at),
+            user_id=None, created_at=now,
             updated_at=now, expires_at=now + grace + REPLACED_MARKER_SECONDS, version=1,
         ))
 

@@ -15,7 +15,8 @@ configuration, re-read on every request (:mod:`kitsession_wsgi.flask_settings`);
 arguments given to :class:`KitSession` override them for every app, and an app's
 ``KITSESSION_<OPTION>`` keys (the :class:`~kitsession_wsgi.SessionManager` options) override
 both.  An app configured for Flask-Session runs with ``KitSession`` imported as ``Session``
-(:mod:`kitsession_wsgi.flask_session_compat`).
+(:mod:`kitsession_wsgi.flask_session_compat`).  ``flask.session`` itself is a
+:class:`~kitsession_wsgi.flask_view.FlaskSession`; the CLI is :mod:`kitsession_wsgi.flask_cli`.
 
 .. versionadded:: 0.1
 .. versionchanged:: 0.2
@@ -24,13 +25,12 @@ both.  An app configured for Flask-Session runs with ``KitSession`` imported as 
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import logging
 import os
 import random
 import typing as t
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from flask import Flask, Response, current_app, g, has_request_context
 from flask import make_response as _make_response
@@ -39,7 +39,6 @@ from werkzeug.datastructures import Headers
 from werkzeug.local import LocalProxy
 
 from ._http import OutageReport, add_bearer_headers, error_reply, validate_retry_after, vary_covers_cookie
-from .cookies import read_cookies
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .flask_cli import cli as _cli
 from .flask_serializer import FlaskSessionSerializer
@@ -52,6 +51,7 @@ from .flask_settings import (
     build_settings,
     frozen,
 )
+from .flask_view import _REQUEST_SESSION, FlaskSession
 from .manager import SessionManager
 from .session import Session
 from .stores.base import SessionStore, UserId
@@ -63,169 +63,6 @@ logger = logging.getLogger("kitsession_wsgi")
 _SETTINGS_CACHE_SIZE = 8
 
 F = t.TypeVar("F", bound=Callable[..., t.Any])
-
-
-#: ``FlaskSession._permanent_at_load`` before the session is loaded
-_UNLOADED = object()
-#: The request's :class:`FlaskSession`, set by ``open_session`` and restored by the teardown:
-#: how the teardown and :func:`get_manager` find it without Flask's private request context.
-_REQUEST_SESSION: contextvars.ContextVar[FlaskSession | None] = contextvars.ContextVar(
-    "kitsession_flask_session", default=None)
-
-
-class FlaskSession(SessionMixin):
-    """What ``flask.session`` is under KitSession: a dict-like view of the request's session.
-
-    Loads the session on first use.  Top-level writes mark it changed; a read
-    that hands out a mutable value (a list or dict) makes the save compare the
-    serialised data, so nested in-place changes are saved too.
-    ``permanent`` has Flask's meaning and is kept in the data as Flask keeps it
-    (``"_permanent"``).
-
-    .. versionadded:: 0.1
-    .. versionchanged:: 0.2
-       ``permanent`` is Flask's: a non-permanent session has a browser-session cookie.
-    """
-
-    def __init__(self, manager: SessionManager, environ: dict[str, t.Any],
-                 settings: FlaskSettings | None = None, migration: FlaskSessionMigration | None = None) -> None:
-        self._manager = manager
-        self._environ = environ
-        self._settings = settings
-        self._migration = migration
-        self._core: Session | None = None
-        self._previous: Session | None = None
-        #: the raw ``"_permanent"`` value the session had when loaded (``_UNLOADED`` before)
-        self._permanent_at_load: t.Any = _UNLOADED
-        self._context_token: contextvars.Token[FlaskSession | None] | None = None
-        self.accessed = False
-
-    # -- the core session -------------------------------------------------------------
-
-    @property
-    def core(self) -> Session:
-        """The request's :class:`~kitsession_wsgi.Session` (loaded on first use)."""
-        core = self._core
-        if core is None:
-            core = self._core = self._manager.initialize_session(self._environ)
-            if core.is_new and self._migration is not None:
-                core = self._core = self._migrated() or core
-            self.accessed = True
-            self._permanent_at_load = core._data.get("_permanent")
-        return core
-
-    def _migrated(self) -> Session | None:
-        """A Flask-Session session the cookie names, moved into a new KitSession session (opt-in)."""
-        assert self._migration is not None
-        header = self._environ.get("HTTP_COOKIE")
-        if not isinstance(header, str):
-            return None
-        data = self._migration.take(read_cookies(header, self._manager.name), current_app.config.get("SECRET_KEY"))
-        if data is None:
-            return None
-        logger.info("moved a Flask-Session session into KitSession")
-        return self._manager.new_session(data=data)
-
-    @property
-    def loaded(self) -> bool:
-        return self._core is not None
-
-    def _replace(self, session: Session) -> None:
-        self._previous = self._core
-        self._core = session
-
-    def _restore(self) -> None:
-        self._core = self._previous
-        self._previous = None
-
-    def _writable(self) -> dict[str, t.Any]:
-        core = self.core
-        core._note_data_touched()
-        return core._data
-
-    # -- SessionMixin -----------------------------------------------------------------
-
-    def _permanent_of(self, core: Session) -> bool:
-        value = core._data.get("_permanent")
-        if value is None:
-            return self._settings.permanent if self._settings is not None else True
-        return bool(value)
-
-    @property
-    def permanent(self) -> bool:
-        """Flask's meaning: a permanent session's cookie carries an expiry; otherwise it is a
-        browser-session cookie.  The server-side lifetime ends both.  The default is
-        ``SESSION_PERMANENT`` / ``KITSESSION_PERMANENT`` (``False``, as in Flask)."""
-        return self._permanent_of(self.core)
-
-    @permanent.setter
-    def permanent(self, value: bool) -> None:
-        self._writable()["_permanent"] = bool(value)
-
-    def permanent_changed(self) -> bool:
-        """``permanent`` was set since the session was loaded (to another value than it had)."""
-        core = self._core
-        return (core is not None and self._permanent_at_load is not _UNLOADED
-                and core._data.get("_permanent") != self._permanent_at_load)
-
-    @property
-    def new(self) -> bool:  # type: ignore[override]
-        return self.core.is_new
-
-    @property
-    def modified(self) -> bool:
-        core = self._core
-        return core is not None and core._data_touched
-
-    @modified.setter
-    def modified(self, value: bool) -> None:
-        if value:
-            self.core._note_data_touched()
-
-    # -- mapping ----------------------------------------------------------------------
-
-    def __getitem__(self, key: str) -> t.Any:
-        core = self.core
-        value = core._data[key]
-        if isinstance(value, (list, dict)):
-            core._note_data_touched()
-        return value
-
-    def get(self, key: str, default: t.Any = None) -> t.Any:
-        core = self.core
-        value = core._data.get(key, default)
-        if isinstance(value, (list, dict)):
-            core._note_data_touched()
-        return value
-
-    def __setitem__(self, key: str, value: t.Any) -> None:
-        self._writable()[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._writable()[key]
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.core._data
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.core._data)
-
-    def __len__(self) -> int:
-        return len(self.core._data)
-
-    def setdefault(self, key: str, default: t.Any = None) -> t.Any:
-        return self._writable().setdefault(key, default)
-
-    def pop(self, key: str, *default: t.Any) -> t.Any:
-        return self._writable().pop(key, *default)
-
-    def clear(self) -> None:
-        """Empty the session and end its user link (Flask's logout idiom); the record is removed."""
-        self._writable().clear()
-        self.core.user_id = None
-
-    def __repr__(self) -> str:
-        return f"<FlaskSession {self._core!r}>"
 
 
 class _AppState:

@@ -43,6 +43,8 @@ PROFILE_RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("Flask session interface (open/save, FlaskSession)", "kitsession_wsgi/flask.py",
      ("open_session", "save_session", "get", "__getitem__", "core", "_state", "__init__", "_load_user",
       "_release_lock")),
+    ("Flask session interface (open/save, FlaskSession)", "kitsession_wsgi/flask_view.py",
+     ("get", "__getitem__", "core", "__init__")),
     ("middleware plumbing", "kitsession_wsgi/wsgi.py", ("__call__", "session", "commit", "__init__", "flush",
                                                         "_settle", "close", "__iter__")),
     ("Flask / werkzeug request handling", "/flask/", ()),
