@@ -37,8 +37,8 @@ REPLACED_MARKER_SECONDS = 60.0
 #: move of that id still under way cannot complete (see ``SessionWriter.remove_successors``).
 REMOVED_DATA = '"kitsession:removed"'
 #: A user's revocation marker: when ``remove_all_sessions_for_user`` last ran for the user
-#: (its ``updated_at``) and which session it spared, so a move to a new id that overlaps it
-#: can tell, and undo itself.
+#: and which session it spared, and the lineages a removal ended (see :func:`revoked_data`),
+#: so a move to a new id that overlaps either can tell, and undo itself.
 REVOKED_PREFIX = '"kitsession:revoked'
 #: How long a revocation marker is kept after the last revocation: far longer than any
 #: removal of a user's sessions takes, however many they are.
@@ -107,18 +107,20 @@ def _replaced_fields(marker: SessionRecord) -> list[str]:
     return marker.data[len(head):-1].split("|", 2)
 
 
-def revoked_data(spared: str | None, killed: tuple[float, ...] = ()) -> str:
-    """The data of a revocation marker that spared the session with handle ``spared`` and ended
-    the lineages (sessions moved from id to id keep their ``created_at``) created at ``killed``."""
-    return f'{REVOKED_PREFIX}:{spared or ""}|{" ".join(repr(at) for at in killed)}"'
+def revoked_data(spared: str | None, killed: tuple[float, ...] = (), revoked_at: float | None = None) -> str:
+    """The data of a user's revocation marker: when ``remove_all_sessions_for_user`` last ran
+    (``revoked_at``; ``None``: never), the session it spared (handle ``spared``), and the
+    lineages a removal ended (sessions moved from id to id keep their ``created_at``)."""
+    at = "" if revoked_at is None else repr(revoked_at)
+    return f'{REVOKED_PREFIX}:{spared or ""}|{" ".join(repr(c) for c in killed)}|{at}"'
 
 
-def _revoked_fields(marker: SessionRecord) -> tuple[str, str]:
+def _revoked_fields(marker: SessionRecord) -> list[str]:
     head = REVOKED_PREFIX + ":"
     if not marker.data.startswith(head) or not marker.data.endswith('"'):
-        return "", ""
-    spared, _, killed = marker.data[len(head):-1].partition("|")
-    return spared, killed
+        return ["", "", ""]
+    fields = marker.data[len(head):-1].split("|", 2)
+    return fields + [""] * (3 - len(fields))
 
 
 def spared_by(marker: SessionRecord) -> str | None:
@@ -128,11 +130,19 @@ def spared_by(marker: SessionRecord) -> str | None:
 
 def killed_lineages(marker: SessionRecord) -> tuple[float, ...]:
     """The ``created_at`` of the lineages a removal ended (see ``SessionWriter.remove_successors``)."""
-    killed = _revoked_fields(marker)[1]
     try:
-        return tuple(float(at) for at in killed.split())
+        return tuple(float(at) for at in _revoked_fields(marker)[1].split())
     except ValueError:
         return ()
+
+
+def revoked_at(marker: SessionRecord) -> float | None:
+    """When the user's sessions were last revoked all at once (``None``: never)."""
+    try:
+        text = _revoked_fields(marker)[2]
+        return float(text) if text else None
+    except ValueError:
+        return None
 
 
 def is_marker(record: SessionRecord) -> bool:

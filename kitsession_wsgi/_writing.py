@@ -55,6 +55,7 @@ from ._lifetime import (
     readable,
     replaced_data,
     revocation_key,
+    revoked_at,
     revoked_data,
     spared_by,
     successor,
@@ -404,14 +405,15 @@ class SessionWriter:
         killed = killed_lineages(marker)
         if created_at in killed:
             return True  # a removal of this very session ended its lineage (remove_successors)
-        if marker.updated_at <= created_at:
+        revoked = revoked_at(marker)
+        if revoked is None or revoked <= created_at:
             return False
         if spared_by(marker) != handle:
             return True
         assert successor.handle is not None
         # One try: if another revocation wrote the marker meanwhile, it spares no move of ours.
-        store.set(marker.with_changes(data=revoked_data(successor.handle, killed), version=marker.version + 1),
-                  marker.version)
+        store.set(marker.with_changes(data=revoked_data(successor.handle, killed, revoked),
+                                      version=marker.version + 1), marker.version)
         return False
 
     def note_revocation(self, user_id: UserId, spared: str | None) -> None:
@@ -426,17 +428,18 @@ class SessionWriter:
             now = self.manager.clock()
             record = store.get(key)
             if record is None:
-                if store.create(SessionRecord(key=key, data=revoked_data(spared), user_id=None, created_at=now,
-                                              updated_at=now, expires_at=now + REVOCATION_MARKER_SECONDS,
-                                              version=1)):
+                if store.create(SessionRecord(key=key, data=revoked_data(spared, revoked_at=now), user_id=None,
+                                              created_at=now, updated_at=now,
+                                              expires_at=now + REVOCATION_MARKER_SECONDS, version=1)):
                     return
                 continue
-            if spared_by(record) != spared and now - record.updated_at < REPLACED_MARKER_SECONDS:
+            before = revoked_at(record)
+            if spared_by(record) != spared and before is not None and now - before < REPLACED_MARKER_SECONDS:
                 spared = None
-            result = store.set(record.with_changes(data=revoked_data(spared, killed_lineages(record)),
-                                                   updated_at=max(now, record.updated_at),
-                                                   expires_at=now + REVOCATION_MARKER_SECONDS,
-                                                   version=record.version + 1), record.version)
+            result = store.set(record.with_changes(
+                data=revoked_data(spared, killed_lineages(record), max(now, before or now)),
+                updated_at=now, expires_at=now + REVOCATION_MARKER_SECONDS, version=record.version + 1,
+            ), record.version)
             if result is SetResult.SAVED:
                 return
         raise SessionConflict("the user's revocation marker kept changing", handle=key)
@@ -444,7 +447,7 @@ class SessionWriter:
     def _end_lineage(self, user_id: UserId, created_at: float) -> None:
         """Add the lineage ``created_at`` of ``user_id`` to the revocation marker: every later
         move of it undoes itself (``_revoked_since``).  Not a revocation of the user's other
-        sessions: the marker's revocation time is left as it is (0 on a new marker)."""
+        sessions: the marker's revocation time is left as it is (none on a new marker)."""
         store = self.manager.store
         key = revocation_key(user_id)
         for _attempt in range(self.manager.merge_retries + 1):
@@ -452,14 +455,15 @@ class SessionWriter:
             record = store.get(key)
             if record is None:
                 if store.create(SessionRecord(key=key, data=revoked_data(None, (created_at,)), user_id=None,
-                                              created_at=0.0, updated_at=0.0,
+                                              created_at=now, updated_at=now,
                                               expires_at=now + REVOCATION_MARKER_SECONDS, version=1)):
                     return
                 continue
             killed = (*killed_lineages(record)[-(MAX_KILLED_LINEAGES - 1):], created_at)
-            result = store.set(record.with_changes(data=revoked_data(spared_by(record), killed),
-                                                   expires_at=max(record.expires_at, now + REVOCATION_MARKER_SECONDS),
-                                                   version=record.version + 1), record.version)
+            result = store.set(record.with_changes(
+                data=revoked_data(spared_by(record), killed, revoked_at(record)),
+                updated_at=now, expires_at=now + REVOCATION_MARKER_SECONDS, version=record.version + 1,
+            ), record.version)
             if result is SetResult.SAVED:
                 return
         raise SessionConflict("the user's revocation marker kept changing", handle=key)

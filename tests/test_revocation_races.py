@@ -290,3 +290,34 @@ def test_a_login_whose_anonymous_predecessor_vanished_stands(store: SessionStore
     manager.commit(login)
     assert not login.is_destroyed and manager.get_session(login.id) is not None  # type: ignore[arg-type]
     assert [record.key for record in survivors(store)] == [login.handle]
+
+
+def test_a_long_chain_removal_ends_the_lineage_so_later_moves_undo_themselves(store: SessionStore) -> None:
+    """The walk's last resort against a client that keeps ahead of it: past CHASE_HOPS steps it
+    writes the lineage (user, created_at) into the user's revocation marker, and any move of
+    that lineage checks it and undoes itself (on every store: the markers round-trip)."""
+    from kitsession_wsgi._lifetime import killed_lineages, revocation_key
+    from kitsession_wsgi._writing import CHASE_HOPS
+
+    manager = SessionManager(store, keys="k", secure=False)
+    session, first_handle = logged_in(manager)
+    bystander, _ = logged_in(manager)  # the same user's other device: not this lineage
+    for _ in range(CHASE_HOPS + 4):
+        manager.regenerate(session)
+    assert manager.remove_session_by_handle(first_handle, user_id=USER)
+    marker = store.get(revocation_key(USER))
+    assert marker is not None and killed_lineages(marker) == (session.created_at,)
+    assert [record.key for record in survivors(store)] == [bystander.handle]
+    # A record of the ended lineage that a move still under way would carry on: it undoes itself.
+    straggler = manager.create_session(user_id=USER, data={"id": USER})
+    copy = SessionRecord(key=straggler.handle, data='{"id":7}', user_id=USER, created_at=session.created_at,
+                         updated_at=straggler.updated_at, expires_at=straggler.expires_at, version=1)
+    store.delete(straggler.handle)
+    assert store.create(copy)
+    moved = manager.get_session(straggler.id)  # type: ignore[arg-type]
+    assert moved is not None and moved.created_at == session.created_at
+    manager.regenerate(moved)
+    assert moved.is_destroyed and [record.key for record in survivors(store)] == [bystander.handle]
+    # The user's other sessions move freely.
+    manager.regenerate(bystander)
+    assert not bystander.is_destroyed and [record.key for record in survivors(store)] == [bystander.handle]
