@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import signals
-from ._session_cookie import CookieIdentity, session_key
+from ._session_cookie import CookieIdentity, authorization_header, bearer_credentials, session_key
+from .cookies import cookie_header
+from .errors import SessionConflict
 from .session import Session
 from .stores.base import SessionRecord, UserId
 
@@ -34,7 +38,7 @@ REPLACED_PREFIX = '"kitsession:replaced'
 #: and no clearing cookie, which would otherwise delete the new cookie if it arrived last.
 REPLACED_MARKER_SECONDS = 60.0
 #: A "removed" marker: a removal's claim on the marker slot of an id it removed, so that a
-#: move of that id still under way cannot complete (see ``SessionWriter.remove_successors``).
+#: move of that id still under way cannot complete (see ``SessionRemover.remove_successors``).
 REMOVED_DATA = '"kitsession:removed"'
 #: A user's revocation marker: when ``remove_all_sessions_for_user`` last ran for the user
 #: and which session it spared, and the lineages a removal ended (see :func:`revoked_data`),
@@ -129,7 +133,7 @@ def spared_by(marker: SessionRecord) -> str | None:
 
 
 def killed_lineages(marker: SessionRecord) -> tuple[float, ...]:
-    """The ``created_at`` of the lineages a removal ended (see ``SessionWriter.remove_successors``)."""
+    """The ``created_at`` of the lineages a removal ended (see ``SessionRemover.remove_successors``)."""
     try:
         return tuple(float(at) for at in _revoked_fields(marker)[1].split())
     except ValueError:
@@ -179,10 +183,77 @@ class SessionLoader:
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
 
+    def for_request(self, headers_or_environ: Any) -> Session:
+        """:meth:`~kitsession_wsgi.SessionManager.initialize_session`."""
+        manager = self.manager
+        if manager.bearer:
+            credentials = bearer_credentials(authorization_header(headers_or_environ))
+            if credentials is not None:
+                return self.from_token(credentials)
+        header = cookie_header(headers_or_environ)
+        if not header:
+            return Session()
+        candidates = manager._cookie.identities(header)
+        if not candidates:
+            # Absent, or no value verifies: an anonymous session, and the cookie is left
+            # alone, as Flask and Starlette do.  Clearing it would help nothing (it costs no
+            # store call) and would turn a signing-key mistake into a logout of every user
+            # (after the keys are put right, their cookies verify again).
+            return Session()
+        replaced: str | None = None
+        for identity in candidates:
+            session = self.load(identity)
+            if not isinstance(session, Session):
+                if session is Gone.REPLACED and replaced is None:
+                    replaced = identity.key
+                continue
+            manager._cookie.remember(header, identity)
+            session._loaded_by("cookie", resigned=identity.resign)
+            if identity.resign:
+                signals.key_rotated.send(manager, session=session)
+            return session
+        # An id a login just replaced: the response that replaced it set the new cookie,
+        # and a logout sent with it removes what it became (see remove_session).
+        return Session._anonymous(clear_cookie=replaced is None, replaced_handle=replaced)
+
+    def acquire(self, key: str) -> str:
+        """Take the store's lock of session ``key``, waiting up to ``lock_timeout``; the lock token."""
+        manager = self.manager
+        token = secrets.token_hex(16)
+        give_up = time.monotonic() + manager.lock_timeout
+        pause = 0.002
+        while not manager.store.acquire_lock(key, token, manager.lock_ttl):
+            if time.monotonic() >= give_up:
+                raise SessionConflict(
+                    f"the session stayed locked by another request for {manager.lock_timeout:g}s", handle=key
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        return token
+
+    def locked(self, session: Session) -> None:
+        """:meth:`~kitsession_wsgi.SessionManager.lock_session`: lock, then reload what the store holds."""
+        if session.handle is None or session.is_new or session._destroyed or session._lock_token:
+            return
+        manager = self.manager
+        session._locked(self.acquire(session.handle))
+        record = manager.store.get(session.handle)
+        fresh = None if record is None else self.from_record(record, session.id)
+        if fresh is None:
+            manager.release(session)
+            if record is None:
+                # Removed by another request meanwhile (a logout, or a login that
+                # replaced it): that response already sent the right cookie.
+                session._vanished()
+            else:
+                session._removed()  # expired or unreadable: cleared
+            return
+        session._take_stored_state(fresh)
+
     def load(self, identity: CookieIdentity) -> Session | Gone:
         """The live session a verified cookie names (locked with ``lock=True``), or why there is none."""
         manager = self.manager
-        token = manager._acquire(identity.key) if manager.lock else None
+        token = self.acquire(identity.key) if manager.lock else None
         try:
             record = manager.store.get(identity.key)
             session = None if record is None else self.from_record(record, identity.session_id)

@@ -1,17 +1,24 @@
 """Validation of :class:`~kitsession_wsgi.SessionManager`'s options.
 
-Each function checks one option and returns its normalised value, or raises
-:class:`~kitsession_wsgi.ConfigurationError` naming the option: configuration
-mistakes fail when the manager is built, never on a request.
+:class:`ManagerOptions` (the manager's base class) holds them as public
+attributes.  Each function below checks one option and returns its normalised
+value, or raises :class:`~kitsession_wsgi.ConfigurationError` naming the option:
+configuration mistakes fail when the manager is built, never on a request.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from .cookies import ATTRIBUTE_FORBIDDEN_RE, COOKIE_NAME_RE
 from .errors import ConfigurationError
+from .serialization import JSONSerializer, Serializer
+from .signing import CookieSigner, normalize_keys
+from .stores.base import SessionStore
 
 SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None"}
 CONFLICT_POLICIES = ("merge", "raise", "overwrite")
@@ -20,7 +27,7 @@ STORE_METHODS = ("get", "create", "set", "touch", "delete", "delete_all_for_user
                  "get_all_for_user", "get_all", "purge_expired", "create_id")
 
 
-def store(value: object) -> None:
+def check_store(value: object) -> None:
     missing = [m for m in STORE_METHODS if not callable(getattr(value, m, None))]
     if missing:
         raise ConfigurationError(
@@ -76,7 +83,7 @@ def cookie_domain(domain: object) -> str | None:
     return domain
 
 
-def samesite(value: object, *, secure: bool) -> str:
+def same_site(value: object, *, secure: bool) -> str:
     normalized = SAMESITE_VALUES.get(value.lower()) if isinstance(value, str) else None
     if normalized is None:
         raise ConfigurationError("samesite", f"must be 'Lax', 'Strict' or 'None' (a string), got {value!r}")
@@ -93,7 +100,7 @@ def cookie_prefix(name: str, *, secure: bool, path: str, domain: str | None) -> 
         raise ConfigurationError("name", "a __Host- cookie requires secure=True, path='/' and no domain")
 
 
-def touch_interval(value: object, idle_timeout: float | None) -> float | None:
+def expiry_touch_interval(value: object, idle_timeout: float | None) -> float | None:
     """Least seconds between two expiry-only writes (default: a tenth of ``idle_timeout``, at most 60)."""
     interval = seconds("touch_interval", value, allow_none=True)
     if interval is None and idle_timeout is not None:
@@ -118,7 +125,7 @@ def cache_size(value: object) -> int:
     return value
 
 
-def bearer(value: object, *, signed: bool) -> bool:
+def bearer_transport(value: object, *, signed: bool) -> bool:
     """The header transport needs signing: a bearer token is the signed session id."""
     enabled = flag("bearer", value)
     if enabled and not signed:
@@ -126,3 +133,98 @@ def bearer(value: object, *, signed: bool) -> bool:
             "bearer", "bearer=True needs signing keys (keys=...): a bearer token is the signed session id"
         )
     return enabled
+
+
+def days_to_max_age(days: float = 14) -> int:
+    """Seconds in ``days`` days, for the ``max_age`` option (svelte-kit-session returned milliseconds).
+
+    .. versionadded:: 0.1
+    """
+    return int(days * 24 * 60 * 60)
+
+
+class ManagerOptions:
+    """The validated options of a :class:`~kitsession_wsgi.SessionManager`, as its public attributes.
+
+    The manager's base class, so that every option's rule reads here and the
+    manager module holds the session operations.  The options are documented
+    on :class:`~kitsession_wsgi.SessionManager`.  Once all are valid,
+    :meth:`_assemble` lets the manager build its parts from them.
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        name: str = "session",
+        keys: str | bytes | Sequence[str | bytes] | None = None,
+        signed: bool | None = None,
+        secure: bool = True,
+        httponly: bool = True,
+        path: str = "/",
+        domain: str | None = None,
+        samesite: str = "Strict",
+        max_age: int | float | timedelta = days_to_max_age(14),
+        idle_timeout: int | float | timedelta | None = None,
+        rolling: bool = False,
+        clock: Callable[[], float] = time.time,
+        on_conflict: str = "merge",
+        max_data_bytes: int = 524288,
+        touch_interval: int | float | timedelta | None = None,
+        serializer: Serializer | None = None,
+        cookie_cache_size: int = 4096,
+        merge_retries: int = 100,
+        lock: bool = False,
+        lock_timeout: int | float | timedelta = 10.0,
+        lock_ttl: int | float | timedelta = 30.0,
+        rotate_on_user_change: bool = True,
+        bearer: bool = False,
+    ) -> None:
+        check_store(store)
+        self.store = store
+        self.name = cookie_name(name)
+
+        normalized_keys = normalize_keys(keys)
+        if signed is None:
+            signed = bool(normalized_keys)
+        self.signed = flag("signed", signed)
+        if self.signed and not normalized_keys:
+            raise ConfigurationError("signed", "signed=True needs at least one key in keys=")
+        self.signer: CookieSigner | None = CookieSigner(normalized_keys) if self.signed else None
+        self.bearer = bearer_transport(bearer, signed=self.signed)
+        # Log lines name sessions by a keyed hash, so logs cannot be matched to store rows.
+        self._log_key = normalized_keys[0] if normalized_keys else secrets.token_bytes(32)
+
+        self.secure = flag("secure", secure)
+        self.httponly = flag("httponly", httponly)
+        self.rolling = flag("rolling", rolling)
+        self.path = cookie_path(path)
+        self.domain = cookie_domain(domain)
+        self.samesite = same_site(samesite, secure=self.secure)
+        cookie_prefix(name, secure=self.secure, path=self.path, domain=self.domain)
+
+        self.max_age = seconds("max_age", max_age) or 0.0
+        self.idle_timeout = seconds("idle_timeout", idle_timeout, allow_none=True)
+        if self.rolling and self.idle_timeout is None:
+            raise ConfigurationError(
+                "rolling", "rolling=True moves the idle deadline: set idle_timeout as well (max_age stays the absolute cap)"
+            )
+        self.touch_interval = expiry_touch_interval(touch_interval, self.idle_timeout)
+
+        if not callable(clock):
+            raise ConfigurationError("clock", "must be a zero-argument callable returning Unix time")
+        self.clock = clock
+        self.on_conflict = conflict_policy(on_conflict)
+        self.max_data_bytes = positive_int("max_data_bytes", max_data_bytes)
+        self.merge_retries = positive_int("merge_retries", merge_retries)
+        self.rotate_on_user_change = flag("rotate_on_user_change", rotate_on_user_change)
+        self.lock = flag("lock", lock)
+        self.lock_timeout = seconds("lock_timeout", lock_timeout) or 0.0
+        self.lock_ttl = seconds("lock_ttl", lock_ttl) or 0.0
+        self.cookie_cache_size = cache_size(cookie_cache_size)
+        self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self._assemble()
+
+    def _assemble(self) -> None:
+        """Build what the options describe (the manager's parts); called once they are valid."""
+        raise NotImplementedError

@@ -19,6 +19,7 @@ from werkzeug.datastructures import Headers
 
 from . import signals
 from .cookies import build_set_cookie, read_cookies
+from .errors import ConfigurationError
 from .session import Session
 from .signing import MAC_LENGTH, SIGNED_PREFIX
 from .stores.base import put_bounded
@@ -125,6 +126,19 @@ class SessionCookie:
         # Kept apart from the Cookie header cache: a Cookie header with the text of a
         # token must never be taken for one (and the other way round).
         self._token_cache: dict[str, CookieIdentity] = {}
+        self._check_attributes()
+
+    def _check_attributes(self) -> None:
+        """Build both cookies once now, so a value werkzeug cannot write fails here, not per request."""
+        manager = self.manager
+        try:
+            self.removal()
+        except (ValueError, UnicodeError) as exc:
+            raise ConfigurationError("domain", f"{manager.domain!r} cannot be written in a cookie: {exc}") from exc
+        try:
+            self.set_cookie("0" * 43)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise ConfigurationError("max_age", f"{manager.max_age:g}s cannot be written as a cookie expiry: {exc}") from exc
 
     # -- reading ----------------------------------------------------------------------
 
@@ -219,6 +233,13 @@ class SessionCookie:
         if not TOKEN68_RE.fullmatch(token):
             raise ValueError("this session id cannot be carried in a bearer token (A-Z a-z 0-9 - . _ ~ + / only)")
         return token
+
+    def bearer_headers(self, session: Session) -> list[tuple[str, str]]:
+        """:meth:`~kitsession_wsgi.SessionManager.bearer_headers` (``bearer=True``)."""
+        if not session._token_due or session.id is None or session._destroyed:
+            return [("Vary", "Authorization")]
+        session._token_is_due(False)
+        return [("Vary", "Authorization"), (TOKEN_HEADER, self.token(session.id)), ("Cache-Control", "no-store")]
 
     def set_cookie(self, session_or_id: Session | str, *, persistent: bool = True,
                    expires_at: float | None = None) -> str:

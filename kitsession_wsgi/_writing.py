@@ -6,34 +6,9 @@ on: ``create`` is insert-only, ``set`` is update-only and versioned, so a
 session another request removed is never brought back by a slower one.
 
 Moving a session to a new id (a login that replaces a session, ``regenerate``, the
-rotation when the session's user changes) must never let it outlive a concurrent
-removal (rule 9 of the design: revocation wins every race).  :meth:`SessionWriter.move`
-does it in this order, and the argument for each kind of removal is:
-
-1. insert the new record, with its user: from here on a removal by user finds it;
-2. retire the old id: write a "replaced" marker naming the new handle, then delete the
-   old record (or, with a grace period, cap its lifetime);
-3. read the user's revocation marker;
-4. if the old record was already gone (2), or the user's sessions were revoked after the
-   old session was created and it was not the one spared (3), delete the new one.
-
-* ``remove_all_sessions_for_user`` first writes the user's revocation marker (the time, and
-  the session it spares), then deletes; a store may do the delete as a list and then a
-  delete of what it listed.  If the move's read (3) comes after the marker was written,
-  the move sees a revocation newer than its session and undoes itself.  If it comes
-  before, the new record was inserted (1) before the revocation started, so the removal
-  lists it and deletes it.  Either way no new record survives.  (A session created after
-  the revocation began is a new login, not one the revocation was meant to end.)
-* Removing the old session (a logout, ``remove_session``, removal by handle) deletes its
-  record, then claims its marker slot (an insert-only "removed" marker) or, if a move's
-  "replaced" marker holds the slot already, removes the successor it names, and so on.
-  If the removal deletes the old record before step 2's delete, the move finds it gone
-  and deletes the new one; if it claims the slot before step 2's marker, the move's
-  insert-only marker write fails and it deletes the new one too; otherwise the marker
-  (written first in step 2) leads the removal to the new record, which exists since
-  step 1.  A walk that has taken many steps (a client looping ``regenerate``) also ends
-  the lineage in the user's revocation marker: every move of it from then on undoes
-  itself at step 4, so the chain stops growing and the walk reaches its end.
+rotation when the session's user changes) inserts the new record, retires the old id,
+then asks whether a removal ran meanwhile: why that order lets revocation win every
+race is argued in ``_removal``.
 """
 
 from __future__ import annotations
@@ -43,23 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import signals
-from ._lifetime import (
-    REMOVED_DATA,
-    REPLACED_MARKER_SECONDS,
-    REVOCATION_MARKER_SECONDS,
-    deadline,
-    is_live,
-    killed_lineages,
-    marker_key,
-    marker_lineage,
-    readable,
-    replaced_data,
-    revocation_key,
-    revoked_at,
-    revoked_data,
-    spared_by,
-    successor,
-)
+from ._lifetime import REPLACED_MARKER_SECONDS, deadline, is_live, marker_key, readable, replaced_data
 from ._session_cookie import session_key
 from .errors import SessionConflict, SessionDataError
 from .session import Session, user_id_from_data
@@ -71,14 +30,6 @@ if TYPE_CHECKING:
 #: A stored session whose id collides with a fresh one is astronomically rare;
 #: a few retries cover a store whose ``create_id`` is weaker than the default.
 CREATE_ATTEMPTS = 5
-#: A chain of "replaced" markers is followed this far (a safety bound: each step claims the
-#: id it stands on, so a looping client is caught as soon as the walk reaches its head).
-MAX_MARKER_HOPS = 100_000
-#: After this many steps the walk ends the lineage in the user's revocation marker: a client
-#: looping ``regenerate`` could otherwise keep ahead of it when scheduling favours the client.
-CHASE_HOPS = 16
-#: How many ended lineages a revocation marker remembers (the newest).
-MAX_KILLED_LINEAGES = 32
 
 
 class ChangeSet(NamedTuple):
@@ -99,6 +50,27 @@ class SessionWriter:
     # -- the commit decision ----------------------------------------------------------
 
     def commit(self, session: Session) -> str | None:
+        """:meth:`~kitsession_wsgi.SessionManager.commit`: persist, free the lock, pick the transport."""
+        # A new id or a re-signed token is due before the write; a rolling refresh (same token) is not.
+        token_changes = session._send_cookie
+        id_before = session.id
+        if session._lock_token is None:
+            set_cookie = self._persist(session)
+        else:
+            try:
+                set_cookie = self._persist(session)
+            finally:
+                self.manager.release(session)
+        if session._transport != "header":
+            return set_cookie
+        # The header transport never sets or clears a cookie (the request may carry a
+        # browser's cookie that is not ours to touch): a new token for the session
+        # goes out in the Session-Token response header instead (bearer_headers).
+        if set_cookie is not None and not session._destroyed and (token_changes or session.id != id_before):
+            session._token_is_due(True)
+        return None
+
+    def _persist(self, session: Session) -> str | None:
         """Persist what the request changed; the ``Set-Cookie`` value to send, if any."""
         manager = self.manager
         if session._destroyed:
@@ -130,6 +102,26 @@ class SessionWriter:
         if session._cookie_due():
             return manager.set_session_cookie(session)
         return None
+
+    def token_session_id(self, session: Session) -> str:
+        """:meth:`~kitsession_wsgi.SessionManager.session_token`'s checks, and its save of a
+        new session: the id the token signs.  The session becomes a header session."""
+        if session._destroyed:
+            raise ValueError("this session was removed: it has no token")
+        if session.is_new:
+            if not session._data and session._user_id is None:
+                raise ValueError("an empty session is never stored: give it data or a user before its token")
+            previous = session._replaces
+            if previous is not None and previous._transport != "header":
+                session._replacing(None)
+            session._carried_by("header")
+            self.save(session)
+        elif session._transport == "cookie":
+            raise ValueError("this session came from its HttpOnly cookie; mint a token for a new session instead")
+        if session.id is None:
+            raise ValueError("this session was listed from the store: it has no id, so no token")
+        session._carried_by("header")
+        return session.id
 
     def differs_from_stored(self, session: Session) -> bool:
         """Whether the session's data or user differ from what the store holds for it."""
@@ -289,7 +281,7 @@ class SessionWriter:
         # An anonymous predecessor that vanished (evicted, expired, removed) leaves nothing to
         # revoke: the login stands.  A signed-in one removed meanwhile takes the login with it.
         if (not retired and old._loaded_user_id is not None) or (
-            self._revoked_since(old._loaded_user_id, old.created_at, old.handle, session)
+            self.manager._remover.revoked_since(old._loaded_user_id, old.created_at, old.handle, session)
         ):
             self._undo_move(session)
             return
@@ -332,7 +324,7 @@ class SessionWriter:
         session._merged(data, user_id)
         self._create(session, text, self.manager.clock(), created_at=session.created_at)
         if not self.retire(current, grace, session) or (
-            self._revoked_since(current.user_id, current.created_at, current.key, session)
+            self.manager._remover.revoked_since(current.user_id, current.created_at, current.key, session)
         ):
             self._undo_move(session)
             return False
@@ -387,126 +379,6 @@ class SessionWriter:
         assert session.handle is not None
         self.manager.store.delete(session.handle)
         self.vanished(session)
-
-    def _revoked_since(self, user_id: UserId | None, created_at: float, handle: str, successor: Session) -> bool:
-        """Whether ``user_id``'s sessions were revoked after ``created_at``, not sparing ``handle``.
-
-        Strictly after: a session created at the very instant of a revocation (as
-        with a test's frozen clock) counts as created after it.  When ``handle`` is
-        the session a revocation spared, the marker now spares its successor, so the
-        device that signed out its others can move its session again.
-        """
-        if user_id is None:
-            return False
-        store = self.manager.store
-        marker = store.get(revocation_key(user_id))
-        if marker is None:
-            return False
-        killed = killed_lineages(marker)
-        if created_at in killed:
-            return True  # a removal of this very session ended its lineage (remove_successors)
-        revoked = revoked_at(marker)
-        if revoked is None or revoked <= created_at:
-            return False
-        if spared_by(marker) != handle:
-            return True
-        assert successor.handle is not None
-        # One try: if another revocation wrote the marker meanwhile, it spares no move of ours.
-        store.set(marker.with_changes(data=revoked_data(successor.handle, killed, revoked),
-                                      version=marker.version + 1), marker.version)
-        return False
-
-    def note_revocation(self, user_id: UserId, spared: str | None) -> None:
-        """Write ``user_id``'s revocation marker (now, sparing ``spared``), before its sessions are removed.
-
-        Two revocations close together that spare different sessions spare none:
-        each removes the other's spared session anyway.
-        """
-        store = self.manager.store
-        key = revocation_key(user_id)
-        for _attempt in range(self.manager.merge_retries + 1):
-            now = self.manager.clock()
-            record = store.get(key)
-            if record is None:
-                if store.create(SessionRecord(key=key, data=revoked_data(spared, revoked_at=now), user_id=None,
-                                              created_at=now, updated_at=now,
-                                              expires_at=now + REVOCATION_MARKER_SECONDS, version=1)):
-                    return
-                continue
-            before = revoked_at(record)
-            if spared_by(record) != spared and before is not None and now - before < REPLACED_MARKER_SECONDS:
-                spared = None
-            result = store.set(record.with_changes(
-                data=revoked_data(spared, killed_lineages(record), max(now, before or now)),
-                updated_at=now, expires_at=now + REVOCATION_MARKER_SECONDS, version=record.version + 1,
-            ), record.version)
-            if result is SetResult.SAVED:
-                return
-        raise SessionConflict("the user's revocation marker kept changing", handle=key)
-
-    def _end_lineage(self, user_id: UserId, created_at: float) -> None:
-        """Add the lineage ``created_at`` of ``user_id`` to the revocation marker: every later
-        move of it undoes itself (``_revoked_since``).  Not a revocation of the user's other
-        sessions: the marker's revocation time is left as it is (none on a new marker)."""
-        store = self.manager.store
-        key = revocation_key(user_id)
-        for _attempt in range(self.manager.merge_retries + 1):
-            now = self.manager.clock()
-            record = store.get(key)
-            if record is None:
-                if store.create(SessionRecord(key=key, data=revoked_data(None, (created_at,)), user_id=None,
-                                              created_at=now, updated_at=now,
-                                              expires_at=now + REVOCATION_MARKER_SECONDS, version=1)):
-                    return
-                continue
-            killed = (*killed_lineages(record)[-(MAX_KILLED_LINEAGES - 1):], created_at)
-            result = store.set(record.with_changes(
-                data=revoked_data(spared_by(record), killed, revoked_at(record)),
-                updated_at=now, expires_at=now + REVOCATION_MARKER_SECONDS, version=record.version + 1,
-            ), record.version)
-            if result is SetResult.SAVED:
-                return
-        raise SessionConflict("the user's revocation marker kept changing", handle=key)
-
-    def remove_successors(self, handle: str, *, user_id: UserId | None = None) -> bool:
-        """After ``handle`` was removed: remove what a recent move of it became, too.
-
-        Walks the "replaced" markers from ``handle`` on.  At each step it first
-        *claims* the marker slot of the id it stands on (an insert-only "removed"
-        marker): a move of that id which has not written its marker yet can then
-        never complete (its own insert-only marker write fails and it undoes
-        itself), so a client looping ``regenerate`` is caught at the first step
-        the walk wins, not chased.  Where the slot is already taken, the marker
-        names the successor, which is removed in turn.  With ``user_id``, only a
-        successor owned by that user is removed.  ``True`` if one was.
-        """
-        store = self.manager.store
-        now = self.manager.clock()
-        removed = False
-        ended = False
-        for hop in range(MAX_MARKER_HOPS):
-            if store.create(SessionRecord(key=marker_key(handle), data=REMOVED_DATA, user_id=None, created_at=now,
-                                          updated_at=now, expires_at=now + REPLACED_MARKER_SECONDS, version=1)):
-                return removed
-            marker = store.get(marker_key(handle))
-            next_handle = None if marker is None or now >= marker.expires_at else successor(marker)
-            if next_handle is None:
-                return removed
-            if not ended and hop >= CHASE_HOPS:
-                # A long chain: a client is moving its session as fast as it can.  End the
-                # lineage outright, so its next move undoes itself and the walk catches up.
-                assert marker is not None
-                lineage = marker_lineage(marker)
-                if lineage is not None:
-                    self._end_lineage(*lineage)
-                    ended = True
-            if user_id is not None:
-                record = store.get(next_handle)
-                if record is not None and record.user_id != user_id:
-                    return removed
-            removed = store.delete(next_handle) or removed
-            handle = next_handle
-        return removed
 
     # -- ends -------------------------------------------------------------------------
 

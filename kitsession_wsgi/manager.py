@@ -4,13 +4,19 @@
 sessions, decides what to write and builds ``Set-Cookie`` values.  The WSGI
 middleware and the Flask extension only translate requests and responses.
 
-The manager holds the public API; the work is done by four private modules,
-each readable alone:
+The manager holds the public API and its documentation; the work is done by
+private modules, each readable alone:
 
-* ``_options``: validation of every option (a :class:`ConfigurationError` naming it);
-* ``_session_cookie``: which ids a ``Cookie`` header names, and the ``Set-Cookie`` values;
-* ``_lifetime``: when a stored session may be served (one ``is_live`` rule, replaced markers);
-* ``_writing``: the commit decision, versioned saves and merges, inserts, touches, retirement.
+* ``_options``: every option's rule (a :class:`ConfigurationError` naming it), in
+  ``ManagerOptions``, the manager's base class, which keeps them as public attributes;
+* ``_session_cookie``: which ids a ``Cookie`` header (or a bearer token) names, and the
+  ``Set-Cookie`` values;
+* ``_lifetime``: reading a request, and when a stored session may be served (one
+  ``is_live`` rule, replaced markers), locks included;
+* ``_writing``: the commit decision, versioned saves and merges, inserts, touches, moves
+  to a new id and the retirement of the old one;
+* ``_removal``: logout, removal by handle, sign-out-everywhere, and why a removal wins
+  every race with a move.
 
 .. versionadded:: 0.1
 """
@@ -19,39 +25,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
-import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
-from . import _options, signals
-from ._lifetime import REPLACED_MARKER_SECONDS, Gone, SessionLoader
-from ._session_cookie import TOKEN_HEADER, SessionCookie, authorization_header, bearer_credentials, session_key
+from . import signals
+from ._lifetime import REPLACED_MARKER_SECONDS, SessionLoader
+from ._options import ManagerOptions, days_to_max_age
+from ._removal import SessionRemover
+from ._session_cookie import TOKEN_HEADER, SessionCookie, session_key
 from ._writing import SessionWriter
-from .errors import ConfigurationError, SessionConflict
-from .serialization import JSONSerializer, Serializer
-from .cookies import cookie_header
+from .errors import ConfigurationError
 from .session import Session, require_user_id, validate_user_id
-from .signing import CookieSigner, normalize_keys
-from .stores.base import SessionStore, UserId
+from .stores.base import UserId
 
 __all__ = ["REPLACED_MARKER_SECONDS", "TOKEN_HEADER", "SessionManager", "days_to_max_age", "session_key"]
 
 
-def days_to_max_age(days: float = 14) -> int:
-    """Seconds in ``days`` days, for the ``max_age`` option (svelte-kit-session returned milliseconds).
-
-    .. versionadded:: 0.1
-    """
-    return int(days * 24 * 60 * 60)
-
-
-class SessionManager:
+class SessionManager(ManagerOptions):
     """Server-side sessions over one :class:`~kitsession_wsgi.SessionStore`.
 
-    All options are validated here; a bad value raises
-    :class:`~kitsession_wsgi.ConfigurationError` naming the option.
+    All options are validated when the manager is built; a bad value raises
+    :class:`~kitsession_wsgi.ConfigurationError` naming the option.  Each is
+    kept as a public attribute of the same name (``manager.max_age``).
 
     :param store: where sessions live.
     :param name: cookie name; ``__Host-`` requires ``secure``, ``path="/"`` and no
@@ -97,93 +91,12 @@ class SessionManager:
     .. versionadded:: 0.1
     """
 
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        name: str = "session",
-        keys: str | bytes | Sequence[str | bytes] | None = None,
-        signed: bool | None = None,
-        secure: bool = True,
-        httponly: bool = True,
-        path: str = "/",
-        domain: str | None = None,
-        samesite: str = "Strict",
-        max_age: int | float | timedelta = days_to_max_age(14),
-        idle_timeout: int | float | timedelta | None = None,
-        rolling: bool = False,
-        clock: Callable[[], float] = time.time,
-        on_conflict: str = "merge",
-        max_data_bytes: int = 524288,
-        touch_interval: int | float | timedelta | None = None,
-        serializer: Serializer | None = None,
-        cookie_cache_size: int = 4096,
-        merge_retries: int = 100,
-        lock: bool = False,
-        lock_timeout: int | float | timedelta = 10.0,
-        lock_ttl: int | float | timedelta = 30.0,
-        rotate_on_user_change: bool = True,
-        bearer: bool = False,
-    ) -> None:
-        _options.store(store)
-        self.store = store
-        self.name = _options.cookie_name(name)
-
-        normalized_keys = normalize_keys(keys)
-        if signed is None:
-            signed = bool(normalized_keys)
-        self.signed = _options.flag("signed", signed)
-        if self.signed and not normalized_keys:
-            raise ConfigurationError("signed", "signed=True needs at least one key in keys=")
-        self.signer: CookieSigner | None = CookieSigner(normalized_keys) if self.signed else None
-        self.bearer = _options.bearer(bearer, signed=self.signed)
-        # Log lines name sessions by a keyed hash, so logs cannot be matched to store rows.
-        self._log_key = normalized_keys[0] if normalized_keys else secrets.token_bytes(32)
-
-        self.secure = _options.flag("secure", secure)
-        self.httponly = _options.flag("httponly", httponly)
-        self.rolling = _options.flag("rolling", rolling)
-        self.path = _options.cookie_path(path)
-        self.domain = _options.cookie_domain(domain)
-        self.samesite = _options.samesite(samesite, secure=self.secure)
-        _options.cookie_prefix(name, secure=self.secure, path=self.path, domain=self.domain)
-
-        self.max_age = _options.seconds("max_age", max_age) or 0.0
-        self.idle_timeout = _options.seconds("idle_timeout", idle_timeout, allow_none=True)
-        if self.rolling and self.idle_timeout is None:
-            raise ConfigurationError(
-                "rolling", "rolling=True moves the idle deadline: set idle_timeout as well (max_age stays the absolute cap)"
-            )
-        self.touch_interval = _options.touch_interval(touch_interval, self.idle_timeout)
-
-        if not callable(clock):
-            raise ConfigurationError("clock", "must be a zero-argument callable returning Unix time")
-        self.clock = clock
-        self.on_conflict = _options.conflict_policy(on_conflict)
-        self.max_data_bytes = _options.positive_int("max_data_bytes", max_data_bytes)
-        self.merge_retries = _options.positive_int("merge_retries", merge_retries)
-        self.rotate_on_user_change = _options.flag("rotate_on_user_change", rotate_on_user_change)
-        self.lock = _options.flag("lock", lock)
-        self.lock_timeout = _options.seconds("lock_timeout", lock_timeout) or 0.0
-        self.lock_ttl = _options.seconds("lock_ttl", lock_ttl) or 0.0
-        self.cookie_cache_size = _options.cache_size(cookie_cache_size)
-        self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
-
+    def _assemble(self) -> None:
+        # Each part reads the validated options from the manager (see the module docstring).
         self._cookie = SessionCookie(self)
         self._loader = SessionLoader(self)
         self._writer = SessionWriter(self)
-        self._check_cookie_attributes()
-
-    def _check_cookie_attributes(self) -> None:
-        """Build both cookies once now, so a value werkzeug cannot write fails here, not per request."""
-        try:
-            self.remove_session_cookie()
-        except (ValueError, UnicodeError) as exc:
-            raise ConfigurationError("domain", f"{self.domain!r} cannot be written in a cookie: {exc}") from exc
-        try:
-            self.set_session_cookie("0" * 43)
-        except (ValueError, OverflowError, OSError) as exc:
-            raise ConfigurationError("max_age", f"{self.max_age:g}s cannot be written as a cookie expiry: {exc}") from exc
+        self._remover = SessionRemover(self)
 
     # -- reading a request ------------------------------------------------------------
 
@@ -205,54 +118,13 @@ class SessionManager:
 
         :raises StoreUnavailable: the store cannot be reached.
         """
-        if self.bearer:
-            credentials = bearer_credentials(authorization_header(headers_or_environ))
-            if credentials is not None:
-                return self._loader.from_token(credentials)
-        header = cookie_header(headers_or_environ)
-        if not header:
-            return Session()
-        candidates = self._cookie.identities(header)
-        if not candidates:
-            # Absent, or no value verifies: an anonymous session, and the cookie is left
-            # alone, as Flask and Starlette do.  Clearing it would help nothing (it costs no
-            # store call) and would turn a signing-key mistake into a logout of every user
-            # (after the keys are put right, their cookies verify again).
-            return Session()
-        replaced: str | None = None
-        for identity in candidates:
-            session = self._loader.load(identity)
-            if not isinstance(session, Session):
-                if session is Gone.REPLACED and replaced is None:
-                    replaced = identity.key
-                continue
-            self._cookie.remember(header, identity)
-            session._loaded_by("cookie", resigned=identity.resign)
-            if identity.resign:
-                signals.key_rotated.send(self, session=session)
-            return session
-        # An id a login just replaced: the response that replaced it set the new cookie,
-        # and a logout sent with it removes what it became (see remove_session).
-        return Session._anonymous(clear_cookie=replaced is None, replaced_handle=replaced)
+        return self._loader.for_request(headers_or_environ)
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""
         return hmac.new(self._log_key, handle.encode("ascii", "replace"), hashlib.sha256).hexdigest()[:16]
 
     # -- per-session locks ------------------------------------------------------------
-
-    def _acquire(self, key: str) -> str:
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.002
-        while not self.store.acquire_lock(key, token, self.lock_ttl):
-            if time.monotonic() >= deadline:
-                raise SessionConflict(
-                    f"the session stayed locked by another request for {self.lock_timeout:g}s", handle=key
-                )
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        return token
 
     def lock_session(self, session: Session) -> Session:
         """Take the session's lock and reload it, for a read-modify-write of one key.
@@ -264,21 +136,7 @@ class SessionManager:
         :raises SessionConflict: the lock was not free within ``lock_timeout``.
         :raises StoreUnavailable: the store cannot be reached.
         """
-        if session.handle is None or session.is_new or session._destroyed or session._lock_token:
-            return session
-        session._locked(self._acquire(session.handle))
-        record = self.store.get(session.handle)
-        fresh = None if record is None else self._loader.from_record(record, session.id)
-        if fresh is None:
-            self.release(session)
-            if record is None:
-                # Removed by another request meanwhile (a logout, or a login that
-                # replaced it): that response already sent the right cookie.
-                self._writer.vanished(session)
-            else:
-                self._writer.mark_destroyed(session)  # expired or unreadable: cleared
-            return session
-        session._take_stored_state(fresh)
+        self._loader.locked(session)
         return session
 
     def release(self, session: Session) -> None:
@@ -300,24 +158,7 @@ class SessionManager:
         :raises SessionConflict: with ``on_conflict="raise"``, or when merging keeps failing.
         :raises SessionDataError: the data is too large or not serialisable.
         """
-        # A new id or a re-signed token is due before the write; a rolling refresh (same token) is not.
-        token_changes = session._send_cookie
-        id_before = session.id
-        if session._lock_token is None:
-            set_cookie = self._writer.commit(session)
-        else:
-            try:
-                set_cookie = self._writer.commit(session)
-            finally:
-                self.release(session)
-        if session._transport != "header":
-            return set_cookie
-        # The header transport never sets or clears a cookie (the request may carry a
-        # browser's cookie that is not ours to touch): a new token for the session
-        # goes out in the Session-Token response header instead (bearer_headers).
-        if set_cookie is not None and not session._destroyed and (token_changes or session.id != id_before):
-            session._token_is_due(True)
-        return None
+        return self._writer.commit(session)
 
     # -- svelte-kit-session's operations ----------------------------------------------
 
@@ -366,22 +207,7 @@ class SessionManager:
         """
         if not self.bearer:
             raise ConfigurationError("bearer", "session_token() needs bearer=True (and signing keys)")
-        if session._destroyed:
-            raise ValueError("this session was removed: it has no token")
-        if session.is_new:
-            if not session._data and session._user_id is None:
-                raise ValueError("an empty session is never stored: give it data or a user before its token")
-            previous = session._replaces
-            if previous is not None and previous._transport != "header":
-                session._replacing(None)
-            session._carried_by("header")
-            self._writer.save(session)
-        elif session._transport == "cookie":
-            raise ValueError("this session came from its HttpOnly cookie; mint a token for a new session instead")
-        if session.id is None:
-            raise ValueError("this session was listed from the store: it has no id, so no token")
-        session._carried_by("header")
-        return self._cookie.token(session.id)
+        return self._cookie.token(self._writer.token_session_id(session))
 
     def bearer_headers(self, session: Session) -> list[tuple[str, str]]:
         """Response headers the header transport adds for a request that loaded ``session``.
@@ -395,13 +221,7 @@ class SessionManager:
 
         .. versionadded:: 0.2
         """
-        if not self.bearer:
-            return []
-        if not session._token_due or session.id is None or session._destroyed:
-            return [("Vary", "Authorization")]
-        session._token_is_due(False)
-        return [("Vary", "Authorization"), (TOKEN_HEADER, self._cookie.token(session.id)),
-                ("Cache-Control", "no-store")]
+        return self._cookie.bearer_headers(session) if self.bearer else []
 
     def create_session(self, user_id: UserId | None = None, data: dict[str, Any] | None = None) -> Session:
         """Create and store a session now; send it with :meth:`set_session_cookie`.
@@ -431,49 +251,22 @@ class SessionManager:
 
         :returns: ``True`` when a record was removed, ``False`` when it was already gone.
         """
-        removed = False
-        if session.handle is not None and not session._destroyed:
-            removed = self.store.delete(session.handle)
-            self._writer.remove_successors(session.handle)
-        elif session._replaced_handle is not None:
-            # Sent with an id a login or regenerate replaced moments ago: the logout
-            # is meant for what that session became.
-            self._writer.remove_successors(session._replaced_handle)
-        previous = session._take_replaced()
-        if previous is not None and previous.handle is not None:
-            self.store.delete(previous.handle)
-            self._writer.remove_successors(previous.handle)
-        self._writer.mark_destroyed(session)
-        signals.destroyed.send(self, session=session)
-        return removed
+        return self._remover.remove(session)
 
     def remove_all_sessions_for_user(self, user_id: UserId, session: Session | None = None) -> int:
         """Remove every session of ``user_id`` except ``session`` (sign out every other device).
 
         :returns: how many sessions were removed.
         """
-        user_id = require_user_id(user_id)
-        except_key = session.handle if session is not None else None
-        # First, so that a move to a new id running meanwhile undoes itself (see _writing).
-        self._writer.note_revocation(user_id, except_key)
-        return self.store.delete_all_for_user(user_id, except_key)
+        return self._remover.remove_all_for_user(require_user_id(user_id),
+                                                 session.handle if session is not None else None)
 
     def remove_session_by_handle(self, handle: str, *, user_id: UserId | None = None) -> bool:
         """Remove the session with public ``handle``, optionally only if it belongs to ``user_id``.
 
         Lets a "your devices" page revoke one device without ever seeing its id.
         """
-        if user_id is not None:
-            user_id = require_user_id(user_id)
-            record = self.store.get(handle)
-            if record is None:
-                # Moved to a new id moments ago (a login, regenerate or rotation): the
-                # device is the same, so its new id goes.
-                return self._writer.remove_successors(handle, user_id=user_id)
-            if record.user_id != user_id:
-                return False
-        removed = self.store.delete(handle)
-        return self._writer.remove_successors(handle) or removed
+        return self._remover.remove_by_handle(handle, None if user_id is None else require_user_id(user_id))
 
     def get_all_sessions(self) -> list[Session]:
         """Every live session, oldest first, without ids (``id`` is ``None``)."""

@@ -297,7 +297,7 @@ def test_a_long_chain_removal_ends_the_lineage_so_later_moves_undo_themselves(st
     writes the lineage (user, created_at) into the user's revocation marker, and any move of
     that lineage checks it and undoes itself (on every store: the markers round-trip)."""
     from kitsession_wsgi._lifetime import killed_lineages, revocation_key
-    from kitsession_wsgi._writing import CHASE_HOPS
+    from kitsession_wsgi._removal import CHASE_HOPS
 
     manager = SessionManager(store, keys="k", secure=False)
     session, first_handle = logged_in(manager)
