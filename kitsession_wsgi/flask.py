@@ -204,7 +204,11 @@ class KitSessionInterface(SessionInterface):
             headers.add("Set-Cookie", set_cookie)
             if "Cache-Control" not in headers:
                 headers["Cache-Control"] = "no-store"
-        add_bearer_headers(headers, state.manager.bearer_headers(session._core))
+        if manager.bearer:
+            # The manager that read the request (and just committed) answers for its
+            # transport; not ``state.manager``, which would take a second config
+            # snapshot per request.  ``bearer_headers`` is empty without ``bearer``.
+            add_bearer_headers(headers, manager.bearer_headers(core))
 
     def _refresh_unread(self, app: Flask, session: FlaskSession, settings: FlaskSettings, response: Response) -> None:
         """Flask re-sends a permanent session's cookie on every response with
