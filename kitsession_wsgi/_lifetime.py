@@ -200,7 +200,8 @@ class SessionLoader:
             signals.unknown_id.send(manager, handle=identity.key)
             logger.info("unknown session %s presented", manager.log_reference(identity.key))
             return Gone.UNKNOWN
-        session._locked(token)
+        if token is not None:  # from_record's session holds no lock token
+            session._locked(token)
         return session
 
     def from_token(self, credentials: str) -> Session:

@@ -186,7 +186,9 @@ class KitSessionInterface(SessionInterface):
             except (StoreUnavailable, SessionConflict) as exc:
                 _become(response, _error_response(exc, state))
                 return
-            state.outage.answered()
+            outage = state.outage
+            if outage.in_outage:  # answered() is a no-op otherwise: no call per request
+                outage.answered()
             raw_permanent = core._data.get("_permanent")
             if (set_cookie is not None or raw_permanent != session._permanent_at_load
                     or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):

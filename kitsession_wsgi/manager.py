@@ -212,7 +212,10 @@ class SessionManager:
         header = cookie_header(headers_or_environ)
         if not header:
             return Session()
-        candidates = self._cookie.identities(header)
+        cookie = self._cookie
+        # A returning client's exact header: its one verified identity, nothing to remember again.
+        remembered = cookie.cached(header)
+        candidates = remembered if remembered is not None else cookie.identities(header)
         if not candidates:
             # Absent, or no value verifies: an anonymous session, and the cookie is left
             # alone, as Flask and Starlette do.  Clearing it would help nothing (it costs no
@@ -226,7 +229,8 @@ class SessionManager:
                 if session is Gone.REPLACED and replaced is None:
                     replaced = identity.key
                 continue
-            self._cookie.remember(header, identity)
+            if remembered is None:
+                cookie.remember(header, identity)
             session._loaded_by("cookie", resigned=identity.resign)
             if identity.resign:
                 signals.key_rotated.send(self, session=session)

@@ -485,7 +485,8 @@ class Session:
 
         Serialises only when the data may have changed at all (see :class:`SessionData`).
         """
-        if not self._maybe_changed():
+        # _maybe_changed(), inlined: every commit asks, and most answers are "no".
+        if not (self._data_touched or getattr(self._data, "changed", False)):
             return None
         text = dumps(self._data)
         return None if text == self._loaded_text else text
