@@ -10,8 +10,17 @@ import typing as t
 
 from flask.json.tag import JSONTag, TaggedJSONSerializer
 
-from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
+from .serialization import (
+    COMPACT_ENCODER,
+    SessionSerializationError,
+    check_keys,
+    describe_serialization_error,
+    loads_json,
+)
 from .session import SessionData
+
+#: JSON's own scalar types (exactly these: a subclass may serialise another way)
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class FlaskSessionSerializer:
@@ -60,7 +69,7 @@ class FlaskSessionSerializer:
             raise SessionSerializationError(None, "session data is nested too deeply to store") from exc
 
     def loads(self, text: str) -> t.Any:
-        value = _json.loads(text)
+        value = loads_json(text)
         # Every tag is a one-key object whose key starts with a space: without
         # '{" ' in the text there is nothing to untag.
         if self._spaced_keys and '{" ' not in text:
