@@ -81,12 +81,16 @@ class FlaskSessionSerializer:
 
     def _is_plain(self, value: t.Any) -> bool:
         kind = type(value)
-        if kind is str or kind is int or kind is float or kind is bool or value is None:
+        if kind in _PLAIN_SCALARS:
             return True
+        # Scalars are tested in the generators, not by a call each: every write walks all the
+        # data.  Containers still recurse through a generator, two frames a level as before, so
+        # the depth that is refused as too deep (RecursionError, below) has not moved.
         if kind is list:
-            return all(self._is_plain(item) for item in value)
+            return all(type(item) in _PLAIN_SCALARS or self._is_plain(item) for item in value)
         if kind is dict or kind is SessionData:
             if len(value) == 1 and next(iter(value)) in self._tag_keys:
                 return False
-            return all(type(key) is str and self._is_plain(item) for key, item in value.items())
+            return all(type(key) is str and (type(item) in _PLAIN_SCALARS or self._is_plain(item))
+                       for key, item in value.items())
         return False

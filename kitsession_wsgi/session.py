@@ -14,6 +14,8 @@ from .stores.base import SessionRecord, UserId
 
 #: Data keys that name the user, in the order svelte-kit-session's README lists them.
 USER_ID_DATA_KEYS = ("id", "user_id", "userId")
+#: How an error message names each of them (built once: every write with a user checks one)
+_DATA_KEY_NAMES = {name: f"data[{name!r}]" for name in USER_ID_DATA_KEYS}
 
 #: The longest user id, in bytes of UTF-8 (an int: its decimal text).  Every
 #: bundled store can index it: the SQL ``user_id`` column holds 255 bytes of
@@ -140,7 +142,7 @@ def user_id_from_data(data: Mapping[str, Any], *, strict: bool = True) -> UserId
             continue
         if not strict:
             return value
-        return validate_user_id(value, what=f"data[{name!r}]")
+        return validate_user_id(value, what=_DATA_KEY_NAMES[name])
     return None
 
 
