@@ -193,7 +193,10 @@ class SessionLoader:
         header = cookie_header(headers_or_environ)
         if not header:
             return Session()
-        candidates = manager._cookie.identities(header)
+        cookie = manager._cookie
+        # A returning client's exact header: its one verified identity, nothing to remember again.
+        remembered = cookie.cached(header)
+        candidates = remembered if remembered is not None else cookie.identities(header)
         if not candidates:
             # Absent, or no value verifies: an anonymous session, and the cookie is left
             # alone, as Flask and Starlette do.  Clearing it would help nothing (it costs no
@@ -207,7 +210,8 @@ class SessionLoader:
                 if session is Gone.REPLACED and replaced is None:
                     replaced = identity.key
                 continue
-            manager._cookie.remember(header, identity)
+            if remembered is None:
+                cookie.remember(header, identity)
             session._loaded_by("cookie", resigned=identity.resign)
             if identity.resign:
                 signals.key_rotated.send(manager, session=session)
@@ -271,7 +275,8 @@ class SessionLoader:
             signals.unknown_id.send(manager, handle=identity.key)
             logger.info("unknown session %s presented", manager.log_reference(identity.key))
             return Gone.UNKNOWN
-        session._locked(token)
+        if token is not None:  # from_record's session holds no lock token
+            session._locked(token)
         return session
 
     def from_token(self, credentials: str) -> Session:

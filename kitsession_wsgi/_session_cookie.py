@@ -122,7 +122,8 @@ class SessionCookie:
 
     def __init__(self, manager: SessionManager) -> None:
         self.manager = manager
-        self._cache: dict[str, CookieIdentity] = {}
+        # Verified Cookie headers -> their identity, as the 1-tuple cached() hands out as is.
+        self._cache: dict[str, tuple[CookieIdentity]] = {}
         # Kept apart from the Cookie header cache: a Cookie header with the text of a
         # token must never be taken for one (and the other way round).
         self._token_cache: dict[str, CookieIdentity] = {}
@@ -142,6 +143,10 @@ class SessionCookie:
 
     # -- reading ----------------------------------------------------------------------
 
+    def cached(self, header: str) -> tuple[CookieIdentity] | None:
+        """The identity :meth:`remember` stored for this exact header (``None``: not seen)."""
+        return self._cache.get(header)
+
     def identities(self, header: str) -> tuple[CookieIdentity, ...] | None:
         """The verified identities in ``header``, first first; ``None`` when it holds no
         session cookie, ``()`` when it holds only values that do not verify.
@@ -152,7 +157,7 @@ class SessionCookie:
         """
         cached = self._cache.get(header)
         if cached is not None:
-            return (cached,)
+            return cached
         values = read_cookies(header, self.manager.name)
         if not values:
             return None
@@ -169,7 +174,7 @@ class SessionCookie:
         """Cache ``header`` -> ``identity``, so the next request with it costs no parse and no HMAC."""
         size = self.manager.cookie_cache_size
         if size and len(header) <= CACHEABLE_HEADER_LENGTH and header not in self._cache:
-            put_bounded(self._cache, header, identity, size)
+            put_bounded(self._cache, header, (identity,), size)
 
     def token_identity(self, credentials: str) -> CookieIdentity | None:
         """The verified identity a bearer token names, or ``None``.

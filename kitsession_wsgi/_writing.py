@@ -99,7 +99,8 @@ class SessionWriter:
             self._touch(session)
         if session._destroyed:
             return manager.remove_session_cookie() if session._clear_cookie else None
-        if session._cookie_due():
+        # Read first: most commits send no cookie, and then there is no flag to clear.
+        if session._send_cookie and session._cookie_due():
             return manager.set_session_cookie(session)
         return None
 

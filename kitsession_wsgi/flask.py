@@ -186,7 +186,9 @@ class KitSessionInterface(SessionInterface):
             except (StoreUnavailable, SessionConflict) as exc:
                 _become(response, _error_response(exc, state))
                 return
-            state.outage.answered()
+            outage = state.outage
+            if outage.in_outage:  # answered() is a no-op otherwise: no call per request
+                outage.answered()
             raw_permanent = core._data.get("_permanent")
             if (set_cookie is not None or raw_permanent != session._permanent_at_load
                     or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):
@@ -204,7 +206,11 @@ class KitSessionInterface(SessionInterface):
             headers.add("Set-Cookie", set_cookie)
             if "Cache-Control" not in headers:
                 headers["Cache-Control"] = "no-store"
-        add_bearer_headers(headers, state.manager.bearer_headers(session._core))
+        if manager.bearer:
+            # The manager that read the request (and just committed) answers for its
+            # transport; not ``state.manager``, which would take a second config
+            # snapshot per request.  ``bearer_headers`` is empty without ``bearer``.
+            add_bearer_headers(headers, manager.bearer_headers(core))
 
     def _refresh_unread(self, app: Flask, session: FlaskSession, settings: FlaskSettings, response: Response) -> None:
         """Flask re-sends a permanent session's cookie on every response with

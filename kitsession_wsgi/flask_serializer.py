@@ -10,8 +10,17 @@ import typing as t
 
 from flask.json.tag import JSONTag, TaggedJSONSerializer
 
-from .serialization import COMPACT_ENCODER, SessionSerializationError, check_keys, describe_serialization_error
+from .serialization import (
+    COMPACT_ENCODER,
+    SessionSerializationError,
+    check_keys,
+    describe_serialization_error,
+    loads_json,
+)
 from .session import SessionData
+
+#: JSON's own scalar types (exactly these: a subclass may serialise another way)
+_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class FlaskSessionSerializer:
@@ -60,7 +69,7 @@ class FlaskSessionSerializer:
             raise SessionSerializationError(None, "session data is nested too deeply to store") from exc
 
     def loads(self, text: str) -> t.Any:
-        value = _json.loads(text)
+        value = loads_json(text)
         # Every tag is a one-key object whose key starts with a space: without
         # '{" ' in the text there is nothing to untag.
         if self._spaced_keys and '{" ' not in text:
@@ -72,12 +81,16 @@ class FlaskSessionSerializer:
 
     def _is_plain(self, value: t.Any) -> bool:
         kind = type(value)
-        if kind is str or kind is int or kind is float or kind is bool or value is None:
+        if kind in _PLAIN_SCALARS:
             return True
+        # Scalars are tested in the generators, not by a call each: every write walks all the
+        # data.  Containers still recurse through a generator, two frames a level as before, so
+        # the depth that is refused as too deep (RecursionError, below) has not moved.
         if kind is list:
-            return all(self._is_plain(item) for item in value)
+            return all(type(item) in _PLAIN_SCALARS or self._is_plain(item) for item in value)
         if kind is dict or kind is SessionData:
             if len(value) == 1 and next(iter(value)) in self._tag_keys:
                 return False
-            return all(type(key) is str and self._is_plain(item) for key, item in value.items())
+            return all(type(key) is str and (type(item) in _PLAIN_SCALARS or self._is_plain(item))
+                       for key, item in value.items())
         return False

@@ -14,6 +14,8 @@ from .stores.base import SessionRecord, UserId
 
 #: Data keys that name the user, in the order svelte-kit-session's README lists them.
 USER_ID_DATA_KEYS = ("id", "user_id", "userId")
+#: How an error message names each of them (built once: every write with a user checks one)
+_DATA_KEY_NAMES = {name: f"data[{name!r}]" for name in USER_ID_DATA_KEYS}
 
 #: The longest user id, in bytes of UTF-8 (an int: its decimal text).  Every
 #: bundled store can index it: the SQL ``user_id`` column holds 255 bytes of
@@ -140,7 +142,7 @@ def user_id_from_data(data: Mapping[str, Any], *, strict: bool = True) -> UserId
             continue
         if not strict:
             return value
-        return validate_user_id(value, what=f"data[{name!r}]")
+        return validate_user_id(value, what=_DATA_KEY_NAMES[name])
     return None
 
 
@@ -485,7 +487,8 @@ class Session:
 
         Serialises only when the data may have changed at all (see :class:`SessionData`).
         """
-        if not self._maybe_changed():
+        # _maybe_changed(), inlined: every commit asks, and most answers are "no".
+        if not (self._data_touched or getattr(self._data, "changed", False)):
             return None
         text = dumps(self._data)
         return None if text == self._loaded_text else text
