@@ -362,7 +362,8 @@ class _ResponseStart:
         """
         status, headers, exc_info = self.calls[-1]
         request = self.request
-        request._settle(_succeeded(status, exc_info))
+        if request._login_pending or request._logout_pending:
+            request._settle(_succeeded(status, exc_info))
         if request._session is not None:
             set_cookie = None
             if exc_info is None and not status.startswith("5"):
@@ -370,7 +371,8 @@ class _ResponseStart:
             else:
                 request.release()
             add_session_headers(headers, set_cookie)
-            add_bearer_headers(headers, request.manager.bearer_headers(request._session))
+            if request.manager.bearer:  # bearer_headers() is empty without it: no two calls per request
+                add_bearer_headers(headers, request.manager.bearer_headers(request._session))
         if streaming:
             request._watch_late_writes()
         self.sent = True
@@ -478,7 +480,7 @@ class SessionMiddleware:
         except BaseException:
             request.release()
             raise
-        if request._session is not None:
+        if request._session is not None and self.outage.in_outage:  # answered() is a no-op otherwise
             self.outage.answered()
         if request._streamed and isinstance(response, (list, tuple)):
             # The app called write(): all its code has run by now.
