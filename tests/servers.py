@@ -7,6 +7,7 @@ absent server skips the test with the reason; with ``KITSESSION_REQUIRE_SERVICES
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import shutil
@@ -95,6 +96,14 @@ class PrivateServer:
         return f"127.0.0.1:{self.port}"
 
 
+def private_workdir(prefix: str) -> str:
+    """A temporary directory for a private server, removed when the test session ends
+    (not when the server stops: a fault test restarts it on the same directory)."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    return workdir
+
+
 def start_memcached(port: int | None = None) -> PrivateServer:
     binary = shutil.which("memcached")
     if binary is None:
@@ -111,7 +120,7 @@ def start_redis(port: int | None = None) -> PrivateServer:
     if binary is None:
         service_missing("redis-server is not installed (apt-get install -y redis-server)")
     port = port or free_port()
-    workdir = tempfile.mkdtemp(prefix="kitsession-redis-")
+    workdir = private_workdir("kitsession-redis-")
     argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", workdir, "--daemonize", "no"]
     return PrivateServer("redis", argv, port).start()
@@ -196,7 +205,7 @@ def start_redis_cluster(masters: int = 3, replicas_per_master: int = 1, *,
     try:
         for _ in range(masters * (1 + replicas_per_master)):
             port = free_cluster_port()
-            workdir = tempfile.mkdtemp(prefix="kitsession-redis-cluster-")
+            workdir = private_workdir("kitsession-redis-cluster-")
             argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                     "--dir", workdir, "--daemonize", "no", "--cluster-enabled", "yes",
                     "--cluster-config-file", os.path.join(workdir, "nodes.conf"),
