@@ -1,8 +1,11 @@
-"""When a stored session may be served: expiry (one :func:`is_live` rule), unreadable
-data, and the "replaced" markers a login or ``regenerate`` leaves for an old id.
+"""Reading a request's session, and when a stored session may be served: expiry (one
+:func:`is_live` rule), unreadable data, and the "replaced" markers a login or
+``regenerate`` leaves for an old id.
 
-Part of :class:`~kitsession_wsgi.SessionManager`: everything that turns a verified
-id or a store record into a live :class:`~kitsession_wsgi.Session`, or refuses to.
+Part of :class:`~kitsession_wsgi.SessionManager`: everything that turns a request
+(its bearer token or its cookie, through the verified-cookie cache), a verified id or
+a store record into a live :class:`~kitsession_wsgi.Session`, or refuses to; and the
+per-session locks a load may take (``lock=True``, :meth:`SessionLoader.locked`).
 """
 
 from __future__ import annotations
@@ -248,7 +251,7 @@ class SessionLoader:
             if record is None:
                 # Removed by another request meanwhile (a logout, or a login that
                 # replaced it): that response already sent the right cookie.
-                session._vanished()
+                manager._writer.vanished(session)
             else:
                 session._removed()  # expired or unreadable: cleared
             return

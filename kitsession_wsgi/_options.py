@@ -180,6 +180,7 @@ class ManagerOptions:
         rotate_on_user_change: bool = True,
         bearer: bool = False,
     ) -> None:
+        # Each option is documented on SessionManager's docstring: keep the two in step.
         check_store(store)
         self.store = store
         self.name = cookie_name(name)

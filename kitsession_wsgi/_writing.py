@@ -282,6 +282,7 @@ class SessionWriter:
         # An anonymous predecessor that vanished (evicted, expired, removed) leaves nothing to
         # revoke: the login stands.  A signed-in one removed meanwhile takes the login with it.
         if (not retired and old._loaded_user_id is not None) or (
+            # the removal side of the race, and the argument: _removal
             self.manager._remover.revoked_since(old._loaded_user_id, old.created_at, old.handle, session)
         ):
             self._undo_move(session)
@@ -325,6 +326,7 @@ class SessionWriter:
         session._merged(data, user_id)
         self._create(session, text, self.manager.clock(), created_at=session.created_at)
         if not self.retire(current, grace, session) or (
+            # the removal side of the race, and the argument: _removal
             self.manager._remover.revoked_since(current.user_id, current.created_at, current.key, session)
         ):
             self._undo_move(session)
@@ -392,10 +394,6 @@ class SessionWriter:
         the browser out of the session a concurrent login just gave it.
         """
         session._vanished()
-
-    def mark_destroyed(self, session: Session) -> None:
-        """Removed by this request: the response clears the cookie."""
-        session._removed()
 
     def mark_replaced(self, key: str, successor: Session) -> bool:
         """Remove the session ``key``, leaving a "replaced" marker naming ``successor``; ``False`` if it was gone.

@@ -19,8 +19,10 @@ from .serialization import (
 )
 from .session import SessionData
 
-#: JSON's own scalar types (exactly these: a subclass may serialise another way)
-_PLAIN_SCALARS = frozenset({str, int, float, bool, type(None)})
+#: JSON's own scalar types (exactly these: a subclass may serialise another way).  A tuple, not a
+#: set: membership compares by identity first and never hashes the type (a metaclass may make
+#: a class unhashable).
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
 class FlaskSessionSerializer:

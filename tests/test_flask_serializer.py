@@ -108,3 +108,29 @@ def test_a_custom_tag_without_a_leading_space_still_loads() -> None:
     serializer.register(TagBare)
     text = serializer.dumps({"m": Money(1, "EUR")})
     assert serializer.loads(text) == {"m": Money(1, "EUR")}
+
+
+class _UnhashableClassMeta(type):
+    """Makes its classes unhashable (``__eq__`` without ``__hash__``), as some ORMs' metaclasses do."""
+
+    def __eq__(cls, other: object) -> bool:
+        return cls is other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _HtmlOfUnhashableType(metaclass=_UnhashableClassMeta):
+    def __html__(self) -> str:
+        return "<b>x</b>"
+
+
+def test_a_value_whose_type_cannot_be_hashed_is_still_tagged() -> None:
+    """The plain-data walk compares types by identity and never hashes them: a value of an
+    unhashable class is tagged like any other (here as Markup, through ``__html__``)."""
+    from kitsession_wsgi.flask_serializer import FlaskSessionSerializer
+
+    serializer = FlaskSessionSerializer()
+    text = serializer.dumps({"a": {"m": _HtmlOfUnhashableType()}, "b": [_HtmlOfUnhashableType()]})
+    loaded = serializer.loads(text)
+    assert str(loaded["a"]["m"]) == "<b>x</b>" and type(loaded["a"]["m"]).__name__ == "Markup"
+    assert str(loaded["b"][0]) == "<b>x</b>"

@@ -85,7 +85,7 @@ class MemoryStore(SessionStore):
             raise ConfigurationError("max_sessions", f"must be a positive int or None, got {max_sessions!r}")
         self.max_sessions = max_sessions
         self._lock = threading.RLock()  # re-entrant: a hook of a purge may read
-        # Least recently used first.  get() reorders it without the lock (see get).
+        # Least recently used first.  get() reads without the lock and reorders under it (see get).
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
         # The bound method, bound once: the read path is the store's hot path.
         self._mark_used: Callable[[str], None] | None = (
