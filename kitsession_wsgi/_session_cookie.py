@@ -154,10 +154,8 @@ class SessionCookie:
         Browsers send a cookie set at a more specific path (or by a sibling
         domain) first, so a stale or foreign value with our name must not hide
         the live one: every value that verifies is a candidate, first first.
+        Parses and verifies every time: the caller asks :meth:`cached` first.
         """
-        cached = self._cache.get(header)
-        if cached is not None:
-            return cached
         values = read_cookies(header, self.manager.name)
         if not values:
             return None
