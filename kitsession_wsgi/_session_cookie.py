@@ -22,7 +22,7 @@ from .cookies import build_set_cookie, read_cookies
 from .errors import ConfigurationError
 from .session import Session
 from .signing import MAC_LENGTH, SIGNED_PREFIX
-from .stores.base import put_bounded
+from ._bounded import put_bounded
 
 if TYPE_CHECKING:
     from .manager import SessionManager

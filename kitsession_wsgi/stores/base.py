@@ -29,6 +29,8 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
+from .._bounded import put_bounded  # re-exported for the stores that import it from here
+
 #: A user id: an ``int`` (not ``bool``) or a non-empty ``str``.
 UserId = Union[int, str]
 
@@ -79,21 +81,6 @@ class SessionRecord:
     def with_changes(self, **changes: Any) -> SessionRecord:
         """A copy with some fields replaced."""
         return replace(self, **changes)
-
-
-def put_bounded(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
-    """``cache[key] = value``, first dropping the oldest entries so at most ``limit`` remain.
-
-    One entry at a time, oldest first (dicts keep insertion order): clearing
-    everything at once would make every active client pay a miss together.
-    Safe to call from several threads; a race only costs an entry.
-    """
-    while len(cache) >= limit:
-        try:
-            del cache[next(iter(cache))]
-        except (KeyError, RuntimeError, StopIteration):
-            break  # another thread changed the cache meanwhile
-    cache[key] = value
 
 
 def user_index_key(user_id: UserId) -> str:
