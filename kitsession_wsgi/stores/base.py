@@ -29,7 +29,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
-from .._bounded import put_bounded  # re-exported for the stores that import it from here
+from .._bounded import put_bounded as put_bounded  # re-exported for the stores that import it from here
 
 #: A user id: an ``int`` (not ``bool``) or a non-empty ``str``.
 UserId = Union[int, str]
