@@ -7,7 +7,8 @@ config key from what :class:`~kitsession_wsgi.flask.KitSession` accepts.  An opt
 without a ``:param:`` entry fails the build.
 
 ``.. kitsession-extension-options::`` lists the options of the Flask extension itself
-(not passed to the manager).  Its content is one ``name: meaning`` paragraph per option,
+(not passed to the manager).  Its content is one ``name: meaning`` paragraph per option
+(reStructuredText, as the docstrings are),
 and the build fails unless those names are exactly the options ``KitSession`` accepts
 beyond the manager's, so a new extension option cannot go undocumented.
 """
@@ -19,7 +20,8 @@ import re
 from typing import Any
 
 from docutils import nodes
-from docutils.statemachine import StringList
+from docutils.parsers.rst import Parser as RSTParser
+from docutils.utils import new_document
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
@@ -105,9 +107,10 @@ class OptionsDirective(SphinxDirective):
     def _table(self, rows: list[str], widths: str) -> list[nodes.Node]:
         text = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
         text += ["   " + line for row in rows for line in row.splitlines()]
-        container = nodes.container()
-        self.state.nested_parse(StringList(text, source="kitsession-options"), self.content_offset, container)
-        return container.children
+        # reStructuredText whatever the page's own markup (the docstrings' fields are RST).
+        document = new_document("kitsession-options", self.state.document.settings)
+        RSTParser().parse("\n".join(text), document)
+        return list(document.children)
 
 
 class ExtensionOptionsDirective(OptionsDirective):
