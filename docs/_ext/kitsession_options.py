@@ -37,8 +37,12 @@ def manager_parameters() -> list[inspect.Parameter]:
 
 
 def documented_parameters(docstring: str) -> dict[str, str]:
-    """``:param a, b: text`` fields of a docstring, by name (continuation lines joined)."""
+    """``:param a, b: text`` fields of a docstring, by name (continuation lines joined).
+
+    A field that documents several names at once is shown under each, naming the group.
+    """
     fields: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
     names: list[str] = []
     for line in inspect.cleandoc(docstring).splitlines():
         match = _PARAM.match(line)
@@ -46,11 +50,16 @@ def documented_parameters(docstring: str) -> dict[str, str]:
             names = [name.strip() for name in match.group(1).split(",")]
             for name in names:
                 fields[name] = match.group(2).strip()
+                groups[name] = names
         elif names and line.startswith(" ") and line.strip():
             for name in names:
                 fields[name] += " " + line.strip()
         else:
             names = []
+    for name, group in groups.items():
+        if len(group) > 1:
+            together = ", ".join(f"``{other}``" for other in group)
+            fields[name] = f"(documented together with {together}) {fields[name]}"
     return fields
 
 
@@ -79,13 +88,8 @@ def show_default(value: Any) -> str:
     return f"``{value!r}``"
 
 
-def _cell(text: str) -> list[str]:
-    lines = text.splitlines() or [""]
-    return [lines[0]] + ["     " + line for line in lines[1:]]
-
-
 class OptionsDirective(SphinxDirective):
-    """The manager's options: name, Flask key, default, meaning."""
+    """The manager's options, each a ``confval`` (name, default, Flask key, meaning)."""
 
     has_content = False
 
@@ -94,19 +98,17 @@ class OptionsDirective(SphinxDirective):
 
         meanings = documented_parameters(SessionManager.__doc__ or "")
         accepted = set(extension_options())
-        rows = ["* - option", "  - Flask config key", "  - default", "  - meaning"]
+        text: list[str] = []
         for parameter in manager_parameters():
             name = parameter.name
             if name not in meanings:
                 raise self.error(f"SessionManager option {name!r} has no :param: entry in its docstring")
-            key = f"``KITSESSION_{name.upper()}``" if name in accepted else "(constructor only)"
-            rows += [f"* - ``{name}``", f"  - {key}", f"  - {show_default(parameter.default)}",
-                     "  - " + "\n".join(_cell(meanings[name]))]
-        return self._table(rows, widths="20 22 16 42")
+            key = f"``KITSESSION_{name.upper()}``" if name in accepted else "none (a constructor argument only)"
+            text += [f".. confval:: {name}", f"   :default: {show_default(parameter.default)}", "",
+                     f"   {meanings[name]}", "", f"   Flask config key: {key}.", ""]
+        return self._parse(text)
 
-    def _table(self, rows: list[str], widths: str) -> list[nodes.Node]:
-        text = [".. list-table::", "   :header-rows: 1", f"   :widths: {widths}", ""]
-        text += ["   " + line for row in rows for line in row.splitlines()]
+    def _parse(self, text: list[str]) -> list[nodes.Node]:
         # reStructuredText whatever the page's own markup (the docstrings' fields are RST).
         document = new_document("kitsession-options", self.state.document.settings)
         RSTParser().parse("\n".join(text), document)
@@ -132,10 +134,11 @@ class ExtensionOptionsDirective(OptionsDirective):
                 given[current] += " " + line.strip()
         if sorted(given) != sorted(own):
             raise self.error(f"KitSession's own options are {sorted(own)}, the page documents {sorted(given)}")
-        rows = ["* - ``KitSession(...)`` argument", "  - Flask config key", "  - meaning"]
+        text: list[str] = []
         for name in own:
-            rows += [f"* - ``{name}``", f"  - ``KITSESSION_{name.upper()}``", "  - " + given[name]]
-        return self._table(rows, widths="22 26 52")
+            text += [f".. confval:: {name}", "", f"   {given[name]}", "",
+                     f"   Flask config key: ``KITSESSION_{name.upper()}``.", ""]
+        return self._parse(text)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
