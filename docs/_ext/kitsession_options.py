@@ -88,6 +88,11 @@ def show_default(value: Any) -> str:
     return f"``{value!r}``"
 
 
+def _qualified(text: str) -> str:
+    """A docstring's ``:meth:`regenerate``` names the manager's method; on this page it must say so."""
+    return re.sub(r":(meth|attr):`(~?)([a-z_]+)`", r":\1:`~kitsession_wsgi.SessionManager.\3`", text)
+
+
 class OptionsDirective(SphinxDirective):
     """The manager's options, each a ``confval`` (name, default, Flask key, meaning)."""
 
@@ -96,7 +101,7 @@ class OptionsDirective(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         from kitsession_wsgi import SessionManager
 
-        meanings = documented_parameters(SessionManager.__doc__ or "")
+        meanings = {name: _qualified(text) for name, text in documented_parameters(SessionManager.__doc__ or "").items()}
         accepted = set(extension_options())
         text: list[str] = []
         for parameter in manager_parameters():
