@@ -30,6 +30,21 @@ def test_the_docs_build_without_a_warning_and_list_every_public_name(tmp_path: P
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert check_inventory.missing(tmp_path / "html" / "objects.inv") == []
 
+    # The configuration page is generated from the code: every option of the manager and of
+    # the Flask extension has its entry, with its Flask config key.
+    import inspect
+
+    from kitsession_wsgi import SessionManager
+
+    page = (tmp_path / "html" / "configuration.html").read_text(encoding="utf-8")
+    options = [name for name in inspect.signature(SessionManager).parameters if name != "store"]
+    options += ["store", "retry_after", "permanent"]
+    for name in options:
+        assert f'id="confval-{name}"' in page, name
+    for name in options:
+        if name not in ("serializer",):
+            assert f"KITSESSION_{name.upper()}" in page, name
+
 
 def test_the_inventory_check_names_what_is_missing(tmp_path: Path) -> None:
     """The check can fail: an inventory without the stores lacks exactly them."""
