@@ -26,9 +26,9 @@ typecheck: install
 	$(BIN)/python -m mypy --strict kitsession_wsgi
 
 # The documentation site (docs/), warnings as errors, offline; then its inventory must list
-# every public name (docs/check_inventory.py).
+# every public name (docs/check_inventory.py).  SPHINXOPTS=-n also checks every reference.
 docs: install
-	$(BIN)/python -m sphinx -b html -W --keep-going -E -q docs docs/_build/html
+	$(BIN)/python -m sphinx -b html -W --keep-going -E -q $(SPHINXOPTS) docs docs/_build/html
 	$(BIN)/python docs/check_inventory.py docs/_build/html/objects.inv
 
 bench: install
