@@ -89,8 +89,13 @@ def show_default(value: Any) -> str:
 
 
 def _qualified(text: str) -> str:
-    """A docstring's ``:meth:`regenerate``` names the manager's method; on this page it must say so."""
-    return re.sub(r":(meth|attr):`(~?)([a-z_]+)`", r":\1:`~kitsession_wsgi.SessionManager.\3`", text)
+    """A field's text for this page.
+
+    A docstring's ``:meth:`regenerate``` names the manager's method, which this page must
+    say; a field's inline ````.. versionadded:: 0.2```` reads as a sentence.
+    """
+    text = re.sub(r":(meth|attr):`(~?)([a-z_]+)`", r":\1:`~kitsession_wsgi.SessionManager.\3`", text)
+    return re.sub(r"``\.\. versionadded:: ([\d.]+)``", r"*Added in version \1.*", text)
 
 
 class OptionsDirective(SphinxDirective):
