@@ -1,11 +1,11 @@
-# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Two commands set everything up on a fresh machine: `make run` and `make test` (`make docs` builds the manual).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install run test typecheck bench dist clean
+.PHONY: install run test typecheck docs bench dist clean
 
 # Re-install when the package metadata changes; the stamp keeps `make test` fast afterwards.
 $(VENV)/.installed: setup.py
@@ -25,6 +25,12 @@ test: install
 typecheck: install
 	$(BIN)/python -m mypy --strict kitsession_wsgi
 
+# The documentation site (docs/), warnings as errors, offline; then its inventory must list
+# every public name (docs/check_inventory.py).  SPHINXOPTS=-n also checks every reference.
+docs: install
+	$(BIN)/python -m sphinx -b html -W --keep-going -E -q $(SPHINXOPTS) docs docs/_build/html
+	$(BIN)/python docs/check_inventory.py docs/_build/html/objects.inv
+
 bench: install
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/run.py
@@ -42,4 +48,4 @@ dist: install
 	rm -f dist-build.log
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache docs/_build

@@ -17,7 +17,9 @@ EXTRAS = {
     "redis": ["redis>=5.0"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
-EXTRAS["dev"] = EXTRAS["all"] + [
+# the documentation site (`make docs`): Sphinx, the furo theme, Markdown pages through MyST
+EXTRAS["docs"] = ["sphinx>=7.4", "furo>=2024.1", "myst-parser>=3.0"]
+EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "pytest>=8",
     "mypy>=1.10",
     "hypothesis>=6.100",

@@ -6,7 +6,7 @@ The tests come from the sdist of the INSTALLED Flask version, downloaded at test
 copied into this repository.  The suite runs twice in subprocesses: once as it is (the
 baseline: a failure there comes from the environment, not from KitSession) and once with the
 plugin ``tests/flask_suite/kitsession_flask_plugin.py``.  The tests that fail only with
-KitSession must be exactly the by-design differences listed in the README
+KitSession must be exactly the by-design differences listed in docs/flask.md
 ("Differences from Flask's cookie session").
 """
 
@@ -25,7 +25,7 @@ import pytest
 from servers import service_missing
 
 HERE = Path(__file__).resolve().parent
-#: Flask tests that fail with KitSession by design, each explained in the README.
+#: Flask tests that fail with KitSession by design, each explained in docs/flask.md.
 BY_DESIGN = {
     # KitSession keeps SameSite=Strict where Flask sends no SameSite attribute.
     "tests.test_basic::test_session_using_samesite_attribute",
@@ -101,6 +101,6 @@ def _test_names(root: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("test", sorted(BY_DESIGN))
-def test_each_difference_is_explained_in_the_readme(test: str) -> None:
-    readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
-    assert test.split("::")[1] in readme
+def test_each_difference_is_explained_in_the_docs(test: str) -> None:
+    page = (HERE.parent / "docs" / "flask.md").read_text(encoding="utf-8")
+    assert test.split("::")[1] in page

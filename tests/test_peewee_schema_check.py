@@ -4,7 +4,7 @@ Issue 13 item 8: a table created without ``user_model`` and used with it wrote, 
 failed on read with a raw ``ProgrammingError: operator does not exist: integer =
 character varying``.  Now the first call (or ``create_tables()`` / ``check_schema()``)
 compares the columns with what the store needs and names table, column, expected and
-found.  The README's migration SQL is run here too, per database, so it cannot rot.
+found.  The migration SQL of docs/stores/sql.md is run here too, per database, so it cannot rot.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from kitsession_wsgi.testing import make_record
 from servers import MYSQL_URL, POSTGRES_URL, service_missing
 
 DIALECTS = ["sqlite", "postgres", "mysql"]
-README = Path(__file__).resolve().parents[1] / "README.md"
+SQL_PAGE = Path(__file__).resolve().parents[1] / "docs" / "stores" / "sql.md"
 
 
 def unique(prefix: str) -> str:
@@ -308,16 +308,16 @@ def test_constructing_a_store_still_touches_nothing(tmp_path: Path) -> None:
     assert database.is_closed() and not (tmp_path / "untouched.db").exists()
 
 
-# -- the README's migration recipes, run on every database ------------------------------------------------
+# -- the migration recipes of docs/stores/sql.md, run on every database ------------------------------------------------
 
 RECIPE = re.compile(r"^```sql\n-- (?P<title>[^\n]+)\n(?P<body>.*?)^```", re.M | re.S)
 RECIPE_DIALECT = {"SQLite": "sqlite", "PostgreSQL": "postgres", "MariaDB": "mysql"}
 
 
 def readme_recipes(kind: str) -> dict[str, str]:
-    """The README's SQL blocks whose first line is ``-- <Database>: <kind>``, by dialect."""
+    """The SQL blocks of docs/stores/sql.md whose first line is ``-- <Database>: <kind>``, by dialect."""
     found: dict[str, str] = {}
-    for match in RECIPE.finditer(README.read_text(encoding="utf-8")):
+    for match in RECIPE.finditer(SQL_PAGE.read_text(encoding="utf-8")):
         database, _, title = match["title"].partition(": ")
         if title.startswith(kind) and database.split("/")[0] in RECIPE_DIALECT:
             found[RECIPE_DIALECT[database.split("/")[0]]] = match["body"]

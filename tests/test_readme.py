@@ -1,7 +1,10 @@
-"""Every ```python block of the README runs, so its examples cannot rot.
+"""Every ```python block of the README and of the docs/ pages runs, so the examples cannot rot.
 
 Blocks that talk to memcached or Redis get private servers, started here on free
-ports and named through the environment variables the examples read.
+ports and named through the environment variables the examples read.  A block whose
+first line names a file (``# bottle_app.py``) is a whole script, run by
+test_readme_frameworks.py in its own interpreter; there is no other way to leave a
+block out.
 """
 
 from __future__ import annotations
@@ -17,16 +20,26 @@ import pytest
 
 from tests.servers import start_memcached, start_redis
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-# Blocks whose first line names a file (``# bottle_app.py``) are whole scripts: test_readme_frameworks.py
-# runs each in its own interpreter.
-BLOCKS = [block for block in re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
-          if not re.match(r"# \w+\.py\n", block)]
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+#: the README and every Markdown page of the documentation site
+PAGES = [README, *sorted(DOCS.rglob("*.md"))]
 
 
-def _block_id(block: str) -> str:
+def python_blocks(page: Path) -> list[str]:
+    """The ```python blocks of a page, scripts (first line ``# name.py``) left out."""
+    return [block for block in re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), re.M | re.S)
+            if not re.match(r"# \w+\.py\n", block)]
+
+
+#: (page, block) for every block to run
+BLOCKS = [(page, block) for page in PAGES for block in python_blocks(page)]
+
+
+def _block_id(page: Path, block: str) -> str:
     first = next(line for line in block.splitlines() if line.strip() and not line.startswith(("import", "from")))
-    return first.strip()[:50]
+    return f"{page.relative_to(ROOT)}: {first.strip()[:50]}"
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +56,36 @@ def redis_url() -> Iterator[str]:
     server.stop()
 
 
-def test_readme_has_examples() -> None:
-    assert len(BLOCKS) >= 9
+def test_readme_and_docs_have_examples() -> None:
+    assert len(python_blocks(README)) >= 2
+    assert len(BLOCKS) >= 20
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[_block_id(b) for b in BLOCKS])
-def test_readme_example_runs(block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_every_docs_code_block_is_python_or_a_known_language() -> None:
+    """A block in another language is not run: only shell, SQL and text are allowed to be."""
+    for page in PAGES:
+        languages = set(re.findall(r"^```(\S*)", page.read_text(encoding="utf-8"), re.M)) - {""}
+        assert languages <= {"python", "sh", "sql", "text", "{toctree}", "{include}", "{kitsession-options}",
+                             "{kitsession-extension-options}"}, (page, languages)
+
+
+def test_scripts_are_only_where_their_test_runs_them() -> None:
+    """test_readme_frameworks.py runs the scripts of docs/frameworks.md; one elsewhere would never run."""
+    for page in PAGES:
+        blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(encoding="utf-8"), re.M | re.S)
+        scripts = [block for block in blocks if re.match(r"# \w+\.py\n", block)]
+        assert not scripts or page == DOCS / "frameworks.md", page
+
+
+@pytest.mark.parametrize(("page", "block"), BLOCKS, ids=[_block_id(p, b) for p, b in BLOCKS])
+def test_readme_example_runs(page: Path, block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                              request: pytest.FixtureRequest) -> None:
     monkeypatch.chdir(tmp_path)
     if "MEMCACHED_SERVERS" in block:
         monkeypatch.setenv("MEMCACHED_SERVERS", request.getfixturevalue("memcached_address"))
     if "REDIS_URL" in block:
         monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_url"))
-    code = compile(block, str(README), "exec")
+    code = compile(block, str(page), "exec")
     # Twice, against the same servers and files: a snippet a reader runs again must not trip
     # over what its first run left (a database file, user ids piling up in a shared server).
     for _run in range(2):
@@ -64,8 +94,8 @@ def test_readme_example_runs(block: str, tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_the_readme_cli_commands_name_the_app_and_run(tmp_path: Path) -> None:
     """Regression: the README showed ``flask kitsession ...``, which answers "No such command"."""
-    text = README.read_text(encoding="utf-8")
-    commands = re.findall(r"^flask .*?kitsession .*$", text, re.M)
+    text = "".join(page.read_text(encoding="utf-8") for page in PAGES)
+    commands = re.findall(r"^(?:.*/)?flask .*?kitsession .*$", text, re.M)
     assert commands and all(" --app " in line for line in commands), commands
     flask_cli = Path(sys.executable).with_name("flask")
     env = {**os.environ, "KITSESSION_EXAMPLE_DB": str(tmp_path / "example.sqlite3"), "SECRET_KEY": "k"}
@@ -75,7 +105,7 @@ def test_the_readme_cli_commands_name_the_app_and_run(tmp_path: Path) -> None:
     assert result.stdout.startswith("sessions: 0"), result.stdout
 
 
-CONTRACT_BLOCKS = [block for block in BLOCKS if "(StoreContract)" in block]
+CONTRACT_BLOCKS = [block for _page, block in BLOCKS if "(StoreContract)" in block]
 
 
 def test_readme_store_contract_subclass_runs_the_whole_contract(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The README's framework examples (Bottle, Falcon, Pyramid, Django) run as scripts.
+"""The framework examples of docs/frameworks.md (Bottle, Falcon, Pyramid, Django) run as scripts.
 
 Each is a whole file whose first line names it (``# bottle_app.py``); each runs
 in its own interpreter, as its user would run it, so Django's one-per-process
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "frameworks.md"
+BLOCKS = re.findall(r"^```python\n(.*?)^```", PAGE.read_text(encoding="utf-8"), re.M | re.S)
 #: a block whose first line is ``# name.py`` is a script
 SCRIPT = re.compile(r"# (\w+\.py)\n")
 SCRIPTS = {match.group(1): block for block in BLOCKS if (match := SCRIPT.match(block))}

@@ -1,4 +1,4 @@
-"""Revocation wins every race (design rule 9), on every store.
+"""Revocation wins every race (rule 9 in docs/design.rst), on every store.
 
 A session moved to a new id (``regenerate``, a login through ``new_session(previous)``,
 the rotation when its user changes) must never outlive a removal that runs meanwhile:

@@ -1,6 +1,6 @@
 """RedisStore on a Redis Cluster that loses a master: a private cluster per test, so the kill stays here.
 
-The cluster runs with ``cluster-require-full-coverage no`` (as the README recommends):
+The cluster runs with ``cluster-require-full-coverage no`` (as docs/stores/redis-cluster.md recommends):
 with the default ``yes`` every master refuses every key while one shard has no
 master, so one dead machine would take every session down until its replica is
 promoted.  The last step switches it back on to show that refusal as
