@@ -10,8 +10,7 @@ logs each in once, then times a read request (the session read, unchanged)
 and a write request (one key set to a new value) of every variant,
 interleaved in one process: each round runs every variant once, in a rotated
 order, ``--requests`` calls each, and the figures are medians over rounds
-(absolute times drift on a shared machine; differences inside one round hold,
-see ``/work/shared/BENCHMARKS.md``).  "wall" is per-request elapsed time,
+(absolute times drift on a shared machine; differences inside one round hold).  "wall" is per-request elapsed time,
 "cpu" this thread's CPU time per request (blind to the wait for memcached,
 which every variant shares, so it shows the client's own Python cost with
 less noise).
@@ -28,8 +27,7 @@ Variants:
   (commit bafafe4); the "no parser" variant of that measurement switched
   the pool's private reader off and is not kept here.
 
-The outcome (0.1, before the change) is quoted in the docstring of
-``kitsession_wsgi/stores/memcached.py``.
+The outcome (0.1, before the change) is recorded in ``benchmarks/notes/stores.md``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import redis
 from cache_servers import CountingProxy, concurrent_logins_for_one_user, cookie_for
 from kitsession_wsgi import ConfigurationError, SessionManager, SetResult, StoreUnavailable
 from kitsession_wsgi.manager import session_key
-from kitsession_wsgi.stores.redis import _BATCH, RedisStore
+from kitsession_wsgi.stores.redis import RedisStore
+from kitsession_wsgi.stores.redis._base import BATCH as _BATCH
 from kitsession_wsgi.testing import DAY, StoreContract, make_record
 from polling import wait_until
 from servers import PrivateServer, start_redis

@@ -16,7 +16,8 @@ import pytest
 from redis.cluster import RedisCluster as ClusterClient
 
 from kitsession_wsgi import ConfigurationError, SessionManager, SetResult, StoreUnavailable
-from kitsession_wsgi.stores.redis import _BATCH, RedisStore
+from kitsession_wsgi.stores.redis import RedisStore
+from kitsession_wsgi.stores.redis._base import BATCH as _BATCH
 from kitsession_wsgi.stores.urls import store_from_url
 from kitsession_wsgi.testing import StoreContract, make_record
 from servers import PrivateRedisCluster, free_cluster_port

@@ -1,4 +1,4 @@
-"""Session stores.  Each optional driver is imported only by its own module:
+"""Session stores.  Each optional driver is imported only by its own package:
 ``kitsession_wsgi.stores.peewee``, ``.memcached``, ``.redis``."""
 
 from __future__ import annotations

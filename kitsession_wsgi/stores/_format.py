@@ -7,8 +7,8 @@ record key and the data, as UTF-8 (lone surrogates kept with
     K1 <version> <created_at> <updated_at> <expires_at> <user bytes> <key bytes>\\n<user><key><data>
 
 ``K1`` names the format; the times are Python ``repr`` floats; ``<user>`` is
-the user's index key (``i:5``, ``s:alice``, ``u:<hex>`` for text that is not
-valid UTF-8, empty for an anonymous session) and the two lengths are byte
+the user's tag (``i:5``, ``s:alice``, ``u:<hex>`` for text that is not
+valid UTF-8, empty for an anonymous session: see ``_toolkit.user_tag``) and the two lengths are byte
 counts, so user ids, keys and data may hold any character.  Reading a record
 splits one short line and slices the rest: the session data is never escaped
 inside another document, so it is decoded once, by the core.  Redis's Lua
@@ -24,7 +24,10 @@ import hashlib
 import re
 from typing import Any
 
-from .base import SessionRecord, UserId, user_index_key
+from ._toolkit import user_from_tag, user_tag
+from .base import SessionRecord
+
+__all__ = ["decode_record", "encode_record", "storage_id", "to_bytes", "to_text"]
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -51,44 +54,9 @@ def to_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def user_text(user_id: UserId) -> str:
-    """``user_index_key(user_id)``, or ``u:`` + hex of it when it is not valid UTF-8 text.
-
-    It names the user's index and is stored in the record, so it must encode;
-    ``u:`` never starts a plain ``i:``/``s:`` form, so the two cannot collide.
-    """
-    text = user_index_key(user_id)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "u:" + to_bytes(text).hex()
-    return text
-
-
-def user_from_text(text: str) -> UserId | None:
-    if text.startswith("u:"):
-        text = bytes.fromhex(text[2:]).decode("utf-8", "surrogatepass")
-    if not text:
-        return None
-    if text.startswith("s:"):
-        return text[2:]
-    if text.startswith("i:"):
-        return int(text[2:])
-    raise ValueError(f"not a user index key: {text!r}")
-
-
-def _user_from_bytes(text: bytes) -> UserId | None:
-    # int() reads ASCII digits from bytes directly; this is on every read.
-    if text.startswith(b"i:"):
-        return int(text[2:])
-    if text.startswith(b"s:"):
-        return text[2:].decode("utf-8")
-    return user_from_text(text.decode("utf-8", "surrogatepass"))
-
-
 def encode_record(record: SessionRecord) -> bytes:
     """The record as stored: the ``K1`` header line, then user index key, key and data (UTF-8)."""
-    user = to_bytes(user_text(record.user_id)) if record.user_id is not None else b""
+    user = to_bytes(user_tag(record.user_id)) if record.user_id is not None else b""
     key = to_bytes(record.key)
     header = (f"K1 {record.version} {record.created_at!r} {record.updated_at!r} {record.expires_at!r}"
               f" {len(user)} {len(key)}\n")
@@ -113,7 +81,7 @@ def decode_record(raw: Any) -> SessionRecord | None:
         return SessionRecord(
             key=raw[user_end:data_start].decode("utf-8", "surrogatepass"),
             data=raw[data_start:].decode("utf-8", "surrogatepass"),
-            user_id=_user_from_bytes(raw[end + 1:user_end]),
+            user_id=user_from_tag(raw[end + 1:user_end]),
             created_at=float(created_at),
             updated_at=float(updated_at),
             expires_at=float(expires_at),

@@ -29,7 +29,10 @@ import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
-from .._bounded import put_bounded as put_bounded  # re-exported for the stores that import it from here
+from .._bounded import put_bounded
+from ._toolkit import user_index_key
+
+__all__ = ["SessionRecord", "SessionStore", "SetResult", "UserId", "put_bounded", "user_index_key"]
 
 #: A user id: an ``int`` (not ``bool``) or a non-empty ``str``.
 UserId = Union[int, str]
@@ -81,17 +84,6 @@ class SessionRecord:
     def with_changes(self, **changes: Any) -> SessionRecord:
         """A copy with some fields replaced."""
         return replace(self, **changes)
-
-
-def user_index_key(user_id: UserId) -> str:
-    """A stable text form of a user id for indexes: ``i:5`` or ``s:alice``.
-
-    Keeps ``5`` and ``"5"`` apart, so a user named ``"5"`` never sees user 5's
-    sessions.
-    """
-    if isinstance(user_id, bool) or not isinstance(user_id, (int, str)):
-        raise TypeError(f"user_id must be int or str, got {type(user_id).__name__}")
-    return f"i:{user_id}" if isinstance(user_id, int) else f"s:{user_id}"
 
 
 class SessionStore(abc.ABC):

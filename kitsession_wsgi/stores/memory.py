@@ -14,7 +14,10 @@ from collections.abc import Callable
 
 from .. import signals
 from ..errors import ConfigurationError
-from .base import SessionRecord, SessionStore, SetResult, UserId, user_index_key
+from ._toolkit import is_int, user_index_key
+from .base import SessionRecord, SessionStore, SetResult, UserId
+
+__all__ = ["DEFAULT_MAX_SESSIONS", "EVICTION_LOG_INTERVAL", "EXPIRED", "LEAST_RECENTLY_USED", "MemoryStore"]
 
 #: The default bound on stored sessions: enough for a development server or a
 #: small single-process site, small enough that a flood of cookie-less requests
@@ -79,9 +82,7 @@ class MemoryStore(SessionStore):
     """
 
     def __init__(self, *, max_sessions: int | None = DEFAULT_MAX_SESSIONS) -> None:
-        if max_sessions is not None and (
-            isinstance(max_sessions, bool) or not isinstance(max_sessions, int) or max_sessions < 1
-        ):
+        if max_sessions is not None and (not is_int(max_sessions) or max_sessions < 1):
             raise ConfigurationError("max_sessions", f"must be a positive int or None, got {max_sessions!r}")
         self.max_sessions = max_sessions
         self._lock = threading.RLock()  # re-entrant: a hook of a purge may read

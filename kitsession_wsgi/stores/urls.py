@@ -11,6 +11,8 @@ from ..errors import ConfigurationError
 from .base import SessionStore
 from .memory import MemoryStore
 
+__all__ = ["SCHEMES", "store_from_url"]
+
 #: URL schemes :func:`store_from_url` understands
 SCHEMES = ("memory", "sqlite", "postgresql", "postgres", "mysql", "mariadb", "memcached", "redis", "rediss",
            "redis+cluster", "rediss+cluster")

@@ -1,82 +1,8 @@
-"""Sessions in memcached through pymemcache: one server, or a cluster with :class:`StrictHashClient`.
+"""The memcached store: records, the per-user and global indexes, and locks over a pymemcache client.
 
-(Why this module is long: memcached has no transactions or secondary indexes, so the
-per-user and global indexes, the compare-and-set loops that keep them right, and a cluster
-client that fails loudly for a dead node's keys instead of re-hashing them live here.)
-
-Each session is one memcached item under ``key_prefix + key``: the whole
-:class:`~kitsession_wsgi.SessionRecord` in the layout the Redis store uses (a
-``K1`` header line, then user, key and the data's JSON as it is, never escaped
-inside another JSON document), with the record's lifetime as the item's expiry.
-Reading a session is exactly one ``get`` on the node that holds it.
-
-What memcached is, and what that costs:
-
-* **memcached may evict sessions.**  It is a cache: when its memory is full it
-  drops the least recently used items, sessions and indexes included, with no
-  error.  An evicted session is a logged-out user; an evicted per-user index
-  hides that user's sessions from "sign out everywhere" until they expire.
-  Give memcached enough memory that it never evicts (watch the ``evictions``
-  stat), or use Redis or SQL when losing a session is not acceptable.
-* **Indexes.**  memcached cannot enumerate keys, so the store keeps them:
-
-  - a per-user index (``key_prefix + "user:" + digest``) listing that user's
-    record keys, used by ``get_all_for_user`` and ``delete_all_for_user``;
-  - a global index split into ``index_buckets`` buckets
-    (``key_prefix + "all:" + n``), used only by ``get_all`` and
-    ``purge_expired``.
-
-  Indexes carry no expiry (memcached may still evict them); an emptied index
-  is removed.  Entries are added with ``append`` (atomic on the server, so concurrent
-  logins never drop one another's entry; ``add`` creates a missing index) and
-  removed with ``gets``/``cas`` retries.  Entries whose record is gone
-  (deleted, expired or evicted) are pruned when an index is read; ``delete``
-  removes the per-user entry at once and leaves the global one to that
-  pruning.  Creating a session costs the record's ``add`` plus one append
-  (two for a session with a user); the global index is sharded so that
-  concurrent prunes rarely contend on one ``cas`` token.
-  A global-index write that fails is logged, not raised: the session still
-  works and still expires on its memcached TTL, it is only missing from
-  ``get_all``.  memcached expires items on its own, so ``purge_expired`` is
-  only housekeeping: it compacts the global index and removes records the
-  application's clock considers expired before their TTL.
-* **Item size.**  memcached refuses items above its item size (``-I``, 1 MB by
-  default); the store checks ``max_item_bytes`` before writing and raises
-  :class:`~kitsession_wsgi.SessionDataError`.
-* **Clusters.**  pymemcache's own ``HashClient`` answers a miss for a failing
-  node and, after ``retry_attempts`` failures, moves that node's keys to the
-  other nodes: both log users out silently.  :class:`StrictHashClient` (what
-  :meth:`MemcachedStore.from_servers` builds) raises for the keys of a failing
-  node instead, keeps serving the other nodes, and uses the node again once
-  it answers (it fails fast for ``dead_timeout`` seconds in between).  The
-  per-user index of a user lives on one node: while that node is down, new
-  logins and "sign out everywhere" for that user raise
-  :class:`~kitsession_wsgi.StoreUnavailable`, but reading existing sessions on
-  healthy nodes keeps working.
-
-**Why plain pymemcache.**  Up to 0.1 this module held its own connection pool
-(``MemcachedPool``: a lock-free idle list) and a hand-written ``get``/``gets``
-reply parser reading a session straight off the socket, about 340 lines with
-their tests, to skip pymemcache's ``PooledClient`` lock and general reader.
-``benchmarks/explore_memcached_pool.py`` measured what they saved: KitSession
-in Flask over one memcached on loopback, each variant interleaved with the
-others in one process (500 rounds of 20 requests, medians of the differences
-paired within a round; 2 cores shared with other work).  In the quietest run
-(load average 2.6) a read request cost 165 us with them and 180 us with
-``PooledClient``: they saved **12 us, 7% of a read request** (13 us, 10% of
-its CPU time), a write 11-12 us (6%); the pool and the parser about half
-each.  In runs at a load of 6-7 they saved 17-24 us, 6-10% of a read (10-13%
-of its CPU); at 9-12 the CPU saving was 17-19 us (11-14%) and the wall-time
-differences too noisy to rank.  That is at or below the ~10% of a read that
-would pay for a second connection pool and a protocol parser kept in step
-with memcached, so they were removed (afterwards ``from_servers`` and a
-hand-built ``PooledClient`` measure the same, within 1.5 us): one server is a pymemcache ``PooledClient``, a cluster a
-:class:`StrictHashClient` of ``PooledClient`` nodes, and the module uses only
-pymemcache's public API (no private method is overridden, so the dependency
-needs no upper pin).
-
-Writes are always confirmed (``noreply=False``), and a client created with
-``ignore_exc=True`` is refused: an outage must never look like a missing session.
+memcached has no transactions and no secondary indexes, so the store keeps its
+indexes itself, with ``append`` (atomic on the server) to add an entry and
+``gets``/``cas`` retries to remove one; see the package notes for what that costs.
 
 .. versionadded:: 0.1
 """
@@ -88,35 +14,21 @@ import hashlib
 import logging
 import math
 import re
-import sys
 import time
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any
 
-from ..errors import ConfigurationError, SessionDataError, StoreUnavailable
-from ._format import decode_record, encode_record
-from ._format import storage_id as _storage_id
-from .base import SessionRecord, SessionStore, SetResult, UserId, put_bounded, user_index_key
+from ...errors import ConfigurationError, SessionDataError, StoreUnavailable
+from .._format import decode_record, encode_record
+from .._format import storage_id as _storage_id
+from .._toolkit import DriverErrors, RecentReads, is_int, same_user, user_index_key
+from ..base import SessionRecord, SessionStore, SetResult, UserId
+from ._client import HashClient, MemcacheClient, StrictHashClient, build_client, gets, translate
 
-try:
-    from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
-    from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
-    from pymemcache.exceptions import (  # type: ignore[import-untyped]
-        MemcacheClientError,
-        MemcacheError,
-        MemcacheServerError,
-        MemcacheUnexpectedCloseError,
-    )
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "kitsession_wsgi.stores.memcached needs pymemcache: pip install 'kitsession-wsgi[memcached]'"
-    ) from exc
-
-__all__ = ["MemcacheClient", "MemcachedNodeDown", "MemcachedStore", "StrictHashClient"]
+__all__ = ["MemcachedStore"]
 
 logger = logging.getLogger("kitsession_wsgi.stores.memcached")
 
@@ -133,239 +45,6 @@ _INDEX_ADD_ATTEMPTS = 4
 _CHUNK = 500
 
 
-class MemcacheClient(Protocol):
-    """The part of a pymemcache client the store uses.
-
-    ``pymemcache.Client``, ``PooledClient``, ``HashClient`` and
-    :class:`StrictHashClient` all fit; only the thread-safe ones (pooled) may
-    be shared between request threads.
-
-    .. versionadded:: 0.1
-    """
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value under ``key``, or ``default``."""
-
-    def get_many(self, keys: Iterable[str]) -> dict[Any, Any]:
-        """The values of the ``keys`` that exist."""
-
-    def gets(self, key: str) -> tuple[Any, Any]:
-        """The value and its CAS token, or ``(None, None)``."""
-
-    def add(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
-        """Store only if ``key`` is absent; true when stored."""
-
-    def append(self, key: str, value: bytes, expire: int = 0, noreply: bool | None = None) -> Any:
-        """Append to an existing value; true when stored."""
-
-    def cas(self, key: str, value: bytes, cas: Any, expire: int = 0, noreply: bool = False) -> Any:
-        """Store if the CAS token still matches: true, false (changed) or ``None`` (gone)."""
-
-    def delete(self, key: str, noreply: bool | None = None) -> Any:
-        """Delete ``key``; true when it existed."""
-
-    def close(self) -> None:
-        """Close the connections."""
-
-
-class MemcachedNodeDown(ConnectionError):
-    """A memcached node failed recently and is not tried again until its ``dead_timeout`` passes.
-
-    Raised by :class:`StrictHashClient` for keys of that node; the store turns
-    it into :class:`~kitsession_wsgi.StoreUnavailable`.
-
-    .. versionadded:: 0.1
-    """
-
-
-class StrictHashClient(HashClient):  # type: ignore[misc]
-    """A pymemcache ``HashClient`` for which a failing node raises instead of being skipped.
-
-    pymemcache's ``HashClient`` returns a default value (a miss) for a node in
-    its retry window and, after ``retry_attempts`` failures, removes the node
-    so its keys re-hash onto the others.  For sessions both mean a silent
-    logout, and the re-hashed writes come back stale when the node returns.
-    This client never removes a node and never answers for it:
-
-    * a call whose node fails raises (``OSError`` or a pymemcache error), and the
-      node's pooled connections are dropped;
-    * for ``dead_timeout`` seconds after that, calls for that node raise
-      :class:`MemcachedNodeDown` at once instead of waiting for a timeout;
-    * after that, the next call tries the node again; if it answers, it is in
-      use again.  ``dead_timeout=0`` tries the node on every call.
-
-    Keys of the other nodes are unaffected throughout.  Each node is a
-    pymemcache ``PooledClient`` (thread-safe).  The key commands are written
-    out here on ``HashClient``'s public parts (``hasher``, ``clients``), so no
-    private method of pymemcache is overridden; anything else (``flush_all``,
-    ``stats``) runs through ``HashClient`` itself, configured never to skip
-    or remove a node (``retry_attempts`` never reached, ``retry_timeout=0``).
-    All other keyword arguments of ``HashClient`` are accepted, with safer
-    defaults ``no_delay=True`` and ``default_noreply=False``.
-
-    :raises ConfigurationError: no servers, ``ignore_exc=True``,
-        ``use_pooling=False``, ``retry_attempts`` or ``retry_timeout``
-        (``dead_timeout`` replaces them), or a bad ``dead_timeout``.
-
-    .. versionadded:: 0.1
-    """
-
-    def __init__(self, servers: Sequence[Any], *, dead_timeout: float = 1.0, **options: Any) -> None:
-        if options.get("ignore_exc"):
-            raise ConfigurationError("ignore_exc", "StrictHashClient never ignores errors: an outage is not a miss")
-        if options.get("use_pooling", True) is not True:
-            raise ConfigurationError("use_pooling", "StrictHashClient is shared between threads: its nodes are pooled")
-        for option in ("retry_attempts", "retry_timeout"):
-            if option in options:
-                raise ConfigurationError(
-                    option, "StrictHashClient never skips or removes a failing node; dead_timeout is how long it "
-                    "fails fast before trying the node again")
-        if isinstance(dead_timeout, bool) or not isinstance(dead_timeout, (int, float)) or dead_timeout < 0:
-            raise ConfigurationError("dead_timeout", f"must be a number of seconds >= 0, got {dead_timeout!r}")
-        if isinstance(servers, (str, bytes)) or not servers:
-            raise ConfigurationError("servers", f"must be a non-empty list of 'host:port', got {servers!r}")
-        self._down_until: dict[str, float] = {}
-        options = {"no_delay": True, "default_noreply": False, **options, "use_pooling": True}
-        super().__init__(servers, dead_timeout=dead_timeout, ignore_exc=False,
-                         retry_attempts=sys.maxsize, retry_timeout=0, **options)
-
-    def node_for(self, key: str) -> str:
-        """The ``host:port`` of the node that holds ``key`` (prefix included).
-
-        .. versionadded:: 0.1
-        """
-        return str(self.hasher.get_node(key))
-
-    def _node(self, key: Any) -> str:
-        """The node that holds ``key``; raises :class:`MemcachedNodeDown` inside its dead window."""
-        node = str(self.hasher.get_node(key))
-        until = self._down_until.get(node)
-        if until is not None and time.monotonic() < until:
-            raise MemcachedNodeDown(f"memcached node {node} is down")
-        return node
-
-    def _on(self, node: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Run ``method`` of ``node``'s client: a connection failure marks the node down and raises."""
-        try:
-            result = getattr(self.clients[node], method)(*args, **kwargs)
-        except (OSError, MemcacheUnexpectedCloseError):
-            self._mark_down(node)
-            raise
-        self._down_until.pop(node, None)
-        return result
-
-    def _mark_down(self, node: str) -> None:
-        self._down_until[node] = time.monotonic() + self.dead_timeout
-        # The pool's other connections go to the same failed server: after a
-        # restart each would fail once more, so drop them now.
-        _drop_idle_connections(self.clients[node])
-
-    def _keyed(self, method: str, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._on(self._node(key), method, key, *args, **kwargs)
-
-    def get(self, key: Any, default: Any = None, **kwargs: Any) -> Any:
-        return self._keyed("get", key, default, **kwargs)
-
-    def gets(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("gets", key, *args, **kwargs)
-
-    def set(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("set", key, *args, **kwargs)
-
-    def add(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("add", key, *args, **kwargs)
-
-    def replace(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("replace", key, *args, **kwargs)
-
-    def append(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("append", key, *args, **kwargs)
-
-    def prepend(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("prepend", key, *args, **kwargs)
-
-    def cas(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("cas", key, *args, **kwargs)
-
-    def delete(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("delete", key, *args, **kwargs)
-
-    def touch(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("touch", key, *args, **kwargs)
-
-    def incr(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("incr", key, *args, **kwargs)
-
-    def decr(self, key: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._keyed("decr", key, *args, **kwargs)
-
-    def _by_node(self, keys: Iterable[Any]) -> dict[str, list[Any]]:
-        batches: dict[str, list[Any]] = {}
-        for key in keys:
-            batches.setdefault(self._node(key), []).append(key)
-        return batches
-
-    def get_many(self, keys: Iterable[Any], gets: bool = False, *args: Any, **kwargs: Any) -> dict[Any, Any]:
-        found: dict[Any, Any] = {}
-        for node, batch in self._by_node(keys).items():
-            found.update(self._on(node, "gets_many" if gets else "get_many", batch, *args, **kwargs))
-        return found
-
-    get_multi = get_many
-
-    def gets_many(self, keys: Iterable[Any], *args: Any, **kwargs: Any) -> dict[Any, Any]:
-        return self.get_many(keys, True, *args, **kwargs)
-
-    gets_multi = gets_many
-
-    def set_many(self, values: dict[Any, Any], *args: Any, **kwargs: Any) -> list[Any]:
-        failed: list[Any] = []
-        for node, batch in self._by_node(values).items():
-            failed += self._on(node, "set_many", {key: values[key] for key in batch}, *args, **kwargs)
-        return failed
-
-    set_multi = set_many
-
-    def delete_many(self, keys: Iterable[Any], *args: Any, **kwargs: Any) -> bool:
-        for node, batch in self._by_node(keys).items():
-            self._on(node, "delete_many", batch, *args, **kwargs)
-        return True
-
-    delete_multi = delete_many
-
-    def close(self) -> None:
-        """Close every node's connections (no network round trip, never raises for a down node).
-
-        .. versionadded:: 0.1
-        """
-        for client in self.clients.values():
-            client.close()
-
-    disconnect_all = close
-
-
-def _drop_idle_connections(client: Any) -> None:
-    """Close the idle connections of a pymemcache ``PooledClient``; connections busy in a call are left alone.
-
-    Only the pool's public ``free``, ``get`` and ``destroy`` are used: ``get``
-    hands out an idle connection first (or a new, not yet connected one when
-    another thread took it meanwhile), and ``destroy`` closes it.
-    """
-    pool = getattr(client, "client_pool", None)
-    if pool is None:
-        return
-    for _ in range(len(pool.free)):
-        try:
-            connection = pool.get()
-        except RuntimeError:  # max_pool_size reached by other threads: nothing idle is left
-            return
-        pool.destroy(connection)
-
-
-def _same_user(a: UserId | None, b: UserId | None) -> bool:
-    return a == b and type(a) is type(b)
-
-
 def _entries(raw: Any) -> list[str]:
     """The storage ids in an index value (space-separated; duplicates dropped, order kept)."""
     if raw is None:
@@ -377,7 +56,7 @@ def _entries(raw: Any) -> list[str]:
 class MemcachedStore(SessionStore):
     """Sessions in memcached, through any pymemcache client.
 
-    See the module documentation for eviction, the indexes and cluster
+    See :mod:`kitsession_wsgi.stores.memcached` for eviction, the indexes and cluster
     behaviour.  Build one with :meth:`from_servers`, or pass a client you
     configured yourself: then use ``no_delay=True`` (pymemcache's default
     waits for delayed TCP acknowledgements, tens of milliseconds per request),
@@ -413,7 +92,7 @@ class MemcachedStore(SessionStore):
             ("max_item_bytes", max_item_bytes, 1024, 1 << 30),
             ("index_buckets", index_buckets, 1, 1024),
         ):
-            if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            if not is_int(number) or not low <= number <= high:
                 raise ConfigurationError(option, f"must be an int from {low} to {high}, got {number!r}")
         if getattr(client, "ignore_exc", False) is True:
             raise ConfigurationError(
@@ -433,7 +112,8 @@ class MemcachedStore(SessionStore):
         self._bucket_keys = [f"{key_prefix}all:{n}" for n in range(index_buckets)]
         # item key -> (record, CAS token) of recent reads, so the save or touch that
         # usually follows a read is one cas instead of gets + cas (see _remembered).
-        self._read_tokens: dict[str, tuple[SessionRecord, Any]] = {}
+        self._read_tokens: RecentReads[tuple[SessionRecord, Any]] = RecentReads(_REMEMBERED_READS,
+                                                                                 _REMEMBERED_ITEM_BYTES)
 
     @classmethod
     def from_servers(
@@ -464,22 +144,8 @@ class MemcachedStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        if isinstance(servers, (str, bytes)) or not servers:
-            raise ConfigurationError("servers", f"must be a non-empty list of 'host:port', got {servers!r}")
-        options: dict[str, Any] = {
-            "connect_timeout": connect_timeout,
-            "timeout": timeout,
-            "no_delay": True,
-            "default_noreply": False,
-            **client_options,
-        }
-        client: MemcacheClient
-        if len(servers) == 1:
-            if client_options.get("ignore_exc"):
-                raise ConfigurationError("ignore_exc", "an outage is not a missing session")
-            client = PooledClient(servers[0], **options)
-        else:
-            client = StrictHashClient(list(servers), dead_timeout=dead_timeout, **options)
+        client = build_client(servers, connect_timeout=connect_timeout, timeout=timeout, dead_timeout=dead_timeout,
+                              **client_options)
         return cls(client, key_prefix=key_prefix, max_item_bytes=max_item_bytes, index_buckets=index_buckets)
 
     # -- keys and values --------------------------------------------------------------
@@ -509,39 +175,12 @@ class MemcachedStore(SessionStore):
         # memcached reads anything above 30 days as an absolute Unix time.
         return ttl if ttl <= _RELATIVE_EXPIRY_LIMIT else int(time.time()) + ttl
 
-    def _unavailable(self, exc: BaseException, action: str) -> Exception:
-        """The library error for a driver error raised while doing ``action``.
+    def _driver_errors(self, action: str) -> DriverErrors:
+        """Outages inside become :class:`~kitsession_wsgi.StoreUnavailable` naming ``action``."""
+        return DriverErrors(self._translate, action)
 
-        A lost connection also closes the pool's idle ones (what
-        :class:`StrictHashClient` does for each of its nodes).
-        """
-        if isinstance(exc, (OSError, MemcacheUnexpectedCloseError)):
-            _drop_idle_connections(self.client)
-        if isinstance(exc, MemcacheServerError) and not isinstance(exc, MemcacheUnexpectedCloseError):
-            if "too large" in str(exc):
-                return SessionDataError(
-                    f"memcached refused the session as too large ({exc}); set max_item_bytes to its -I size"
-                )
-            return StoreUnavailable(f"memcached failed to {action}: {exc}", store="memcached")
-        return StoreUnavailable(f"memcached could not {action}: {type(exc).__name__}: {exc}", store="memcached")
-
-    @contextmanager
-    def _driver_errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except MemcacheClientError:
-            raise  # a malformed command is a bug here, not an outage
-        except (MemcacheError, OSError) as exc:
-            raise self._unavailable(exc, action) from exc
-
-    def _gets(self, key: str) -> tuple[Any, Any]:
-        """``client.gets(key)``: the value and its CAS token, or ``(None, None)``.
-
-        pymemcache's ``HashClient`` answers a bare ``None`` (its miss) for a node
-        in its retry window instead of a pair.
-        """
-        reply = self.client.gets(key)
-        return (None, None) if reply is None else reply
+    def _translate(self, exc: Exception, action: str) -> Exception | None:
+        return translate(self.client, exc, action)
 
     # -- records ----------------------------------------------------------------------
 
@@ -553,12 +192,8 @@ class MemcachedStore(SessionStore):
         .. versionadded:: 0.1
         """
         item_key = self.key_prefix + _storage_id(key)
-        try:
-            raw, token = self._gets(item_key)
-        except MemcacheClientError:
-            raise
-        except (MemcacheError, OSError) as exc:
-            raise self._unavailable(exc, "read a session") from exc
+        with self._driver_errors("read a session"):
+            raw, token = gets(self.client, item_key)
         if raw is None:
             return None
         record = decode_record(raw)
@@ -566,8 +201,8 @@ class MemcachedStore(SessionStore):
             if record is None:
                 logger.error("unreadable session item in memcached ignored (%d bytes)", len(raw))
             return None
-        if token is not None and len(raw) <= _REMEMBERED_ITEM_BYTES:
-            put_bounded(self._read_tokens, item_key, (record, token), _REMEMBERED_READS)
+        if token is not None:
+            self._read_tokens.remember(item_key, (record, token), len(raw))
         return record
 
     def _cas_states(self, item_key: str, key: str, version: int | None = None
@@ -582,7 +217,7 @@ class MemcachedStore(SessionStore):
             if attempt == 0 and remembered is not None:
                 yield remembered
             else:
-                raw, token = self._gets(item_key)
+                raw, token = gets(self.client, item_key)
                 yield decode_record(raw), token
 
     def _remembered(self, item_key: str, key: str, version: int | None = None) -> tuple[SessionRecord, Any] | None:
@@ -592,7 +227,7 @@ class MemcachedStore(SessionStore):
         the caller expects (another request's read).  A token is only ever
         used with ``cas``, which fails if the item changed since that read.
         """
-        entry = self._read_tokens.pop(item_key, None)
+        entry = self._read_tokens.take(item_key)
         if entry is None or entry[0].key != key or (version is not None and entry[0].version != version):
             return None
         return entry
@@ -643,7 +278,7 @@ class MemcachedStore(SessionStore):
                 if current.version != expected_version:
                     return SetResult.CONFLICT
                 if (record.user_id is not None and not indexed_for_new_user
-                        and not _same_user(current.user_id, record.user_id)):
+                        and not same_user(current.user_id, record.user_id)):
                     # Index before the record names its new user, so the record
                     # is never owned by a user whose index lacks it.
                     self._index_add(self._user_key(record.user_id), storage_id)
@@ -656,7 +291,7 @@ class MemcachedStore(SessionStore):
                 # EXISTS: a touch or a save came in between; re-read and re-check the version.
             else:
                 return SetResult.CONFLICT
-        if current.user_id is not None and not _same_user(current.user_id, record.user_id):
+        if current.user_id is not None and not same_user(current.user_id, record.user_id):
             self._index_remove_quietly(self._user_key(current.user_id), {storage_id})
         return SetResult.SAVED
 
@@ -692,7 +327,7 @@ class MemcachedStore(SessionStore):
         """
         storage_id = _storage_id(key)
         item_key = self._record_key(storage_id)
-        self._read_tokens.pop(item_key, None)
+        self._read_tokens.take(item_key)
         with self._driver_errors("delete a session"):
             raw = self.client.get(item_key)
             if raw is None:
@@ -738,7 +373,7 @@ class MemcachedStore(SessionStore):
         .. versionadded:: 0.1
         """
         _index_key, entries, records = self._user_records(user_id)
-        return [records[i] for i in entries if i in records and _same_user(records[i].user_id, user_id)]
+        return [records[i] for i in entries if i in records and same_user(records[i].user_id, user_id)]
 
     def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
         """Delete every record of the user but ``except_key``; return how many were removed.
@@ -760,7 +395,7 @@ class MemcachedStore(SessionStore):
             if storage_id == kept:
                 continue
             record = records.get(storage_id)
-            if record is not None and _same_user(record.user_id, user_id):
+            if record is not None and same_user(record.user_id, user_id):
                 try:
                     with self._driver_errors("delete a session"):
                         removed += bool(self.client.delete(self._record_key(storage_id), noreply=False))
@@ -792,7 +427,7 @@ class MemcachedStore(SessionStore):
         return entries, records
 
     def get_all(self) -> list[SessionRecord]:
-        """Every record in the global index (see the module notes on what it can miss).
+        """Every record in the global index (see :mod:`kitsession_wsgi.stores.memcached` on what it can miss).
 
         :raises StoreUnavailable: a node is down.
 
@@ -833,7 +468,8 @@ class MemcachedStore(SessionStore):
         lock_key = f"{self.key_prefix}lock:{_storage_id(key)}"
         with self._driver_errors("take a session lock"):
             return bool(
-                self.client.add(lock_key, token.encode("utf-8", "surrogatepass"), expire=max(1, math.ceil(ttl)), noreply=False)
+                self.client.add(lock_key, token.encode("utf-8", "surrogatepass"), expire=max(1, math.ceil(ttl)),
+                                noreply=False)
             )
 
     def release_lock(self, key: str, token: str) -> None:
@@ -846,7 +482,7 @@ class MemcachedStore(SessionStore):
         """
         lock_key = f"{self.key_prefix}lock:{_storage_id(key)}"
         with self._driver_errors("release a session lock"):
-            raw, cas_token = self._gets(lock_key)
+            raw, cas_token = gets(self.client, lock_key)
             if raw is not None and raw == token.encode("utf-8", "surrogatepass"):
                 # A negative expiry expires the item at once: a delete guarded by cas.
                 self.client.cas(lock_key, b"", cas_token, expire=-1, noreply=False)
@@ -895,7 +531,7 @@ class MemcachedStore(SessionStore):
             return
         with self._driver_errors("update a session index"):
             for _attempt in range(_CAS_ATTEMPTS):
-                raw, token = self._gets(index_key)
+                raw, token = gets(self.client, index_key)
                 if raw is None:
                     return
                 entries = _entries(raw)
