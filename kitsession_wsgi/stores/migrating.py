@@ -1,0 +1,308 @@
+"""A store made of two, that moves sessions from one to the other while serving.
+
+Going from one store to another (memory to SQLite, SQLite to Redis, memcached to Redis)
+should not sign anyone out.  :class:`MigratingStore` is built from the store the
+sessions go to (``target``) and the one they come from (``source``); every live session
+keeps working while it moves:
+
+* a read looks in ``target``, then in ``source``, and a record found there is *moved*
+  (copied to ``target`` and removed from ``source``) before it is returned;
+* writes (``set``, ``touch``) go to ``target``, moving the record first when it is still
+  in ``source``; ``create`` inserts into ``target`` and is insert-only across both
+  (a key still held by ``source`` is moved and then counts as taken);
+* removals (``delete``, ``delete_all_for_user``, ``purge_expired``) reach both stores,
+  ``source`` first;
+* listings see both, without duplicates (``target``'s copy wins);
+* per-session locks are ``target``'s;
+* :meth:`MigratingStore.drain` moves whatever is left, so that afterwards ``source``
+  holds nothing live and the application can be configured with ``target`` alone.
+
+Nothing is ever written to ``source``: it only shrinks.  That is what makes the
+arguments below short.  The core keeps its own bookkeeping ("replaced", "removed" and
+revocation markers) as records in the same store, so markers move exactly as
+sessions do, and a marker still in ``source`` is consulted (and moved) the first time
+the core asks for it.
+
+**Moving a record** (:meth:`MigratingStore.move`), for a key ``k``:
+
+1. read ``k`` from ``source``; if it is not there, read ``target`` again (a concurrent
+   move may have just completed) and stop;
+2. insert the record into ``target`` (insert-only: if ``target`` already holds ``k``,
+   another move got there first: return what ``target`` holds, and stop);
+3. *claim* the record by deleting it from ``source``;
+4. if the claim found nothing to delete, something removed the record from ``source``
+   after step 1: undo step 2 (delete ``k`` from ``target``).
+
+**Removing a record** deletes it from ``source`` first, then from ``target``.
+
+Why a removal (a logout, a revoke, "sign out everywhere", expiry) wins every race with
+a move, as it does with every other write (rule 9 in docs/design.rst):
+
+* The removal's ``source`` delete comes before the move's claim (3): the claim finds
+  nothing and the move deletes its copy (4).  Whether the removal's ``target`` delete
+  ran before or after that undo, both stores end without ``k``.
+* It comes after the claim: the record was in ``target`` since step 2, before the claim,
+  so the removal's ``target`` delete, which follows its ``source`` delete, removes it.
+* A write racing the move (``set``, ``touch``) only ever updates ``target`` (update-only,
+  versioned): it either updates the copy, which the removal or the undo then deletes,
+  or finds nothing and reports ``MISSING`` / ``False``, as it does after any removal.
+* Two moves of one key: only one insert (2) succeeds; the other returns that copy and
+  never claims, so it cannot take the claim from the move that owns it (which would
+  make that move undo a record nobody removed).
+
+The order of a removal matters: deleting from ``target`` first would let a move insert
+its copy after that delete and claim the ``source`` record after it, and the removed
+session would live on in ``target``.  The order of a move matters too: claiming before
+copying would leave a moment when neither store holds a live session, and a request
+reading it then would sign its user out.
+
+One moment remains, and it is argued here rather than hidden: a move whose step 1 read
+the record just before a removal's ``source`` delete, and whose insert (2) lands after
+the removal's ``target`` delete, makes the record readable from ``target`` for the two
+store calls until its undo (3, 4).  A request with that cookie reading in exactly that
+moment is served once, concurrently with the logout; nothing it writes survives (its
+writes reach the copy the undo deletes), and a move of the session to a new id it
+attempts is undone by the core's own markers (see ``_removal``).  :meth:`drain` re-reads
+each record right before moving it, so a listing taken minutes ago never widens that
+moment.
+
+**Operating it.**  Configure every worker with the same ``MigratingStore`` first, then
+run :meth:`drain` once (``flask kitsession migrate --from URL``); a worker still using
+``source`` alone would keep writing where the others no longer look.  After the drain,
+configure ``target`` alone: until then every miss (an unknown or expired cookie) costs
+a ``source`` read too.
+
+.. versionadded:: 0.3
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from .base import SessionRecord, SessionStore, SetResult, UserId
+
+#: How many times :meth:`MigratingStore.drain` lists ``source`` again for records a
+#: concurrent move was still holding (inserted in ``target``, not yet claimed).
+DRAIN_PASSES = 5
+#: Pause between those passes (seconds of real time): a move in flight takes two store calls.
+DRAIN_PASS_PAUSE = 0.2
+
+#: A drain's progress callback: ``progress(done, total)`` after each record of a pass.
+Progress = Callable[[int, int], None]
+
+
+class DrainCounts(NamedTuple):
+    """What :meth:`MigratingStore.drain` did.
+
+    .. versionadded:: 0.3
+    """
+
+    #: records moved to ``target`` by the drain itself
+    moved: int
+    #: records found gone, or already moved by a concurrent request
+    skipped: int
+    #: expired records removed from ``source`` instead of moved
+    expired: int
+    #: records still in ``source`` after the last pass (held by a move that never finished)
+    remaining: int
+
+
+class MigratingStore(SessionStore):
+    """Serve from ``target`` and ``source`` while sessions move from ``source`` to ``target``.
+
+    See the module documentation for what each operation does and why a removal wins
+    every race with a move.  Both stores are used as they are (their tables must
+    exist); closing this store closes both.
+
+    :param target: the store sessions go to; it serves every write and the locks.
+    :param source: the store sessions come from; nothing is written to it, records are
+        only read and removed.
+    :param clock: returns Unix time; :meth:`drain` removes records expired by it
+        instead of moving them.  Pass the manager's clock if it is not ``time.time``.
+    :raises TypeError: ``target`` or ``source`` is not a :class:`SessionStore`, or they are
+        the same store.
+
+    .. versionadded:: 0.3
+    """
+
+    def __init__(self, target: SessionStore, source: SessionStore, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        for name, store in (("target", target), ("source", source)):
+            if not isinstance(store, SessionStore):
+                raise TypeError(f"MigratingStore {name} must be a SessionStore, got {type(store).__name__}")
+        if target is source:
+            raise TypeError("MigratingStore needs two different stores: target is source")
+        self.target = target
+        self.source = source
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"MigratingStore(target={self.target!r}, source={self.source!r})"
+
+    # -- moving -----------------------------------------------------------------------
+
+    def move(self, key: str) -> SessionRecord | None:
+        """Move the record ``key`` from ``source`` to ``target``; what ``target`` then holds.
+
+        ``None`` when neither store holds it, or when a removal took it from
+        ``source`` during the move (the copy is then undone).  Safe to call for a key
+        that is not in ``source``: it then only reads ``target``.
+        """
+        record = self.source.get(key)
+        if record is None:
+            # A concurrent move may have inserted and claimed it since our caller read target.
+            return self.target.get(key)
+        if not self.target.create(record):
+            # Another move's copy (claimed or not yet): it owns the claim, never take it.
+            return self.target.get(key)
+        if self.source.delete(key):
+            return record
+        # A removal (or a purge) deleted it from source after our read: it wins.
+        self.target.delete(key)
+        return None
+
+    # -- the contract -----------------------------------------------------------------
+
+    def create_id(self) -> str:
+        """A new id, as ``target`` makes them."""
+        return self.target.create_id()
+
+    def get(self, key: str) -> SessionRecord | None:
+        """``target``'s record, or ``source``'s moved to ``target``."""
+        record = self.target.get(key)
+        return record if record is not None else self.move(key)
+
+    def create(self, record: SessionRecord) -> bool:
+        """Insert into ``target``; ``False`` when either store holds the key."""
+        if self.move(record.key) is not None:
+            return False
+        return self.target.create(record)
+
+    def set(self, record: SessionRecord, expected_version: int) -> SetResult:
+        """A versioned update in ``target``, after moving the record there if it is still in ``source``."""
+        result = self.target.set(record, expected_version)
+        if result is not SetResult.MISSING or self.move(record.key) is None:
+            return result
+        return self.target.set(record, expected_version)
+
+    def touch(self, key: str, updated_at: float, expires_at: float) -> bool:
+        """Move activity and expiry in ``target``, after moving the record there if needed."""
+        if self.target.touch(key, updated_at, expires_at):
+            return True
+        return self.move(key) is not None and self.target.touch(key, updated_at, expires_at)
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key`` from ``source``, then from ``target`` (the order the module documentation argues)."""
+        from_source = self.source.delete(key)
+        from_target = self.target.delete(key)
+        return from_source or from_target
+
+    def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
+        """Remove the user's records from ``source``, then from ``target``.
+
+        The count is the sum of both; a record caught in both stores mid-move counts twice.
+        """
+        from_source = self.source.delete_all_for_user(user_id, except_key)
+        return from_source + self.target.delete_all_for_user(user_id, except_key)
+
+    def get_all_for_user(self, user_id: UserId) -> list[SessionRecord]:
+        """The user's records in either store, each once."""
+        return self._union(self.source.get_all_for_user(user_id), self.target.get_all_for_user(user_id))
+
+    def get_all(self) -> list[SessionRecord]:
+        """Every record in either store, each once."""
+        return self._union(self.source.get_all(), self.target.get_all())
+
+    @staticmethod
+    def _union(from_source: list[SessionRecord], from_target: list[SessionRecord]) -> list[SessionRecord]:
+        # Source is listed first: a record moving in between is then listed twice (and
+        # kept once, target's copy), never missed.
+        listed = {record.key: record for record in from_source}
+        listed.update((record.key, record) for record in from_target)
+        return list(listed.values())
+
+    def purge_expired(self, now: float) -> int:
+        """Purge ``source``, then ``target``; the sum of both counts."""
+        return self.source.purge_expired(now) + self.target.purge_expired(now)
+
+    def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        """``target``'s lock (``NotImplementedError`` if ``target`` has none)."""
+        return self.target.acquire_lock(key, token, ttl)
+
+    def release_lock(self, key: str, token: str) -> None:
+        """Free ``target``'s lock."""
+        self.target.release_lock(key, token)
+
+    def close(self) -> None:
+        """Close both stores."""
+        try:
+            self.source.close()
+        finally:
+            self.target.close()
+
+    # -- draining ---------------------------------------------------------------------
+
+    def drain(self, progress: Progress | None = None) -> DrainCounts:
+        """Move every record left in ``source`` to ``target``, while the application serves.
+
+        Each listed record is read again right before it moves (its newest version,
+        and a record removed since the listing is not copied back).  Records expired
+        by ``clock`` are removed from ``source`` instead.  A record that a concurrent
+        move holds (inserted in ``target``, not yet claimed) is left to that move;
+        ``source`` is listed again, up to :data:`DRAIN_PASSES` times, until it is
+        empty.  In the last pass, a record whose copy is still unclaimed was left by
+        a move that never finished (its process died between insert and claim):
+        requests already use that copy, so the drain claims it.  (A move merely
+        stalled for all the passes, about a second, would then undo its copy and
+        sign that one session out.)  ``remaining`` counts what is still in
+        ``source`` after that: records a worker running with ``source`` alone keeps
+        writing.
+
+        :param progress: called as ``progress(done, total)`` after each record of a
+            pass (``total`` is that pass's listing), for a progress bar.
+        :raises StoreUnavailable: either store cannot be reached; a drain is safe to
+            run again.
+        """
+        moved = skipped = expired = 0
+        held: list[str] = []
+        for attempt in range(DRAIN_PASSES):
+            listed = [record.key for record in self.source.get_all()]
+            if not listed:
+                return DrainCounts(moved, skipped, expired, 0)
+            if attempt:
+                time.sleep(DRAIN_PASS_PAUSE)
+            held = []
+            now = self.clock()
+            for done, key in enumerate(listed, 1):
+                outcome = self._drain_one(key, now, final=attempt == DRAIN_PASSES - 1)
+                if outcome == "moved":
+                    moved += 1
+                elif outcome == "expired":
+                    expired += 1
+                elif outcome == "held":
+                    held.append(key)
+                else:
+                    skipped += 1
+                if progress is not None:
+                    progress(done, len(listed))
+        return DrainCounts(moved, skipped, expired, len(held))
+
+    def _drain_one(self, key: str, now: float, *, final: bool) -> str:
+        """Move or expire one listed record: ``"moved"``, ``"expired"``, ``"held"`` or ``"gone"``."""
+        record = self.source.get(key)
+        if record is None:
+            return "gone"
+        if record.expires_at <= now:
+            return "expired" if self.source.delete(key) else "gone"
+        if self.target.create(record):
+            if self.source.delete(key):
+                return "moved"
+            self.target.delete(key)  # removed meanwhile: it stays removed
+            return "gone"
+        if final and self.target.get(key) is not None:
+            # A copy still unclaimed after every pass: its move never finished (its process
+            # died between insert and claim).  Requests already use the copy; claim it.
+            return "moved" if self.source.delete(key) else "gone"
+        return "held"
