@@ -528,3 +528,42 @@ def test_a_move_run_inside_a_removal_does_not_bring_it_back(
     assert not thread.is_alive() and not errors, errors
     assert manager.initialize_session(cookie).is_new, "the session outlived its removal"
     assert source.get(session.handle) is None and target.get(session.handle) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mover", ["request", "drain"])
+@pytest.mark.parametrize("pause", ["after-the-target-insert", "after-the-claim"])
+def test_a_session_paused_mid_move_is_still_served(
+    pair: tuple[SessionStore, SessionStore], pause: str, mover: str,
+) -> None:
+    """No moment of a move leaves the session in neither store (a read then would sign
+    its user out), and a concurrent read never steals the move's claim."""
+    source, target = pair
+    before = SessionManager(source, keys="k", secure=False)
+    session = before.create_session(user_id=6, data={"id": 6, "cart": [1]})
+    paused_target, paused_source = PausingStore(target), PausingStore(source)
+    pausing = paused_target if pause == "after-the-target-insert" else paused_source
+    pausing.key, pausing.pause_after = session.handle, "create" if pausing is paused_target else "delete"
+    migrating = MigratingStore(paused_target, paused_source)
+    manager = SessionManager(migrating, keys="k", secure=False)
+    cookie = _cookie(manager, session)
+    outcome: list[Any] = []
+
+    def move() -> None:
+        outcome.append(migrating.drain() if mover == "drain" else manager.initialize_session(cookie))
+
+    thread = threading.Thread(target=move)
+    thread.start()
+    try:
+        assert pausing.paused.wait(WAIT), "the move never reached the step to pause at"
+        during = manager.initialize_session(cookie)
+        assert not during.is_new and during.data == {"id": 6, "cart": [1]}, "the session was lost mid-move"
+        during.data["cart"].append(2)
+        manager.commit(during)
+    finally:
+        pausing.resume.set()
+        thread.join(WAIT)
+    assert not thread.is_alive() and outcome
+    if mover == "request":
+        assert not outcome[0].is_new
+    assert manager.initialize_session(cookie).data == {"id": 6, "cart": [1, 2]}
+    assert live_records(source) == [] and [r.key for r in live_records(target)] == [session.handle]
