@@ -4,8 +4,8 @@ Install the extra (``pip install 'kitsession-wsgi[otel]'``, the ``opentelemetry-
 package) and configure OpenTelemetry as for any instrumented library (an SDK
 ``MeterProvider`` set as the global one, by hand or by ``opentelemetry-instrument``):
 kitsession-wsgi records through the global ``MeterProvider`` with no enabling call of
-its own.  Until a provider is configured, the API's proxy instruments drop every
-measurement; without ``opentelemetry-api`` this module still imports and records nothing.
+its own.  Without ``opentelemetry-api`` this module still imports and records nothing,
+and until a provider is configured nothing is timed (:func:`instrumented`).
 
 Instruments (meter ``kitsession_wsgi``):
 
@@ -177,20 +177,36 @@ if AVAILABLE:
 # -- the store histogram, from a pass-through store --------------------------------------
 
 
+def configured() -> bool:
+    """Whether a ``MeterProvider`` is configured: installed, and set as the global one.
+
+    The API's own providers (the proxy it hands out until one is set, the no-op one)
+    record nothing; any other provider (the SDK's) is configured.
+    """
+    if otel_metrics is None:
+        return False
+    return not type(otel_metrics.get_meter_provider()).__module__.startswith("opentelemetry.metrics")
+
+
 def instrumented(store: SessionStore) -> SessionStore:
     """``store``, timed: every call's duration goes to ``kitsession.store.duration``.
 
-    Returns ``store`` itself when ``opentelemetry-api`` is not installed (nothing
-    to record, nothing to pay) or when it is already instrumented.  The manager
-    applies it to its store unless built with ``metrics=False``; wrap the parts of
-    a composed store yourself to see them apart
-    (``MigratingStore(instrumented(target), instrumented(source))``).
+    Returns ``store`` itself, so that the read path costs exactly what it costs
+    without metrics, when no ``MeterProvider`` is configured at the time of the
+    call (:func:`configured`: ``opentelemetry-api`` missing, or no provider set
+    yet), and when ``store`` is instrumented already.  The manager applies it to
+    its store when it is built, unless built with ``metrics=False``: configure
+    OpenTelemetry before the application builds its manager, as
+    ``opentelemetry-instrument`` and a setup at the top of the WSGI entry point do
+    (the session counters need no such order).  Wrap the parts of a composed store
+    to see them apart (``MigratingStore(instrumented(target), instrumented(source))``).
 
     .. versionadded:: 0.3
     """
-    found = instruments()
-    if found is None or isinstance(store, InstrumentedStore):
+    if isinstance(store, InstrumentedStore) or not configured():
         return store
+    found = instruments()
+    assert found is not None  # configured() implies the API is there
     return InstrumentedStore(store, found)
 
 

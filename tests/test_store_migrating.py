@@ -234,6 +234,24 @@ def test_locks_are_targets(stores: tuple[MemoryStore, MemoryStore, MigratingStor
     assert target.acquire_lock("k", "b", 30)
 
 
+def test_a_migration_from_a_store_url(tmp_path: Path) -> None:
+    """What ``KITSESSION_MIGRATE_FROM`` and ``flask kitsession migrate --from URL`` build."""
+    from kitsession_wsgi.stores.peewee import PeeweeStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = PeeweeStore.from_url(url)
+    old.create_tables()
+    session = SessionManager(old).create_session(user_id=1, data={"n": 1})
+    old.close()
+    target = MemoryStore()
+    migrating = MigratingStore.from_url(target, url)
+    assert isinstance(migrating.source, PeeweeStore) and migrating.target is target
+    steps: list[tuple[int, int]] = []
+    assert migrating.drain(lambda done, total: steps.append((done, total))).moved == 1
+    assert steps == [(1, 1)] and target.get(session.handle) is not None  # type: ignore[arg-type]
+    migrating.close()
+
+
 def test_a_store_is_not_migrated_to_itself() -> None:
     store = MemoryStore()
     with pytest.raises(TypeError, match="target is source"):

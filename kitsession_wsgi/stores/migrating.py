@@ -138,6 +138,20 @@ class MigratingStore(SessionStore):
         self.source = source
         self.clock = clock
 
+    @classmethod
+    def from_url(cls, target: SessionStore, source_url: str, *,
+                 clock: Callable[[], float] = time.time) -> MigratingStore:
+        """A migration to ``target`` from the store at ``source_url`` (see
+        :func:`~kitsession_wsgi.stores.urls.store_from_url`): what Flask's
+        ``KITSESSION_MIGRATE_FROM`` and ``flask kitsession migrate --from URL`` build.
+        The source's tables exist already (it is the store in use until now).
+
+        :raises ConfigurationError: the URL names no store (option ``store``).
+        """
+        from .urls import store_from_url
+
+        return cls(target, store_from_url(source_url), clock=clock)
+
     def __repr__(self) -> str:
         return f"MigratingStore(target={self.target!r}, source={self.source!r})"
 
