@@ -131,6 +131,8 @@ class FromSource(MigratingStore):
     def create(self, record: SessionRecord) -> bool:
         if self.get(record.key) is not None:
             return False
+        if self.target.get(record.key) is not None:  # a tombstone: the key was used since
+            return super().create(record)
         return self.source.create(record)
 
 
@@ -150,6 +152,12 @@ class TestMigratingStoreWithRecordsToMove(StoreContract):
     def store(self, pair: tuple[SessionStore, SessionStore]) -> Iterator[SessionStore]:
         source, target = pair
         yield FromSource(target, source)
+
+
+def holds_nothing(source: SessionStore, target: SessionStore, key: str) -> bool:
+    """Neither store holds ``key`` (``target`` may keep its tombstone)."""
+    record = target.get(key)
+    return source.get(key) is None and (record is None or MigratingStore.is_tombstone(record))
 
 
 # -- the operations, one by one -----------------------------------------------------------
@@ -200,7 +208,28 @@ def test_removals_reach_both_stores(stores: tuple[MemoryStore, MemoryStore, Migr
     assert migrating.delete_all_for_user(5, except_key=kept.key) == 2
     assert [r.key for r in migrating.get_all_for_user(5)] == [kept.key]
     assert migrating.delete(kept.key) is True and migrating.delete(kept.key) is False
-    assert source.get_all() == [] and target.get_all() == []
+    assert source.get_all() == [] and migrating.get_all() == []
+    # target keeps a tombstone per removed key, for moves that read source before the removal
+    assert {r.key for r in target.get_all() if MigratingStore.is_tombstone(r)} == {old.key, new.key, kept.key}
+
+
+def test_a_tombstone_is_never_served_written_touched_or_listed(
+        stores: tuple[MemoryStore, MemoryStore, MigratingStore]) -> None:
+    source, target, migrating = stores
+    record = make_record(source, user_id=2)
+    migrating.create(record)
+    assert migrating.delete(record.key)
+    assert migrating.get(record.key) is None
+    assert migrating.set(record.with_changes(version=2), 1) is SetResult.MISSING
+    assert migrating.set(record.with_changes(version=1), 0) is SetResult.MISSING
+    assert migrating.touch(record.key, record.updated_at, record.expires_at) is False
+    assert migrating.get_all() == [] and migrating.get_all_for_user(2) == []
+    assert migrating.delete(record.key) is False
+    # a stale copy of it (a move that read source before the removal) cannot be inserted
+    assert target.create(record) is False
+    # and the key is free again for a new record
+    assert migrating.create(record.with_changes(data='{"new":1}'))
+    assert migrating.get(record.key).data == '{"new":1}'  # type: ignore[union-attr]
 
 
 def test_listings_see_both_without_duplicates(stores: tuple[MemoryStore, MemoryStore, MigratingStore]) -> None:
@@ -396,7 +425,7 @@ def test_a_migration_under_load_loses_nothing_and_resurrects_nothing(
         assert not session.is_new and session.data == {"n": n}, f"session {i} lost (or lost a write)"
     for i in removed:
         assert manager.initialize_session(cookies[i]).is_new, f"removed session {i} came back"
-        assert source.get(sessions[i].handle) is None and target.get(sessions[i].handle) is None  # type: ignore[arg-type]
+        assert holds_nothing(source, target, sessions[i].handle)  # type: ignore[arg-type]
     for cookie, n in created:
         assert manager.initialize_session(cookie).data == {"n": n}
     assert removed, "no logout ran during the drain"
@@ -407,7 +436,7 @@ def test_a_migration_under_load_loses_nothing_and_resurrects_nothing(
 
 class PausingStore(SessionStore):
     """A pass-through store that stops at a chosen step for one key until released:
-    ``"get"`` after reading it, ``"create"`` after inserting it, ``"delete"`` after
+    ``"get"`` after reading it, ``"create"`` after inserting it (if it did), ``"delete"`` after
     deleting it (alone or with its user's records)."""
 
     def __init__(self, inner: SessionStore) -> None:
@@ -430,7 +459,8 @@ class PausingStore(SessionStore):
 
     def create(self, record: SessionRecord) -> bool:
         created = self.inner.create(record)
-        self._stop("create", record.key)
+        if created:
+            self._stop("create", record.key)
         return created
 
     def set(self, record: SessionRecord, expected_version: int) -> SetResult:
@@ -499,7 +529,7 @@ def test_a_removal_during_a_paused_move_wins(
     if mover == "request":
         assert outcome[0].is_new, "the request that moved the session served it after the removal"
     assert manager.initialize_session(cookie).is_new
-    assert source.get(session.handle) is None and target.get(session.handle) is None  # type: ignore[arg-type]
+    assert holds_nothing(source, target, session.handle)  # type: ignore[arg-type]
     assert manager.get_session(bystander.id) is not None  # type: ignore[arg-type]
     migrating.drain()
     assert live_records(source) == [] and [r.key for r in live_records(target)] == [bystander.handle]
@@ -545,7 +575,7 @@ def test_a_move_run_inside_a_removal_does_not_bring_it_back(
         thread.join(WAIT)
     assert not thread.is_alive() and not errors, errors
     assert manager.initialize_session(cookie).is_new, "the session outlived its removal"
-    assert source.get(session.handle) is None and target.get(session.handle) is None  # type: ignore[arg-type]
+    assert holds_nothing(source, target, session.handle)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("mover", ["request", "drain"])
@@ -585,3 +615,38 @@ def test_a_session_paused_mid_move_is_still_served(
         assert not outcome[0].is_new
     assert manager.initialize_session(cookie).data == {"id": 6, "cart": [1, 2]}
     assert live_records(source) == [] and [r.key for r in live_records(target)] == [session.handle]
+
+
+@pytest.mark.parametrize("removal", list(REMOVALS))
+def test_a_move_that_read_the_session_before_a_removal_never_shows_it_again(
+    pair: tuple[SessionStore, SessionStore], removal: str,
+) -> None:
+    """The move reads ``source``, stops, a removal runs to its end; the move resumes and would
+    insert its (stale) copy: if the insert succeeded, the move stops there again and a
+    request reads the session.  It must find none, not even for that moment."""
+    source, target = pair
+    before = SessionManager(source, keys="k", secure=False)
+    session = before.create_session(user_id=6, data={"id": 6})
+    paused_target, paused_source = PausingStore(target), PausingStore(source)
+    paused_source.key, paused_source.pause_after = session.handle, "get"
+    paused_target.key, paused_target.pause_after = session.handle, "create"
+    migrating = MigratingStore(paused_target, paused_source)
+    manager = SessionManager(migrating, keys="k", secure=False)
+    cookie = _cookie(manager, session)
+    thread = threading.Thread(target=lambda: migrating.move(session.handle))  # type: ignore[arg-type]
+    thread.start()
+    try:
+        assert paused_source.paused.wait(WAIT), "the move never read the session"
+        paused_target.pause_after = None  # the removal's own writes must not stop
+        REMOVALS[removal](manager, session)
+        paused_target.pause_after = "create"
+        paused_source.resume.set()
+        if paused_target.paused.wait(1.0):  # the stale insert went through: read in its moment
+            assert manager.initialize_session(cookie).is_new, "a removed session was served again"
+    finally:
+        paused_source.resume.set()
+        paused_target.resume.set()
+        thread.join(WAIT)
+    assert not thread.is_alive()
+    assert not paused_target.paused.is_set(), "the stale copy was inserted"
+    assert manager.initialize_session(cookie).is_new

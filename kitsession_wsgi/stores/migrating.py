@@ -31,40 +31,50 @@ the core asks for it.
    another move got there first: return what ``target`` holds, and stop);
 3. *claim* the record by deleting it from ``source``;
 4. if the claim found nothing to delete, something removed the record from ``source``
-   after step 1: undo step 2 (delete ``k`` from ``target``).
+   after step 1: undo step 2 (bury ``k`` in ``target``, below).
 
-**Removing a record** deletes it from ``source`` first, then from ``target``.
+**Removing a record** deletes it from ``source`` first, then *buries* it in ``target``:
+replaces whatever ``target`` holds under ``k`` by a tombstone (a short-lived record this
+store never returns, listed by no one, that no ``set`` or ``touch`` can revive), or inserts
+one if ``target`` holds nothing.  The tombstone is there for a move that read the record
+from ``source`` just before the removal: its insert (2) finds the key taken and the move
+stops, so the removed record is never readable again, not even for a moment.
 
 Why a removal (a logout, a revoke, "sign out everywhere", expiry) wins every race with
 a move, as it does with every other write (rule 9 in docs/design.rst):
 
-* The removal's ``source`` delete comes before the move's claim (3): the claim finds
-  nothing and the move deletes its copy (4).  Whether the removal's ``target`` delete
-  ran before or after that undo, both stores end without ``k``.
+* The removal's ``source`` delete comes before the move's read (1): the move finds
+  nothing to move.
+* It comes between the move's read (1) and its claim (3): the claim finds nothing and
+  the move buries its copy (4).  If the move's insert (2) came after the removal's
+  burial, the tombstone made it fail and nothing was ever copied.  Either way ``target``
+  ends with a tombstone and ``source`` without ``k``.
 * It comes after the claim: the record was in ``target`` since step 2, before the claim,
-  so the removal's ``target`` delete, which follows its ``source`` delete, removes it.
+  so the removal's burial, which follows its ``source`` delete, buries it.
 * A write racing the move (``set``, ``touch``) only ever updates ``target`` (update-only,
-  versioned): it either updates the copy, which the removal or the undo then deletes,
-  or finds nothing and reports ``MISSING`` / ``False``, as it does after any removal.
+  versioned): it either updates the copy, which the removal or the undo then buries,
+  or finds a tombstone or nothing and reports ``MISSING`` / ``False``, as it does after
+  any removal.  (A tombstone's version is 0, which no session has, so no ``set`` matches it.)
 * Two moves of one key: only one insert (2) succeeds; the other returns that copy and
   never claims, so it cannot take the claim from the move that owns it (which would
   make that move undo a record nobody removed).
 
-The order of a removal matters: deleting from ``target`` first would let a move insert
-its copy after that delete and claim the ``source`` record after it, and the removed
-session would live on in ``target``.  The order of a move matters too: claiming before
-copying would leave a moment when neither store holds a live session, and a request
-reading it then would sign its user out.
+The order of a removal matters where the tombstone is missing (expired, or evicted by
+memcached): then its ``target`` write is a plain delete, and deleting from ``target``
+first would let a move insert its copy after that delete and claim the ``source`` record
+after it, so the removed session would live on in ``target``.  ``source`` first keeps
+every case above true without the tombstone except the one it exists for.  The order of
+a move matters too: claiming before copying would leave a moment when neither store
+holds a live session, and a request reading it then would sign its user out.
 
-One moment remains, and it is argued here rather than hidden: a move whose step 1 read
-the record just before a removal's ``source`` delete, and whose insert (2) lands after
-the removal's ``target`` delete, makes the record readable from ``target`` for the two
-store calls until its undo (3, 4).  A request with that cookie reading in exactly that
-moment is served once, concurrently with the logout; nothing it writes survives (its
-writes reach the copy the undo deletes), and a move of the session to a new id it
-attempts is undone by the core's own markers (see ``_removal``).  :meth:`drain` re-reads
-each record right before moving it, so a listing taken minutes ago never widens that
-moment.
+The tombstones' lifetime bounds what they guard: a move stalled for more than
+:data:`TOMBSTONE_SECONDS` between its read (1) and its insert (2) finds the tombstone
+gone (as does one whose tombstone memcached evicted), and its copy is readable for the two store calls until its claim fails and it
+buries the copy again.  :meth:`drain` re-reads each record right before moving it, so a
+listing taken minutes ago never widens that gap.  Costs during a migration: a removal is
+three store calls instead of one (``source`` delete, ``target`` read and write), a
+``touch`` reads first, and a tombstone occupies ``target`` for :data:`TOMBSTONE_SECONDS`
+(``purge_expired`` counts expired tombstones among what it removed).
 
 **Operating it.**  Configure every worker with the same ``MigratingStore`` first, then
 run :meth:`drain` once (``flask kitsession migrate --from URL``); a worker still using
@@ -81,6 +91,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from ..errors import SessionConflict
 from .base import SessionRecord, SessionStore, SetResult, UserId
 
 #: How many times :meth:`MigratingStore.drain` lists ``source`` again for records a
@@ -88,6 +99,17 @@ from .base import SessionRecord, SessionStore, SetResult, UserId
 DRAIN_PASSES = 5
 #: Pause between those passes (seconds of real time): a move in flight takes two store calls.
 DRAIN_PASS_PAUSE = 0.2
+
+#: How long a removed record's tombstone stays in ``target`` (seconds of real time): far
+#: longer than a move takes between reading a record and inserting its copy.
+TOMBSTONE_SECONDS = 300.0
+#: A tombstone's data: a core marker's form (``"kitsession:...`` is never served, never listed).
+TOMBSTONE_DATA = '"kitsession:migrating:removed"'
+#: A tombstone's version: no session has version 0, so no versioned ``set`` matches it.
+TOMBSTONE_VERSION = 0
+
+#: How many times a burial reads and writes again when the record keeps changing under it.
+BURY_ATTEMPTS = 100
 
 #: A drain's progress callback: ``progress(done, total)`` after each record of a pass.
 Progress = Callable[[int, int], None]
@@ -167,15 +189,41 @@ class MigratingStore(SessionStore):
         record = self.source.get(key)
         if record is None:
             # A concurrent move may have inserted and claimed it since our caller read target.
-            return self.target.get(key)
+            return self._alive(self.target.get(key))
         if not self.target.create(record):
-            # Another move's copy (claimed or not yet): it owns the claim, never take it.
-            return self.target.get(key)
+            # Another move's copy (claimed or not yet: it owns the claim, never take it),
+            # or the tombstone of a removal that ran since our read.
+            return self._alive(self.target.get(key))
         if self.source.delete(key):
             return record
         # A removal (or a purge) deleted it from source after our read: it wins.
-        self.target.delete(key)
+        self.bury(key)
         return None
+
+    def bury(self, key: str) -> bool:
+        """Put a tombstone under ``key`` in ``target``; ``True`` if it replaced a live record."""
+        for _attempt in range(BURY_ATTEMPTS):
+            current = self.target.get(key)
+            if current is not None and self.is_tombstone(current):
+                return False
+            now = time.time()
+            tombstone = SessionRecord(key=key, data=TOMBSTONE_DATA, user_id=None, created_at=now, updated_at=now,
+                                      expires_at=now + TOMBSTONE_SECONDS, version=TOMBSTONE_VERSION)
+            if current is None:
+                if self.target.create(tombstone):
+                    return False
+            elif self.target.set(tombstone, current.version) is SetResult.SAVED:
+                return True
+            # Written meanwhile (a save of the copy, another burial): look again.
+        raise SessionConflict("the record kept changing while it was removed", handle=key)
+
+    @staticmethod
+    def is_tombstone(record: SessionRecord) -> bool:
+        """Whether ``record`` is a tombstone this store left (never returned by it)."""
+        return record.version == TOMBSTONE_VERSION and record.data == TOMBSTONE_DATA
+
+    def _alive(self, record: SessionRecord | None) -> SessionRecord | None:
+        return None if record is None or self.is_tombstone(record) else record
 
     # -- the contract -----------------------------------------------------------------
 
@@ -186,56 +234,70 @@ class MigratingStore(SessionStore):
     def get(self, key: str) -> SessionRecord | None:
         """``target``'s record, or ``source``'s moved to ``target``."""
         record = self.target.get(key)
-        return record if record is not None else self.move(key)
+        if record is None:
+            return self.move(key)
+        return None if self.is_tombstone(record) else record
 
     def create(self, record: SessionRecord) -> bool:
         """Insert into ``target``; ``False`` when either store holds the key."""
         if self.move(record.key) is not None:
             return False
-        return self.target.create(record)
+        if self.target.create(record):
+            return True
+        # A removed record's tombstone does not keep its key taken.
+        return self.target.set(record, TOMBSTONE_VERSION) is SetResult.SAVED
 
     def set(self, record: SessionRecord, expected_version: int) -> SetResult:
         """A versioned update in ``target``, after moving the record there if it is still in ``source``."""
+        if expected_version == TOMBSTONE_VERSION and self.get(record.key) is None:
+            return SetResult.MISSING  # the one version that would match a tombstone
         result = self.target.set(record, expected_version)
+        if result is SetResult.CONFLICT and self.get(record.key) is None:
+            return SetResult.MISSING  # the stored version was a tombstone's
         if result is not SetResult.MISSING or self.move(record.key) is None:
             return result
         return self.target.set(record, expected_version)
 
     def touch(self, key: str, updated_at: float, expires_at: float) -> bool:
         """Move activity and expiry in ``target``, after moving the record there if needed."""
-        if self.target.touch(key, updated_at, expires_at):
-            return True
-        return self.move(key) is not None and self.target.touch(key, updated_at, expires_at)
+        if self.get(key) is None:  # moved to target by the read if it was in source; never a tombstone
+            return False
+        # A removal between the read and the touch buries the record: its tombstone's
+        # expiry moves, nothing else (the data, the version and the user stay the tombstone's).
+        return self.target.touch(key, updated_at, expires_at)
 
     def delete(self, key: str) -> bool:
-        """Remove ``key`` from ``source``, then from ``target`` (the order the module documentation argues)."""
+        """Remove ``key`` from ``source``, then bury it in ``target`` (the order the module documentation argues)."""
         from_source = self.source.delete(key)
-        from_target = self.target.delete(key)
-        return from_source or from_target
+        return self.bury(key) or from_source
 
     def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
-        """Remove the user's records from ``source``, then from ``target``.
+        """Remove the user's records from ``source``, then from ``target``, and bury them.
 
-        The count is the sum of both; a record caught in both stores mid-move counts twice.
+        The count is the sum of both stores'; a record caught in both mid-move counts twice.
         """
+        listed = {record.key for store in (self.source, self.target)
+                  for record in store.get_all_for_user(user_id)} - {except_key}
         from_source = self.source.delete_all_for_user(user_id, except_key)
-        return from_source + self.target.delete_all_for_user(user_id, except_key)
+        from_target = self.target.delete_all_for_user(user_id, except_key)
+        for key in listed:
+            self.bury(key)
+        return from_source + from_target
 
     def get_all_for_user(self, user_id: UserId) -> list[SessionRecord]:
         """The user's records in either store, each once."""
         return self._union(self.source.get_all_for_user(user_id), self.target.get_all_for_user(user_id))
 
     def get_all(self) -> list[SessionRecord]:
-        """Every record in either store, each once."""
+        """Every record in either store, each once (tombstones are not records)."""
         return self._union(self.source.get_all(), self.target.get_all())
 
-    @staticmethod
-    def _union(from_source: list[SessionRecord], from_target: list[SessionRecord]) -> list[SessionRecord]:
+    def _union(self, from_source: list[SessionRecord], from_target: list[SessionRecord]) -> list[SessionRecord]:
         # Source is listed first: a record moving in between is then listed twice (and
         # kept once, target's copy), never missed.
         listed = {record.key: record for record in from_source}
         listed.update((record.key, record) for record in from_target)
-        return list(listed.values())
+        return [record for record in listed.values() if not self.is_tombstone(record)]
 
     def purge_expired(self, now: float) -> int:
         """Purge ``source``, then ``target``; the sum of both counts."""
@@ -313,9 +375,16 @@ class MigratingStore(SessionStore):
         if self.target.create(record):
             if self.source.delete(key):
                 return "moved"
-            self.target.delete(key)  # removed meanwhile: it stays removed
+            self.bury(key)  # removed meanwhile: it stays removed
             return "gone"
-        if final and self.target.get(key) is not None:
+        copy = self.target.get(key)
+        if copy is None:
+            return "held"  # the copy that was there is gone: the next pass inserts again
+        if self.is_tombstone(copy):
+            # Removed since the read (its source record is a leftover): it stays removed.
+            self.source.delete(key)
+            return "gone"
+        if final:
             # A copy still unclaimed after every pass: its move never finished (its process
             # died between insert and claim).  Requests already use the copy; claim it.
             return "moved" if self.source.delete(key) else "gone"
