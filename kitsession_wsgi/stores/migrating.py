@@ -59,13 +59,13 @@ a move, as it does with every other write (rule 9 in docs/design.rst):
   never claims, so it cannot take the claim from the move that owns it (which would
   make that move undo a record nobody removed).
 
-The order of a removal matters where the tombstone is missing (expired, or evicted by
-memcached): then its ``target`` write is a plain delete, and deleting from ``target``
-first would let a move insert its copy after that delete and claim the ``source`` record
-after it, so the removed session would live on in ``target``.  ``source`` first keeps
-every case above true without the tombstone except the one it exists for.  The order of
-a move matters too: claiming before copying would leave a moment when neither store
-holds a live session, and a request reading it then would sign its user out.
+The order of a removal matters: with ``source`` first, every case above but the stale
+read holds without the tombstone (which can expire, or be evicted by memcached).  With
+``target`` first and no tombstone, a whole move could run between the two deletes
+(insert after the ``target`` delete, claim before the ``source`` one) and the removed
+session would live on in ``target``.  The order of a move matters too: claiming before
+copying would leave a moment when neither store holds a live session, and a request
+reading it then would sign its user out.
 
 The tombstones' lifetime bounds what they guard: a move stalled for more than
 :data:`TOMBSTONE_SECONDS` between its read (1) and its insert (2) finds the tombstone
