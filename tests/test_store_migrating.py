@@ -213,6 +213,12 @@ def test_removals_reach_both_stores(stores: tuple[MemoryStore, MemoryStore, Migr
     assert {r.key for r in target.get_all() if MigratingStore.is_tombstone(r)} == {old.key, new.key, kept.key}
 
 
+def test_removing_an_unknown_key_writes_nothing(stores: tuple[MemoryStore, MemoryStore, MigratingStore]) -> None:
+    source, target, migrating = stores
+    assert migrating.delete(session_key("made-up")) is False
+    assert source.get_all() == [] and target.get_all() == []
+
+
 def test_a_tombstone_is_never_served_written_touched_or_listed(
         stores: tuple[MemoryStore, MemoryStore, MigratingStore]) -> None:
     source, target, migrating = stores

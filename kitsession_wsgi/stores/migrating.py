@@ -200,11 +200,17 @@ class MigratingStore(SessionStore):
         self.bury(key)
         return None
 
-    def bury(self, key: str) -> bool:
-        """Put a tombstone under ``key`` in ``target``; ``True`` if it replaced a live record."""
+    def bury(self, key: str, *, insert: bool = True) -> bool:
+        """Put a tombstone under ``key`` in ``target``; ``True`` if it replaced a live record.
+
+        ``insert=False``: only replace a record ``target`` holds, never add one where it
+        holds nothing (see :meth:`delete`).
+        """
         for _attempt in range(BURY_ATTEMPTS):
             current = self.target.get(key)
             if current is not None and self.is_tombstone(current):
+                return False
+            if current is None and not insert:
                 return False
             now = time.time()
             tombstone = SessionRecord(key=key, data=TOMBSTONE_DATA, user_id=None, created_at=now, updated_at=now,
@@ -267,9 +273,14 @@ class MigratingStore(SessionStore):
         return self.target.touch(key, updated_at, expires_at)
 
     def delete(self, key: str) -> bool:
-        """Remove ``key`` from ``source``, then bury it in ``target`` (the order the module documentation argues)."""
+        """Remove ``key`` from ``source``, then bury it in ``target`` (the order the module documentation argues).
+
+        A key neither store held gets no tombstone: no move can have read it from
+        ``source`` (a removal of it would have left one), so a removal of an unknown key
+        (a made-up handle) costs ``target`` no write.
+        """
         from_source = self.source.delete(key)
-        return self.bury(key) or from_source
+        return self.bury(key, insert=from_source) or from_source
 
     def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
         """Remove the user's records from ``source``, then from ``target``, and bury them.
