@@ -15,6 +15,8 @@ EXTRAS = {
     "mysql": ["peewee>=3.17", "pymysql>=1.1"],
     "memcached": ["pymemcache>=4.0"],
     "redis": ["redis>=5.0"],
+    # kitsession_wsgi.metrics: instruments recorded through the global MeterProvider
+    "otel": ["opentelemetry-api>=1.23"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 # the documentation site (`make docs`): Sphinx, the furo theme, Markdown pages through MyST
@@ -39,6 +41,8 @@ EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "cachelib>=0.13",
     "flask-sqlalchemy>=3.1",
     "sqlalchemy>=2.0",
+    # tests/test_metrics.py reads the metrics back through the SDK's in-memory reader
+    "opentelemetry-sdk>=1.23",
 ]
 
 setup(

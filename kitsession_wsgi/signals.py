@@ -45,3 +45,13 @@ store_unavailable = _signals.signal("kitsession.store_unavailable")
 #:
 #: .. versionadded:: 0.2
 evicted = _signals.signal("kitsession.evicted")
+#: sessions were revoked (``user_id=``, ``count=``): by ``remove_all_sessions_for_user``
+#: (``count`` is how many), or one by ``remove_session_by_handle`` (``count=1``)
+#:
+#: .. versionadded:: 0.3
+revoked = _signals.signal("kitsession.revoked")
+#: a save found the session saved by another request meanwhile and merged this request's
+#: changes into it (``session=``), once per merge (``on_conflict="merge"``)
+#:
+#: .. versionadded:: 0.3
+conflict_merged = _signals.signal("kitsession.conflict_merged")
