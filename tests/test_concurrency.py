@@ -4,7 +4,7 @@ Eight threads call the WSGI application directly (no HTTP), each carrying the
 same session cookie:
 
 * each thread increments its OWN key: the default merge on conflict must lose
-  nothing (DESIGN.md section 3, rule 8);
+  nothing (rule 8 in docs/design.rst);
 * all threads increment ONE shared key with the session lock on (the manager's
   ``lock=True`` or the ``session_lock`` decorator): nothing is lost either;
 * the same with the lock off: read-modify-write of one key loses updates by
