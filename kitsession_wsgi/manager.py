@@ -28,10 +28,9 @@ none knows the manager (one concept per module, dependencies one way):
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import Any, Generic, TypeVar, overload
+import functools
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from ._keys import session_key
 from ._lineage import Lineage
@@ -51,6 +50,18 @@ from .stores.base import SessionStore, UserId
 __all__ = ["REPLACED_MARKER_SECONDS", "TOKEN_HEADER", "SessionManager", "days_to_max_age", "session_key"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _with_signature_of(
+    options_init: Callable[Concatenate[SessionOptions, P], None],
+) -> Callable[[Callable[..., None]], Callable[Concatenate[SessionManager, P], None]]:
+    """The manager takes exactly :class:`SessionOptions`' arguments: one signature, for
+    type checkers and ``inspect.signature`` alike, written once (in ``_options``)."""
+    def decorate(init: Callable[..., None]) -> Callable[Concatenate[SessionManager, P], None]:
+        functools.update_wrapper(init, options_init, assigned=(), updated=())  # sets __wrapped__ only
+        return init
+    return decorate
 
 
 class _Option(Generic[T]):
@@ -152,43 +163,10 @@ class SessionManager:
     cookie_cache_size = _Option[int]()
     serializer = _Option[Serializer]()
 
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        name: str = "session",
-        keys: str | bytes | Sequence[str | bytes] | None = None,
-        signed: bool | None = None,
-        secure: bool = True,
-        httponly: bool = True,
-        path: str = "/",
-        domain: str | None = None,
-        samesite: str = "Strict",
-        max_age: int | float | timedelta = days_to_max_age(14),
-        idle_timeout: int | float | timedelta | None = None,
-        rolling: bool = False,
-        clock: Callable[[], float] = time.time,
-        on_conflict: str = "merge",
-        max_data_bytes: int = 524288,
-        touch_interval: int | float | timedelta | None = None,
-        serializer: Serializer | None = None,
-        cookie_cache_size: int = 4096,
-        merge_retries: int = 100,
-        lock: bool = False,
-        lock_timeout: int | float | timedelta = 10.0,
-        lock_ttl: int | float | timedelta = 30.0,
-        rotate_on_user_change: bool = True,
-        bearer: bool = False,
-    ) -> None:
+    @_with_signature_of(SessionOptions.__init__)
+    def __init__(self, store: SessionStore, **arguments: Any) -> None:
         #: the validated options, shared by every part (each is also an attribute: ``manager.max_age``)
-        self.options = SessionOptions(
-            store, name=name, keys=keys, signed=signed, secure=secure, httponly=httponly, path=path,
-            domain=domain, samesite=samesite, max_age=max_age, idle_timeout=idle_timeout, rolling=rolling,
-            clock=clock, on_conflict=on_conflict, max_data_bytes=max_data_bytes, touch_interval=touch_interval,
-            serializer=serializer, cookie_cache_size=cookie_cache_size, merge_retries=merge_retries, lock=lock,
-            lock_timeout=lock_timeout, lock_ttl=lock_ttl, rotate_on_user_change=rotate_on_user_change,
-            bearer=bearer,
-        )
+        self.options = SessionOptions(store, **arguments)
         # The parts, each given what it works with; the manager is only their signals' sender.
         options = self.options
         self._cookie = SessionCookie(options, self)
