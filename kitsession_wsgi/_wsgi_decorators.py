@@ -170,7 +170,7 @@ def with_delete_session(app: SessionWSGIApp) -> WSGIApplication:
         try:
             return app(environ, start_response, session=session)
         except BaseException:
-            request._logout_pending = False
+            request.lifecycle.cancel_logout()
             raise
 
     wrapper.__signature__ = _WSGI_SIGNATURE  # type: ignore[attr-defined]

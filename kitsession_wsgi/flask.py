@@ -38,7 +38,7 @@ from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import Headers
 from werkzeug.local import LocalProxy
 
-from ._http import OutageReport, add_bearer_headers, error_reply, validate_retry_after, vary_covers_cookie
+from ._http import OutageReport, add_response_headers, error_reply, validate_retry_after
 from .errors import ConfigurationError, SessionConflict, StoreUnavailable
 from .flask_cli import cli as _cli
 from .flask_serializer import FlaskSessionSerializer
@@ -171,46 +171,28 @@ class KitSessionInterface(SessionInterface):
             return
         settings = session._settings
         assert settings is not None
-        if session._core is None:
+        lifecycle = session.lifecycle
+        if not lifecycle.loaded:
             self._refresh_unread(app, session, settings, response)
             return
-        core = session._core
         state: _AppState = app.extensions["kitsession"]
-        manager = session._manager
-        set_cookie = None
-        if response.status_code >= 500:
-            manager.release(core)
-        else:
-            try:
-                set_cookie = manager.commit(core)
-            except (StoreUnavailable, SessionConflict) as exc:
-                _become(response, _error_response(exc, state))
-                return
+        persist = response.status_code < 500
+        try:
+            set_cookie = lifecycle.finish(persist=persist)
+        except (StoreUnavailable, SessionConflict) as exc:
+            _become(response, _error_response(exc, state))
+            return
+        if persist:
             outage = state.outage
             if outage.in_outage:  # answered() is a no-op otherwise: no call per request
                 outage.answered()
-            raw_permanent = core._data.get("_permanent")
+            raw_permanent = lifecycle.data.get("_permanent")
             if (set_cookie is not None or raw_permanent != session._permanent_at_load
                     or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):
-                set_cookie = self._cookie(session, core, settings, set_cookie)
-        headers = response.headers
-        vary = headers.getlist("Vary")
-        if not vary:
-            headers.add("Vary", "Cookie")
-        elif not vary_covers_cookie(vary):
-            headers.remove("Vary")
-            headers.add("Vary", f"{vary[0]}, Cookie")
-            for value in vary[1:]:
-                headers.add("Vary", value)
-        if set_cookie is not None:
-            headers.add("Set-Cookie", set_cookie)
-            if "Cache-Control" not in headers:
-                headers["Cache-Control"] = "no-store"
-        if manager.bearer:
-            # The manager that read the request (and just committed) answers for its
-            # transport; not ``state.manager``, which would take a second config
-            # snapshot per request.  ``bearer_headers`` is empty without ``bearer``.
-            add_bearer_headers(headers, manager.bearer_headers(core))
+                set_cookie = self._cookie(session, lifecycle.session, settings, set_cookie)
+        # The lifecycle's manager read the request (and just committed): it answers for its
+        # transport, not ``state.manager``, which would take a second config snapshot.
+        add_response_headers(response.headers, set_cookie, lifecycle.bearer_headers())
 
     def _refresh_unread(self, app: Flask, session: FlaskSession, settings: FlaskSettings, response: Response) -> None:
         """Flask re-sends a permanent session's cookie on every response with
@@ -224,9 +206,8 @@ class KitSessionInterface(SessionInterface):
             return  # a page that did not use the session is not failed by the store
         finally:
             session.accessed = accessed
-        if not session._permanent_of(core) or core.is_new:
-            if core._lock_token is not None:
-                session._manager.release(core)
+        if not session._permanent_now() or core.is_new:
+            session.lifecycle.release()
             return
         self.save_session(app, session, response)
 
@@ -235,11 +216,11 @@ class KitSessionInterface(SessionInterface):
         """The cookie to send, with Flask's meaning of ``permanent`` and ``SESSION_REFRESH_EACH_REQUEST``."""
         if committed is not None and committed == settings.removal_cookie:
             return settings.finish_cookie(committed)
-        live = core.id is not None and not core.is_new and not core._destroyed
+        live = core.id is not None and not core.is_new and not core.is_destroyed
         if not live:
             return None if committed is None else settings.finish_cookie(committed)
-        manager = session._manager
-        permanent = session._permanent_of(core)
+        manager = session.lifecycle.manager
+        permanent = session._permanent_now()
         if permanent and settings.refresh:
             # Re-sent on every response, so it can carry the session's current deadline.
             return settings.finish_cookie(manager.set_session_cookie(core, expires_at=core.expires_at))
@@ -382,9 +363,7 @@ def _release_lock(exc: BaseException | None) -> None:
             _REQUEST_SESSION.reset(token)
         except ValueError:  # set in another context (a copied one): nothing to restore here
             pass
-    for core in (flask_session._core, flask_session._previous):
-        if core is not None and core._lock_token is not None:
-            flask_session._manager.release(core)
+    flask_session.lifecycle.release()
 
 
 def _maybe_purge(state: _AppState, every: int, exc: BaseException | None) -> None:
@@ -411,7 +390,7 @@ def _flask_session() -> FlaskSession:
 def get_manager() -> SessionManager:
     """The :class:`~kitsession_wsgi.SessionManager` of the current app (for its config as it is now)."""
     real = _request_flask_session()
-    return real._manager if real is not None else _state().manager
+    return real.lifecycle.manager if real is not None else _state().manager
 
 
 def _request_flask_session() -> FlaskSession | None:
@@ -436,15 +415,15 @@ def with_new_session(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> Response:
         flask_session = _flask_session()
-        fresh = get_manager().new_session(flask_session.core)
-        flask_session._replace(fresh)
+        flask_session.core  # loaded as flask.session loads it (the fresh session replaces it)
+        lifecycle = flask_session.lifecycle
+        fresh = lifecycle.login()
         try:
             response = _make_response(view(*args, session=fresh, **kwargs))
         except BaseException:
-            flask_session._restore()
+            lifecycle.restore()
             raise
-        if response.status_code >= 400:
-            flask_session._restore()
+        lifecycle.settle(response.status_code < 400)
         return response
 
     return t.cast(F, wrapper)
@@ -485,14 +464,7 @@ def with_delete_session(view: F) -> F:
         session = flask_session.core
         response = _make_response(view(*args, session=session, **kwargs))
         if response.status_code < 400:
-            manager = get_manager()
-            flashes = session._data.get("_flashes")
-            manager.remove_session(session)
-            # a header request gets no cookie, not even a clearing one
-            after = Session._anonymous(transport=session._transport, clear_cookie=True)
-            if flashes:
-                after.data = {"_flashes": flashes}
-            flask_session._replace(after)
+            flask_session.lifecycle.sign_out(carry=("_flashes",))
         return response
 
     return t.cast(F, wrapper)

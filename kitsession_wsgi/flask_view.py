@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from flask import current_app
 from flask.sessions import SessionMixin
 
+from ._lifecycle import RequestLifecycle
 from .cookies import read_cookies
 from .session import Session
 
@@ -50,12 +51,11 @@ class FlaskSession(SessionMixin):
 
     def __init__(self, manager: SessionManager, environ: dict[str, t.Any],
                  settings: FlaskSettings | None = None, migration: FlaskSessionMigration | None = None) -> None:
-        self._manager = manager
         self._environ = environ
         self._settings = settings
         self._migration = migration
-        self._core: Session | None = None
-        self._previous: Session | None = None
+        #: the request's :class:`~kitsession_wsgi._lifecycle.RequestLifecycle`, shared with the WSGI middleware
+        self.lifecycle = RequestLifecycle(manager, environ, self._migrated if migration is not None else None)
         #: the raw ``"_permanent"`` value the session had when loaded (``_UNLOADED`` before)
         self._permanent_at_load: t.Any = _UNLOADED
         self._context_token: contextvars.Token[FlaskSession | None] | None = None
@@ -66,13 +66,12 @@ class FlaskSession(SessionMixin):
     @property
     def core(self) -> Session:
         """The request's :class:`~kitsession_wsgi.Session` (loaded on first use)."""
-        core = self._core
+        lifecycle = self.lifecycle
+        core = lifecycle.current
         if core is None:
-            core = self._core = self._manager.initialize_session(self._environ)
-            if core.is_new and self._migration is not None:
-                core = self._core = self._migrated() or core
+            core = lifecycle.session
             self.accessed = True
-            self._permanent_at_load = core._data.get("_permanent")
+            self._permanent_at_load = lifecycle.data.get("_permanent")
         return core
 
     def _migrated(self) -> Session | None:
@@ -81,33 +80,33 @@ class FlaskSession(SessionMixin):
         header = self._environ.get("HTTP_COOKIE")
         if not isinstance(header, str):
             return None
-        data = self._migration.take(read_cookies(header, self._manager.name), current_app.config.get("SECRET_KEY"))
+        manager = self.lifecycle.manager
+        data = self._migration.take(read_cookies(header, manager.name), current_app.config.get("SECRET_KEY"))
         if data is None:
             return None
         logger.info("moved a Flask-Session session into KitSession")
-        return self._manager.new_session(data=data)
+        return manager.new_session(data=data)
 
     @property
     def loaded(self) -> bool:
-        return self._core is not None
+        return self.lifecycle.loaded
 
-    def _replace(self, session: Session) -> None:
-        self._previous = self._core
-        self._core = session
-
-    def _restore(self) -> None:
-        self._core = self._previous
-        self._previous = None
+    def _mapping(self) -> dict[str, t.Any]:
+        """The session's data as it is (loaded on first use); reading it notes nothing."""
+        if not self.lifecycle.loaded:
+            self.core
+        return self.lifecycle.data
 
     def _writable(self) -> dict[str, t.Any]:
-        core = self.core
-        core._note_data_touched()
-        return core._data
+        if not self.lifecycle.loaded:
+            self.core
+        return self.lifecycle.writable()
 
     # -- SessionMixin -----------------------------------------------------------------
 
-    def _permanent_of(self, core: Session) -> bool:
-        value = core._data.get("_permanent")
+    def _permanent_now(self) -> bool:
+        """``permanent`` of the loaded session (its ``"_permanent"``, or the configured default)."""
+        value = self.lifecycle.data.get("_permanent")
         if value is None:
             return self._settings.permanent if self._settings is not None else True
         return bool(value)
@@ -117,7 +116,8 @@ class FlaskSession(SessionMixin):
         """Flask's meaning: a permanent session's cookie carries an expiry; otherwise it is a
         browser-session cookie.  The server-side lifetime ends both.  The default is
         ``SESSION_PERMANENT`` / ``KITSESSION_PERMANENT`` (``False``, as in Flask)."""
-        return self._permanent_of(self.core)
+        self._mapping()
+        return self._permanent_now()
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
@@ -125,9 +125,8 @@ class FlaskSession(SessionMixin):
 
     def permanent_changed(self) -> bool:
         """``permanent`` was set since the session was loaded (to another value than it had)."""
-        core = self._core
-        return (core is not None and self._permanent_at_load is not _UNLOADED
-                and core._data.get("_permanent") != self._permanent_at_load)
+        return (self.lifecycle.loaded and self._permanent_at_load is not _UNLOADED
+                and self.lifecycle.data.get("_permanent") != self._permanent_at_load)
 
     @property
     def new(self) -> bool:  # type: ignore[override]
@@ -135,28 +134,26 @@ class FlaskSession(SessionMixin):
 
     @property
     def modified(self) -> bool:
-        core = self._core
-        return core is not None and core._data_touched
+        return self.lifecycle.may_have_changed()
 
     @modified.setter
     def modified(self, value: bool) -> None:
         if value:
-            self.core._note_data_touched()
+            self.core
+            self.lifecycle.note_changed()
 
     # -- mapping ----------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> t.Any:
-        core = self.core
-        value = core._data[key]
+        value = self._mapping()[key]
         if isinstance(value, (list, dict)):
-            core._note_data_touched()
+            self.lifecycle.note_changed()
         return value
 
     def get(self, key: str, default: t.Any = None) -> t.Any:
-        core = self.core
-        value = core._data.get(key, default)
+        value = self._mapping().get(key, default)
         if isinstance(value, (list, dict)):
-            core._note_data_touched()
+            self.lifecycle.note_changed()
         return value
 
     def __setitem__(self, key: str, value: t.Any) -> None:
@@ -166,13 +163,13 @@ class FlaskSession(SessionMixin):
         del self._writable()[key]
 
     def __contains__(self, key: object) -> bool:
-        return key in self.core._data
+        return key in self._mapping()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.core._data)
+        return iter(self._mapping())
 
     def __len__(self) -> int:
-        return len(self.core._data)
+        return len(self._mapping())
 
     def setdefault(self, key: str, default: t.Any = None) -> t.Any:
         return self._writable().setdefault(key, default)
@@ -186,4 +183,4 @@ class FlaskSession(SessionMixin):
         self.core.user_id = None
 
     def __repr__(self) -> str:
-        return f"<FlaskSession {self._core!r}>"
+        return f"<FlaskSession {self.lifecycle.current!r}>"

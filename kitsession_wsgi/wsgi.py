@@ -24,11 +24,13 @@ import typing as t
 from ._http import (  # re-exported: importable from here since 0.1
     OutageReport,
     add_bearer_headers,
+    add_response_headers,
     add_session_headers,
     error_reply,
     validate_retry_after,
     vary_covers_cookie,
 )
+from ._lifecycle import RequestLifecycle
 from .errors import KitSessionError, SessionConflict, StoreUnavailable
 from .manager import SessionManager
 from .session import Session
@@ -81,7 +83,10 @@ class RequestSession:
     Get it with :func:`request_session` from a framework's request object.
     Loads lazily: a request that never touches :attr:`session` costs no
     cookie parsing and no store call.  Everything is committed when the
-    response starts (see :class:`SessionMiddleware`).
+    response starts (see :class:`SessionMiddleware`).  The lifecycle itself
+    (lazy load, a login kept only on success, locks) is the core's
+    :attr:`lifecycle`, shared with the Flask extension; this class adds what
+    only WSGI has: a response that starts while the application still runs.
 
     :attr:`manager` is the :class:`~kitsession_wsgi.SessionManager`, for what a
     request does beyond its own session (``remove_all_sessions_for_user``,
@@ -90,16 +95,13 @@ class RequestSession:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("manager", "environ", "_session", "_previous", "_login_pending", "_logout_pending", "_streamed")
+    __slots__ = ("manager", "environ", "lifecycle", "_streamed")
 
     def __init__(self, manager: SessionManager, environ: WSGIEnvironment) -> None:
         self.manager = manager
         self.environ = environ
-        self._session: Session | None = None
-        self._previous: Session | None = None
-        # login() / logout(): decided when the response starts, against its final status
-        self._login_pending = False
-        self._logout_pending = False
+        #: the request's :class:`~kitsession_wsgi._lifecycle.RequestLifecycle`
+        self.lifecycle = RequestLifecycle(manager, environ)
         # committed before the first chunk of a body that still runs application code
         self._streamed = False
 
@@ -109,15 +111,12 @@ class RequestSession:
 
         :raises StoreUnavailable: the store cannot be reached.
         """
-        session = self._session
-        if session is None:
-            session = self._session = self.manager.initialize_session(self.environ)
-        return session
+        return self.lifecycle.session
 
     @property
     def loaded(self) -> bool:
         """Whether the application touched the session during this request."""
-        return self._session is not None
+        return self.lifecycle.loaded
 
     def login(self, user_id: UserId | None = None, data: dict[str, t.Any] | None = None) -> Session:
         """Log a user in: a fresh session, kept only if the response succeeds.
@@ -134,9 +133,7 @@ class RequestSession:
         .. versionadded:: 0.2
         """
         self._warn_if_streamed("login()")
-        session = self.new_session(user_id=user_id, data=data)
-        self._login_pending = True
-        return session
+        return self.lifecycle.login(user_id=user_id, data=data)
 
     def logout(self) -> None:
         """Log out when the response succeeds: remove the session and clear its cookie.
@@ -149,7 +146,7 @@ class RequestSession:
         .. versionadded:: 0.2
         """
         self._warn_if_streamed("logout()")
-        self._logout_pending = True
+        self.lifecycle.logout()
 
     def new_session(self, user_id: UserId | None = None, data: dict[str, t.Any] | None = None) -> Session:
         """Replace the request's session with a fresh one (new id on save), whatever the status.
@@ -160,20 +157,14 @@ class RequestSession:
         that may fail use :meth:`login`, which also drops it on a 4xx.
         """
         self._warn_if_streamed("new_session()")
-        previous = self.session
-        self._previous = previous
-        self._session = self.manager.new_session(previous, user_id=user_id, data=data)
-        return self._session
+        return self.lifecycle.new_session(user_id=user_id, data=data)
 
     def abandon_new_session(self) -> None:
         """Undo :meth:`new_session` or :meth:`login`: the previous session stays, nothing new is stored.
 
         For a view that decides, after starting a login, not to log in after all.
         """
-        self._login_pending = False
-        if self._previous is not None:
-            self._session = self._previous
-            self._previous = None
+        self.lifecycle.restore()
 
     def delete_session(self) -> bool:
         """Remove the session from the store now and clear its cookie on this response.
@@ -184,7 +175,7 @@ class RequestSession:
 
         :returns: ``True`` when a stored record was removed.
         """
-        return self.manager.remove_session(self.session)
+        return self.lifecycle.delete()
 
     def lock(self) -> Session:
         """Take the session's lock and reload it (see :meth:`SessionManager.lock_session`).
@@ -192,83 +183,42 @@ class RequestSession:
         Call it first thing in a view that does a read-modify-write of one key
         (a counter); the lock is freed when the response starts.
         """
-        return self.manager.lock_session(self.session)
+        return self.lifecycle.lock()
 
     def commit(self) -> str | None:
         """Persist the session and return the ``Set-Cookie`` value, if one is due."""
-        if self._session is None:
-            return None
-        return self.manager.commit(self._session)
+        return self.lifecycle.commit()
 
     def release(self) -> None:
         """Free any session lock this request holds (nothing is persisted)."""
-        for session in (self._session, self._previous):
-            if session is not None:
-                self.manager.release(session)
+        self.lifecycle.release()
 
     # -- used by the middleware when the response starts ------------------------------
-
-    def _settle(self, succeeded: bool) -> None:
-        """Apply :meth:`login` and :meth:`logout` against the response's final status."""
-        if self._login_pending and not succeeded:
-            self.abandon_new_session()
-        self._login_pending = False
-        if self._logout_pending:
-            self._logout_pending = False
-            if succeeded:
-                self.delete_session()
 
     def _watch_late_writes(self) -> None:
         """The session was committed while the body still runs: note any later change."""
         self._streamed = True
-        session = self._session
-        if session is not None:
-            # Nothing else commits this session any more: these flags now mean
-            # "changed since the commit", which makes the final check free when
-            # the body leaves the session alone.
-            session._forget_changes()
-
-    def _warn_if_streamed(self, what: str) -> None:
-        if self._streamed:
-            logger.warning(
-                "%s was called after the response started: the session was already committed "
-                "(before the first chunk of the body), so it has no effect", what
-            )
+        self.lifecycle.watch_late_changes()
 
     def _report_late_writes(self) -> None:
         """Log a warning naming each session key changed after the session was committed."""
         if not self._streamed:
             return
         self._streamed = False
-        session = self._session
-        if session is None or session._destroyed:
-            return
-        changed: list[str] = []
-        if session._maybe_changed():
-            dumps = self.manager.serializer.dumps
-            try:
-                stored = self.manager.serializer.loads(session._loaded_text)
-            except ValueError:
-                stored = {}
-            stored = stored if isinstance(stored, dict) else {}
-            current = dict(dict.items(session._data))
-            for key in [*current, *(key for key in stored if key not in current)]:
-                try:
-                    same = key in current and key in stored and (
-                        dumps({key: current[key]}) == dumps({key: stored[key]})
-                    )
-                except (TypeError, ValueError):
-                    same = False  # not serialisable: certainly not what was stored
-                if not same:
-                    changed.append(repr(key))
-        if session._user_id != session._loaded_user_id:
-            changed.append("the user id")
+        changed = self.lifecycle.late_changes()
         if changed:
             logger.warning(
                 "session %s changed after the response started: the session is committed before "
                 "the first chunk of the body is sent, so the change was not saved; change the "
                 "session before the body starts (before the first yield or write())",
                 ", ".join(changed),
+            )
+
+    def _warn_if_streamed(self, what: str) -> None:
+        if self._streamed:
+            logger.warning(
+                "%s was called after the response started: the session was already committed "
+                "(before the first chunk of the body), so it has no effect", what
             )
 
 
@@ -362,17 +312,11 @@ class _ResponseStart:
         """
         status, headers, exc_info = self.calls[-1]
         request = self.request
-        if request._login_pending or request._logout_pending:
-            request._settle(_succeeded(status, exc_info))
-        if request._session is not None:
-            set_cookie = None
-            if exc_info is None and not status.startswith("5"):
-                set_cookie = request.commit()
-            else:
-                request.release()
-            add_session_headers(headers, set_cookie)
-            if request.manager.bearer:  # bearer_headers() is empty without it: no two calls per request
-                add_bearer_headers(headers, request.manager.bearer_headers(request._session))
+        lifecycle = request.lifecycle
+        lifecycle.settle(_succeeded(status, exc_info))
+        if lifecycle.loaded:
+            set_cookie = lifecycle.finish(persist=exc_info is None and not status.startswith("5"))
+            add_response_headers(headers, set_cookie, lifecycle.bearer_headers())
         if streaming:
             request._watch_late_writes()
         self.sent = True
@@ -480,14 +424,13 @@ class SessionMiddleware:
         except BaseException:
             request.release()
             raise
-        if request._session is not None and self.outage.in_outage:  # answered() is a no-op otherwise
+        lifecycle = request.lifecycle
+        if self.outage.in_outage and lifecycle.loaded:  # answered() is a no-op otherwise
             self.outage.answered()
         if request._streamed and isinstance(response, (list, tuple)):
             # The app called write(): all its code has run by now.
             request._report_late_writes()
-        if start.sent and not request._streamed and (
-            request._session is None or request._session._lock_token is None
-        ):
+        if start.sent and not request._streamed and not lifecycle.holds_lock():
             return response
         return _GuardedResponse(response, start, self)
 
