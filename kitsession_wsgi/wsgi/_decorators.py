@@ -13,7 +13,7 @@ import functools
 import inspect
 import typing as t
 
-from .wsgi import NotAWSGIApplication, request_session
+from ._request import NotAWSGIApplication, request_session
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
