@@ -12,6 +12,16 @@ from typing import Any
 from .errors import InvalidUserId
 from .stores.base import SessionRecord, UserId
 
+__all__ = [
+    "USER_ID_DATA_KEYS",
+    "USER_ID_MAX_BYTES",
+    "Session",
+    "SessionData",
+    "require_user_id",
+    "user_id_from_data",
+    "validate_user_id",
+]
+
 #: Data keys that name the user, in the order svelte-kit-session's README lists them.
 USER_ID_DATA_KEYS = ("id", "user_id", "userId")
 #: How an error message names each of them (built once: every write with a user checks one)

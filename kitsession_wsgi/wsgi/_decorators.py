@@ -19,6 +19,8 @@ if t.TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
+__all__ = ["SessionWSGIApp", "session_lock", "with_delete_session", "with_new_session"]
+
 SessionWSGIApp = t.Callable[..., t.Iterable[bytes]]
 
 #: what the decorators' wrappers report to ``inspect.signature`` (and to a
