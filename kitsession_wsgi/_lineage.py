@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import signals
+from ._events import SessionEvents
 from ._expiry import deadline
 from ._keys import marker_key, revocation_key, session_key
 from ._locks import SessionLocks
@@ -80,14 +80,14 @@ MAX_KILLED_LINEAGES = 32
 class Lineage:
     """Creates, moves and retires sessions' ids over ``options.store``, revocation first.
 
-    ``locks`` frees a moved session's lock; ``sender`` is what the ``created`` and
-    ``regenerated`` signals are sent from (the manager).
+    ``locks`` frees a moved session's lock; ``events`` sends the ``created`` and
+    ``regenerated`` signals.
     """
 
-    def __init__(self, options: SessionOptions, locks: SessionLocks, sender: object) -> None:
+    def __init__(self, options: SessionOptions, locks: SessionLocks, events: SessionEvents) -> None:
         self.options = options
         self.locks = locks
-        self.sender = sender
+        self.events = events
 
     # -- a fresh id -------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class Lineage:
         if old is not None and (old.handle is None or old._destroyed):
             old = None
         self.create(session, text, now)
-        signals.created.send(self.sender, session=session)
+        self.events.created(session=session)
         if old is None:
             return
         assert old.handle is not None
@@ -139,7 +139,7 @@ class Lineage:
         ):
             self.undo_move(session)
             return
-        signals.regenerated.send(self.sender, session=session, previous_handle=old.handle)
+        self.events.regenerated(session=session, previous_handle=old.handle)
 
     # -- moving a stored session to a new id ------------------------------------------
 

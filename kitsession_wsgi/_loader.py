@@ -10,7 +10,7 @@ import enum
 import logging
 from typing import Any
 
-from . import signals
+from ._events import SessionEvents
 from ._expiry import is_live
 from ._keys import marker_key
 from ._locks import SessionLocks
@@ -51,15 +51,15 @@ def readable(serializer: Serializer, text: str) -> dict[str, Any] | None:
 class SessionLoader:
     """Loads sessions from ``options.store``, reading requests through ``cookie``.
 
-    ``locks`` takes a session's lock with ``lock=True``; ``sender`` is what the
-    loading signals (``key_rotated``, ``unknown_id``, ``expired``) are sent from.
+    ``locks`` takes a session's lock with ``lock=True``; ``events`` sends the
+    loading signals (``key_rotated``, ``unknown_id``, ``expired``).
     """
 
-    def __init__(self, options: SessionOptions, cookie: SessionCookie, locks: SessionLocks, sender: object) -> None:
+    def __init__(self, options: SessionOptions, cookie: SessionCookie, locks: SessionLocks, events: SessionEvents) -> None:
         self.options = options
         self.cookie = cookie
         self.locks = locks
-        self.sender = sender
+        self.events = events
 
     def for_request(self, headers_or_environ: Any) -> Session:
         """:meth:`~kitsession_wsgi.SessionManager.initialize_session`."""
@@ -91,7 +91,7 @@ class SessionLoader:
                 cookie.remember(header, identity)
             session._loaded_by("cookie", resigned=identity.resign)
             if identity.resign:
-                signals.key_rotated.send(self.sender, session=session)
+                self.events.key_rotated(session=session)
             return session
         # An id a login just replaced: the response that replaced it set the new cookie,
         # and a logout sent with it removes what it became (see remove_session).
@@ -133,7 +133,7 @@ class SessionLoader:
                 return Gone.NOT_SERVED
             if self.was_replaced(identity.key):
                 return Gone.REPLACED
-            signals.unknown_id.send(self.sender, handle=identity.key)
+            self.events.unknown_id(handle=identity.key)
             logger.info("unknown session %s presented", options.log_reference(identity.key))
             return Gone.UNKNOWN
         if token is not None:  # from_record's session holds no lock token
@@ -150,7 +150,7 @@ class SessionLoader:
                 # A re-signed token goes out in the Session-Token response header (commit()).
                 session._loaded_by("header", resigned=identity.resign)
                 if identity.resign:
-                    signals.key_rotated.send(self.sender, session=session)
+                    self.events.key_rotated(session=session)
                 return session
         # Even anonymous: whatever this request stores travels back as a token, not a cookie.
         return Session._anonymous(transport="header")
@@ -164,7 +164,7 @@ class SessionLoader:
             return None
         if not is_live(record, options.clock(), options.max_age):
             options.store.delete(record.key)
-            signals.expired.send(self.sender, handle=record.key)
+            self.events.expired(handle=record.key)
             logger.info("expired session %s removed", options.log_reference(record.key))
             return None
         data = readable(options.serializer, record.data)

@@ -8,7 +8,7 @@ proves, in :mod:`kitsession_wsgi._lineage`.
 
 from __future__ import annotations
 
-from . import signals
+from ._events import SessionEvents
 from ._lineage import Lineage
 from ._options import SessionOptions
 from .session import Session
@@ -20,13 +20,13 @@ __all__ = ["SessionRemover"]
 class SessionRemover:
     """Removes sessions from ``options.store``, following moves through ``lineage``.
 
-    ``sender`` is what the ``destroyed`` signal is sent from (the manager).
+    ``events`` sends the ``destroyed`` signal.
     """
 
-    def __init__(self, options: SessionOptions, lineage: Lineage, sender: object) -> None:
+    def __init__(self, options: SessionOptions, lineage: Lineage, events: SessionEvents) -> None:
         self.options = options
         self.lineage = lineage
-        self.sender = sender
+        self.events = events
 
     def remove(self, session: Session) -> bool:
         """:meth:`~kitsession_wsgi.SessionManager.remove_session`."""
@@ -45,7 +45,7 @@ class SessionRemover:
             store.delete(previous.handle)
             lineage.remove_successors(previous.handle)
         session._removed()
-        signals.destroyed.send(self.sender, session=session)
+        self.events.destroyed(session=session)
         return removed
 
     def remove_by_handle(self, handle: str, user_id: UserId | None) -> bool:

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 from werkzeug.datastructures import Headers
 
-from . import signals
 from ._bounded import put_bounded
+from ._events import SessionEvents
 from ._keys import session_key
 from ._options import SessionOptions
 from .cookies import build_set_cookie, read_cookies
@@ -109,12 +109,12 @@ class CookieIdentity(NamedTuple):
 class SessionCookie:
     """Reads and writes the session cookie (and bearer token) that ``options`` describe.
 
-    ``sender`` is what the ``invalid_signature`` signal is sent from (the manager).
+    ``events`` sends the ``invalid_signature`` signal.
     """
 
-    def __init__(self, options: SessionOptions, sender: object) -> None:
+    def __init__(self, options: SessionOptions, events: SessionEvents) -> None:
         self.options = options
-        self.sender = sender
+        self.events = events
         # Verified Cookie headers -> their identity, as the 1-tuple cached() hands out as is.
         self._cache: dict[str, tuple[CookieIdentity]] = {}
         # Kept apart from the Cookie header cache: a Cookie header with the text of a
@@ -191,7 +191,7 @@ class SessionCookie:
             put_bounded(self._token_cache, credentials, identity, size)
 
     def _rejected(self) -> None:
-        signals.invalid_signature.send(self.sender)
+        self.events.invalid_signature()
         logger.info("session cookie or token with an invalid signature rejected")
 
     def _verify(self, value: str) -> CookieIdentity | None:

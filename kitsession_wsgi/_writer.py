@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any, NamedTuple
 
-from . import signals
+from ._events import SessionEvents
 from ._expiry import deadline, is_live
 from ._lineage import Lineage
 from ._loader import readable
@@ -42,18 +42,18 @@ class SessionWriter:
 
     Its collaborators: ``cookie`` builds the ``Set-Cookie`` values, ``locks`` frees a
     committed session's lock, ``lineage`` stores sessions under fresh ids and moves them,
-    ``remover`` ends a session a commit emptied; ``sender`` is what the ``regenerated``
-    signal is sent from (the manager).
+    ``remover`` ends a session a commit emptied; ``events`` sends the ``regenerated``
+    signal.
     """
 
     def __init__(self, options: SessionOptions, cookie: SessionCookie, locks: SessionLocks, lineage: Lineage,
-                 remover: SessionRemover, sender: object) -> None:
+                 remover: SessionRemover, events: SessionEvents) -> None:
         self.options = options
         self.cookie = cookie
         self.locks = locks
         self.lineage = lineage
         self.remover = remover
-        self.sender = sender
+        self.events = events
 
     # -- the commit decision ----------------------------------------------------------
 
@@ -289,7 +289,7 @@ class SessionWriter:
             return
         self.locks.release(session)
         if self.lineage.move(session, current, current.data, data, current.user_id, grace):
-            signals.regenerated.send(self.sender, session=session, previous_handle=old_key)
+            self.events.regenerated(session=session, previous_handle=old_key)
 
     def rotate(self, session: Session, text: str) -> None:
         """Move a stored session whose user changed in this request to a new id (fixation defence).
@@ -312,4 +312,4 @@ class SessionWriter:
         previous_handle = session.handle
         self.locks.release(session)
         if self.lineage.move(session, current, text, data, user_id):
-            signals.regenerated.send(self.sender, session=session, previous_handle=previous_handle)
+            self.events.regenerated(session=session, previous_handle=previous_handle)

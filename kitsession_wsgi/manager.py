@@ -21,7 +21,8 @@ none knows the manager (one concept per module, dependencies one way):
 * ``_lineage``: a fresh id, moves to a new id, the old id's retirement, the revocation
   marker, and why revocation wins every race (the argument with its code);
 * ``_writer``: the commit decision, versioned saves and merges, touches;
-* ``_remover``: logout, removal by handle, sign-out-everywhere.
+* ``_remover``: logout, removal by handle, sign-out-everywhere;
+* ``_events``: the signals, sent with the manager as their sender.
 
 .. versionadded:: 0.1
 """
@@ -32,6 +33,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from ._events import SessionEvents
 from ._keys import session_key
 from ._lineage import Lineage
 from ._loader import SessionLoader
@@ -167,14 +169,15 @@ class SessionManager:
     def __init__(self, store: SessionStore, **arguments: Any) -> None:
         #: the validated options, shared by every part (each is also an attribute: ``manager.max_age``)
         self.options = SessionOptions(store, **arguments)
-        # The parts, each given what it works with; the manager is only their signals' sender.
+        # The parts, each given what it works with (the manager is only the signals' sender).
         options = self.options
-        self._cookie = SessionCookie(options, self)
+        events = SessionEvents(self)
+        self._cookie = SessionCookie(options, events)
         self._locks = SessionLocks(options)
-        lineage = Lineage(options, self._locks, self)
-        self._loader = SessionLoader(options, self._cookie, self._locks, self)
-        self._remover = SessionRemover(options, lineage, self)
-        self._writer = SessionWriter(options, self._cookie, self._locks, lineage, self._remover, self)
+        lineage = Lineage(options, self._locks, events)
+        self._loader = SessionLoader(options, self._cookie, self._locks, events)
+        self._remover = SessionRemover(options, lineage, events)
+        self._writer = SessionWriter(options, self._cookie, self._locks, lineage, self._remover, events)
 
     # -- reading a request ------------------------------------------------------------
 

@@ -134,6 +134,32 @@ def test_no_part_of_the_manager_imports_it() -> None:
     assert sorted(part for part in parts if f"{ROOT}.manager" in graph[part]) == []
 
 
+def test_no_part_holds_the_manager() -> None:
+    """At run time too: the parts the manager builds keep no reference to it (the signals'
+    sender, an identity, is held by the events object alone)."""
+    from kitsession_wsgi import MemoryStore, SessionManager
+    from kitsession_wsgi._events import SessionEvents
+
+    manager = SessionManager(MemoryStore(), keys="k")
+    seen: set[int] = set()
+    holders: list[str] = []
+
+    def walk(owner: object, path: str) -> None:
+        if id(owner) in seen or isinstance(owner, SessionEvents):
+            return
+        seen.add(id(owner))
+        for name in getattr(owner, "__slots__", ()) or vars(owner):
+            value = getattr(owner, name, None)
+            if value is manager:
+                holders.append(f"{path}.{name}")
+            elif type(value).__module__.startswith("kitsession_wsgi._"):
+                walk(value, f"{path}.{name}")
+
+    for name, part in vars(manager).items():
+        walk(part, name)
+    assert holders == []
+
+
 def reaches_into_manager(source: str) -> list[str]:
     """``manager._x`` (or ``self.manager._x``) anywhere in ``source``."""
     found = []
