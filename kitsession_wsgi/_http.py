@@ -14,6 +14,12 @@ import typing as t
 from . import signals
 from .errors import ConfigurationError, StoreUnavailable
 
+__all__ = [
+    "CONFLICT_BODY", "CONFLICT_RETRY_AFTER", "UNAVAILABLE_BODY", "OutageReport", "add_bearer_headers",
+    "add_response_headers", "add_session_headers", "error_reply", "validate_retry_after", "vary_covers",
+    "vary_covers_cookie",
+]
+
 logger = logging.getLogger("kitsession_wsgi")
 
 UNAVAILABLE_BODY = "Session store unavailable, please retry shortly.\n"
@@ -48,11 +54,24 @@ def vary_covers_cookie(values: t.Iterable[str]) -> bool:
     return vary_covers(values, "cookie")
 
 
-def add_session_headers(headers: list[tuple[str, str]], set_cookie: str | None) -> None:
-    """Add ``Vary: Cookie``, the cookie and ``Cache-Control: no-store`` to a header list.
+def _append(headers: t.Any, name: str, value: str) -> None:
+    if isinstance(headers, list):
+        headers.append((name, value))
+    else:
+        headers.add(name, value)
+
+
+def add_session_headers(headers: t.Any, set_cookie: str | None) -> None:
+    """Add ``Vary: Cookie``, the cookie and ``Cache-Control: no-store`` to a WSGI header
+    list or werkzeug ``Headers``.
 
     ``Cookie`` joins the first ``Vary`` header unless some ``Vary`` header already
-    covers it; other ``Set-Cookie`` headers of the application are kept.
+    covers it (one ``Vary`` line, which werkzeug's ``response.vary`` reads whole);
+    other ``Set-Cookie`` headers of the application, and a ``Cache-Control`` it set,
+    are kept.
+
+    .. versionchanged:: 0.2
+       werkzeug ``Headers`` too (the Flask extension's response).
     """
     first_vary = None
     vary_values = []
@@ -66,14 +85,22 @@ def add_session_headers(headers: list[tuple[str, str]], set_cookie: str | None) 
         elif lowered == "cache-control":
             has_cache_control = True
     if first_vary is None:
-        headers.append(("Vary", "Cookie"))
+        _append(headers, "Vary", "Cookie")
     elif not vary_covers_cookie(vary_values):
         name, value = headers[first_vary]
         headers[first_vary] = (name, f"{value}, Cookie")
     if set_cookie is not None:
-        headers.append(("Set-Cookie", set_cookie))
+        _append(headers, "Set-Cookie", set_cookie)
         if not has_cache_control:
-            headers.append(("Cache-Control", "no-store"))
+            _append(headers, "Cache-Control", "no-store")
+
+
+def add_response_headers(headers: t.Any, set_cookie: str | None, bearer_headers: list[tuple[str, str]]) -> None:
+    """Everything a response that loaded the session carries: :func:`add_session_headers`,
+    then the header transport's :func:`add_bearer_headers` (none without ``bearer``)."""
+    add_session_headers(headers, set_cookie)
+    if bearer_headers:
+        add_bearer_headers(headers, bearer_headers)
 
 
 def add_bearer_headers(headers: t.Any, extra: list[tuple[str, str]]) -> None:
@@ -89,10 +116,7 @@ def add_bearer_headers(headers: t.Any, extra: list[tuple[str, str]]) -> None:
         lowered = name.lower()
         found = [index for index, (existing, _) in enumerate(headers) if existing.lower() == lowered]
         if not found:
-            if isinstance(headers, list):
-                headers.append((name, value))
-            else:
-                headers.add(name, value)
+            _append(headers, name, value)
         elif lowered == "vary":
             if not vary_covers([headers[index][1] for index in found], value):
                 first_name, first_value = headers[found[0]]

@@ -1,13 +1,16 @@
-"""Validation of :class:`~kitsession_wsgi.SessionManager`'s options.
+"""The options of a :class:`~kitsession_wsgi.SessionManager`, validated.
 
-:class:`ManagerOptions` (the manager's base class) holds them as public
-attributes.  Each function below checks one option and returns its normalised
-value, or raises :class:`~kitsession_wsgi.ConfigurationError` naming the option:
+:class:`SessionOptions` holds them, normalised, as plain attributes; the
+manager and each of its parts read them from the one instance they share.
+Each function below checks one option and returns its normalised value, or
+raises :class:`~kitsession_wsgi.ConfigurationError` naming the option:
 configuration mistakes fail when the manager is built, never on a request.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import secrets
 import time
@@ -19,6 +22,8 @@ from .errors import ConfigurationError
 from .serialization import JSONSerializer, Serializer
 from .signing import CookieSigner, normalize_keys
 from .stores.base import SessionStore
+
+__all__ = ["SessionOptions", "days_to_max_age"]
 
 SAMESITE_VALUES = {"lax": "Lax", "strict": "Strict", "none": "None"}
 CONFLICT_POLICIES = ("merge", "raise", "overwrite")
@@ -143,13 +148,14 @@ def days_to_max_age(days: float = 14) -> int:
     return int(days * 24 * 60 * 60)
 
 
-class ManagerOptions:
-    """The validated options of a :class:`~kitsession_wsgi.SessionManager`, as its public attributes.
+class SessionOptions:
+    """The validated options of one :class:`~kitsession_wsgi.SessionManager`.
 
-    The manager's base class, so that every option's rule reads here and the
-    manager module holds the session operations.  The options are documented
-    on :class:`~kitsession_wsgi.SessionManager`.  Once all are valid,
-    :meth:`_assemble` lets the manager build its parts from them.
+    Documented on :class:`~kitsession_wsgi.SessionManager`, which shows each
+    as a public attribute of the same name (``manager.max_age``).  The manager
+    and its parts share one instance and read it at call time, so an option
+    replaced on the manager (a test counting store calls swaps ``store``) is
+    what every part uses from then on.
     """
 
     def __init__(
@@ -224,8 +230,7 @@ class ManagerOptions:
         self.lock_ttl = seconds("lock_ttl", lock_ttl) or 0.0
         self.cookie_cache_size = cache_size(cookie_cache_size)
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
-        self._assemble()
 
-    def _assemble(self) -> None:
-        """Build what the options describe (the manager's parts); called once they are valid."""
-        raise NotImplementedError
+    def log_reference(self, handle: str) -> str:
+        """A short keyed hash of a session handle, for log lines (never the id or cookie)."""
+        return hmac.new(self._log_key, handle.encode("ascii", "replace"), hashlib.sha256).hexdigest()[:16]

@@ -2,30 +2,29 @@
 the ``Set-Cookie`` values that hand out or clear a session; and the same signed id
 carried as an ``Authorization: Bearer`` token (the header transport).
 
-Part of :class:`~kitsession_wsgi.SessionManager`, kept apart so the request path's
+Built by :class:`~kitsession_wsgi.SessionManager` from its options; the request path's
 cookie rules read in one place.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from werkzeug.datastructures import Headers
 
-from . import signals
+from ._bounded import put_bounded
+from ._events import SessionEvents
+from ._keys import session_key
+from ._options import SessionOptions
 from .cookies import build_set_cookie, read_cookies
 from .errors import ConfigurationError
 from .session import Session
 from .signing import MAC_LENGTH, SIGNED_PREFIX
-from ._bounded import put_bounded
 
-if TYPE_CHECKING:
-    from .manager import SessionManager
+__all__ = ["TOKEN_HEADER", "CookieIdentity", "SessionCookie", "authorization_header", "bearer_credentials"]
 
 logger = logging.getLogger("kitsession_wsgi")
 
@@ -50,16 +49,6 @@ TOKEN_HEADER = "Session-Token"
 TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 #: id + ``.`` + MAC: longer tokens are refused before any regex or HMAC.
 MAX_TOKEN_LENGTH = MAX_SIGNED_LENGTH - len(SIGNED_PREFIX)
-
-
-def session_key(session_id: str) -> str:
-    """The storage key of a session id: unpadded URL-safe base64 of its SHA-256.
-
-    Stores and logs only ever see this digest; it cannot be turned back into a
-    cookie.  It doubles as the public :attr:`Session.handle`.
-    """
-    digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def authorization_header(source: Any) -> str | None:
@@ -118,10 +107,14 @@ class CookieIdentity(NamedTuple):
 
 
 class SessionCookie:
-    """Reads and writes the cookie of one :class:`~kitsession_wsgi.SessionManager`."""
+    """Reads and writes the session cookie (and bearer token) that ``options`` describe.
 
-    def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
+    ``events`` sends the ``invalid_signature`` signal.
+    """
+
+    def __init__(self, options: SessionOptions, events: SessionEvents) -> None:
+        self.options = options
+        self.events = events
         # Verified Cookie headers -> their identity, as the 1-tuple cached() hands out as is.
         self._cache: dict[str, tuple[CookieIdentity]] = {}
         # Kept apart from the Cookie header cache: a Cookie header with the text of a
@@ -131,15 +124,15 @@ class SessionCookie:
 
     def _check_attributes(self) -> None:
         """Build both cookies once now, so a value werkzeug cannot write fails here, not per request."""
-        manager = self.manager
+        options = self.options
         try:
             self.removal()
         except (ValueError, UnicodeError) as exc:
-            raise ConfigurationError("domain", f"{manager.domain!r} cannot be written in a cookie: {exc}") from exc
+            raise ConfigurationError("domain", f"{options.domain!r} cannot be written in a cookie: {exc}") from exc
         try:
             self.set_cookie("0" * 43)
         except (ValueError, OverflowError, OSError) as exc:
-            raise ConfigurationError("max_age", f"{manager.max_age:g}s cannot be written as a cookie expiry: {exc}") from exc
+            raise ConfigurationError("max_age", f"{options.max_age:g}s cannot be written as a cookie expiry: {exc}") from exc
 
     # -- reading ----------------------------------------------------------------------
 
@@ -156,7 +149,7 @@ class SessionCookie:
         the live one: every value that verifies is a candidate, first first.
         Parses and verifies every time: the caller asks :meth:`cached` first.
         """
-        values = read_cookies(header, self.manager.name)
+        values = read_cookies(header, self.options.name)
         if not values:
             return None
         identities: list[CookieIdentity] = []
@@ -170,7 +163,7 @@ class SessionCookie:
 
     def remember(self, header: str, identity: CookieIdentity) -> None:
         """Cache ``header`` -> ``identity``, so the next request with it costs no parse and no HMAC."""
-        size = self.manager.cookie_cache_size
+        size = self.options.cookie_cache_size
         if size and len(header) <= CACHEABLE_HEADER_LENGTH and header not in self._cache:
             put_bounded(self._cache, header, (identity,), size)
 
@@ -193,18 +186,18 @@ class SessionCookie:
 
     def remember_token(self, credentials: str, identity: CookieIdentity) -> None:
         """Cache a token that led to a live session (bounded like the cookie cache)."""
-        size = self.manager.cookie_cache_size
+        size = self.options.cookie_cache_size
         if size and credentials not in self._token_cache:
             put_bounded(self._token_cache, credentials, identity, size)
 
     def _rejected(self) -> None:
-        signals.invalid_signature.send(self.manager)
+        self.events.invalid_signature()
         logger.info("session cookie or token with an invalid signature rejected")
 
     def _verify(self, value: str) -> CookieIdentity | None:
         if not value:
             return None
-        signer = self.manager.signer
+        signer = self.options.signer
         if signer is None:
             if len(value) > MAX_ID_LENGTH or not value.isprintable():
                 return None
@@ -221,7 +214,7 @@ class SessionCookie:
 
     def value(self, session_id: str) -> str:
         """The cookie value for an id: signed ``s:<id>.<mac>`` or the bare id (not yet URL-encoded)."""
-        signer = self.manager.signer
+        signer = self.options.signer
         return signer.sign(session_id) if signer is not None else session_id
 
     def token(self, session_id: str) -> str:
@@ -230,7 +223,7 @@ class SessionCookie:
         :raises ValueError: the id holds characters a bearer token cannot carry
             (a store whose ``create_id`` is not URL-safe).
         """
-        signer = self.manager.signer
+        signer = self.options.signer
         assert signer is not None, "bearer=True is refused without keys"
         token = signer.sign(session_id)[len(SIGNED_PREFIX):]
         if not TOKEN68_RE.fullmatch(token):
@@ -251,17 +244,17 @@ class SessionCookie:
         ``expires_at`` replaces that expiry; ``persistent=False`` gives a browser-session
         cookie (neither ``Max-Age`` nor ``Expires``).
         """
-        manager = self.manager
-        now = manager.clock()
+        options = self.options
+        now = options.clock()
         if isinstance(session_or_id, Session):
             if session_or_id.id is None:
                 raise ValueError("this session has no id yet (it was listed from the store, or never saved)")
             session_id = session_or_id.id
-            expires = (session_or_id.expires_at if manager.rolling
-                       else session_or_id.created_at + manager.max_age)
+            expires = (session_or_id.expires_at if options.rolling
+                       else session_or_id.created_at + options.max_age)
         else:
             session_id = session_or_id
-            expires = now + manager.max_age
+            expires = now + options.max_age
         if expires_at is not None:
             expires = expires_at
         if not persistent:
@@ -273,15 +266,15 @@ class SessionCookie:
         return self._build("", max_age=0, expires=0)
 
     def _build(self, value: str, *, max_age: int | None, expires: float | None) -> str:
-        manager = self.manager
+        options = self.options
         return build_set_cookie(
-            manager.name,
+            options.name,
             value,
             max_age=max_age,
             expires=expires,
-            path=manager.path,
-            domain=manager.domain,
-            secure=manager.secure,
-            httponly=manager.httponly,
-            samesite=manager.samesite,
+            path=options.path,
+            domain=options.domain,
+            secure=options.secure,
+            httponly=options.httponly,
+            samesite=options.samesite,
         )

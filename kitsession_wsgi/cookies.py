@@ -17,6 +17,16 @@ from urllib.parse import quote, unquote
 from werkzeug.datastructures import Headers
 from werkzeug.http import dump_cookie, parse_cookie
 
+__all__ = [
+    "ATTRIBUTE_FORBIDDEN_RE",
+    "COOKIE_NAME_RE",
+    "build_set_cookie",
+    "cookie_header",
+    "decode_cookie_value",
+    "encode_cookie_value",
+    "read_cookies",
+]
+
 #: What ``encodeURIComponent`` leaves unescaped besides letters and digits.
 _URI_COMPONENT_SAFE = "-_.!~*'()"
 #: RFC 6265 cookie-name token: visible ASCII except separators.

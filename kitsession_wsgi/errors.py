@@ -9,6 +9,16 @@ caller needs to act on them (the option name, the store, the session handle).
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigurationError",
+    "InvalidUserId",
+    "KitSessionError",
+    "SchemaMismatch",
+    "SessionConflict",
+    "SessionDataError",
+    "StoreUnavailable",
+]
+
 
 class KitSessionError(Exception):
     """Base class of every error raised by kitsession-wsgi.

@@ -9,18 +9,14 @@ import json as _json
 import typing as t
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
 from .errors import InvalidUserId
-from .manager import SessionManager
 from .session import USER_ID_MAX_BYTES, Session, require_user_id
+from .flask._state import get_manager
 from .stores.base import UserId
 
-
-def get_manager() -> SessionManager:
-    """The current app's manager (for its config as it is now)."""
-    return t.cast(SessionManager, current_app.extensions["kitsession"].manager)
+__all__ = ["cli"]
 
 
 cli = AppGroup("kitsession", help="Inspect and manage server-side sessions.")

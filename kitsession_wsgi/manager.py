@@ -2,45 +2,94 @@
 
 :class:`SessionManager` reads the cookie, verifies it, loads and expires
 sessions, decides what to write and builds ``Set-Cookie`` values.  The WSGI
-middleware and the Flask extension only translate requests and responses.
+middleware and the Flask extension only translate requests and responses
+(through :mod:`kitsession_wsgi.lifecycle`, the one request lifecycle).
 
-The manager holds the public API and its documentation; the work is done by
-private modules, each readable alone:
+The manager holds the public API and its documentation; it builds its parts
+from its options and delegates.  Each part gets its collaborators passed in and
+none knows the manager (one concept per module, dependencies one way):
 
 * ``_options``: every option's rule (a :class:`ConfigurationError` naming it), in
-  ``ManagerOptions``, the manager's base class, which keeps them as public attributes;
+  :class:`~kitsession_wsgi._options.SessionOptions`, shared by every part;
+* ``_keys``: the storage digest of an id (``session_key``) and the markers' keys;
+* ``_markers``: the markers' format (typed values with ``encode`` / ``decode``);
+* ``_expiry``: the one liveness rule and the deadline a write stores;
 * ``_session_cookie``: which ids a ``Cookie`` header (or a bearer token) names, and the
   ``Set-Cookie`` values;
-* ``_lifetime``: reading a request, and when a stored session may be served (one
-  ``is_live`` rule, replaced markers), locks included;
-* ``_writing``: the commit decision, versioned saves and merges, inserts, touches, moves
-  to a new id and the retirement of the old one;
-* ``_removal``: logout, removal by handle, sign-out-everywhere, and why a removal wins
-  every race with a move.
+* ``_locks``: per-session locks;
+* ``_loader``: a request's session, and when a stored session may be served;
+* ``_lineage``: a fresh id, moves to a new id, the old id's retirement, the revocation
+  marker, and why revocation wins every race (the argument with its code);
+* ``_writer``: the commit decision, versioned saves and merges, touches;
+* ``_remover``: logout, removal by handle, sign-out-everywhere;
+* ``_events``: the signals, sent with the manager as their sender.
 
 .. versionadded:: 0.1
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from . import signals
-from ._lifetime import REPLACED_MARKER_SECONDS, SessionLoader
-from ._options import ManagerOptions, days_to_max_age
-from ._removal import SessionRemover
-from ._session_cookie import TOKEN_HEADER, SessionCookie, session_key
-from ._writing import SessionWriter
+from ._events import SessionEvents
+from ._keys import session_key
+from ._lineage import Lineage
+from ._loader import SessionLoader
+from ._locks import SessionLocks
+from ._markers import REPLACED_MARKER_SECONDS
+from ._options import SessionOptions, days_to_max_age
+from ._remover import SessionRemover
+from ._session_cookie import TOKEN_HEADER, SessionCookie
+from ._writer import SessionWriter
 from .errors import ConfigurationError
+from .serialization import Serializer
 from .session import Session, require_user_id, validate_user_id
-from .stores.base import UserId
+from .signing import CookieSigner
+from .stores.base import SessionStore, UserId
 
 __all__ = ["REPLACED_MARKER_SECONDS", "TOKEN_HEADER", "SessionManager", "days_to_max_age", "session_key"]
 
+T = TypeVar("T")
+P = ParamSpec("P")
 
-class SessionManager(ManagerOptions):
+
+def _with_signature_of(
+    options_init: Callable[Concatenate[SessionOptions, P], None],
+) -> Callable[[Callable[..., None]], Callable[Concatenate[SessionManager, P], None]]:
+    """The manager takes exactly :class:`SessionOptions`' arguments: one signature, for
+    type checkers and ``inspect.signature`` alike, written once (in ``_options``)."""
+    def decorate(init: Callable[..., None]) -> Callable[Concatenate[SessionManager, P], None]:
+        functools.update_wrapper(init, options_init, assigned=(), updated=())  # sets __wrapped__ only
+        return init
+    return decorate
+
+
+class _Option(Generic[T]):
+    """One of the manager's options, shown as its attribute: ``manager.max_age`` is
+    ``manager.options.max_age`` (read and replaced there, so every part sees it)."""
+
+    name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, manager: None, owner: type) -> _Option[T]: ...
+    @overload
+    def __get__(self, manager: SessionManager, owner: type) -> T: ...
+    def __get__(self, manager: SessionManager | None, owner: type) -> T | _Option[T]:
+        if manager is None:
+            return self
+        value: T = getattr(manager.options, self.name)
+        return value
+
+    def __set__(self, manager: SessionManager, value: T) -> None:
+        setattr(manager.options, self.name, value)
+
+
+class SessionManager:
     """Server-side sessions over one :class:`~kitsession_wsgi.SessionStore`.
 
     All options are validated when the manager is built; a bad value raises
@@ -91,12 +140,44 @@ class SessionManager(ManagerOptions):
     .. versionadded:: 0.1
     """
 
-    def _assemble(self) -> None:
-        # Each part reads the validated options from the manager (see the module docstring).
-        self._cookie = SessionCookie(self)
-        self._loader = SessionLoader(self)
-        self._writer = SessionWriter(self)
-        self._remover = SessionRemover(self)
+    store = _Option[SessionStore]()
+    name = _Option[str]()
+    signed = _Option[bool]()
+    signer = _Option["CookieSigner | None"]()
+    bearer = _Option[bool]()
+    secure = _Option[bool]()
+    httponly = _Option[bool]()
+    rolling = _Option[bool]()
+    path = _Option[str]()
+    domain = _Option["str | None"]()
+    samesite = _Option[str]()
+    max_age = _Option[float]()
+    idle_timeout = _Option["float | None"]()
+    touch_interval = _Option["float | None"]()
+    clock = _Option[Callable[[], float]]()
+    on_conflict = _Option[str]()
+    max_data_bytes = _Option[int]()
+    merge_retries = _Option[int]()
+    rotate_on_user_change = _Option[bool]()
+    lock = _Option[bool]()
+    lock_timeout = _Option[float]()
+    lock_ttl = _Option[float]()
+    cookie_cache_size = _Option[int]()
+    serializer = _Option[Serializer]()
+
+    @_with_signature_of(SessionOptions.__init__)
+    def __init__(self, store: SessionStore, **arguments: Any) -> None:
+        #: the validated options, shared by every part (each is also an attribute: ``manager.max_age``)
+        self.options = SessionOptions(store, **arguments)
+        # The parts, each given what it works with (the manager is only the signals' sender).
+        options = self.options
+        events = SessionEvents(self)
+        self._cookie = SessionCookie(options, events)
+        self._locks = SessionLocks(options)
+        lineage = Lineage(options, self._locks, events)
+        self._loader = SessionLoader(options, self._cookie, self._locks, events)
+        self._remover = SessionRemover(options, lineage, events)
+        self._writer = SessionWriter(options, self._cookie, self._locks, lineage, self._remover, events)
 
     # -- reading a request ------------------------------------------------------------
 
@@ -122,7 +203,7 @@ class SessionManager(ManagerOptions):
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""
-        return hmac.new(self._log_key, handle.encode("ascii", "replace"), hashlib.sha256).hexdigest()[:16]
+        return self.options.log_reference(handle)
 
     # -- per-session locks ------------------------------------------------------------
 
@@ -141,10 +222,7 @@ class SessionManager(ManagerOptions):
 
     def release(self, session: Session) -> None:
         """Free the session's lock if this request holds it; safe to call twice."""
-        token = session._lock_token
-        if token is not None and session.handle is not None:
-            session._locked(None)
-            self.store.release_lock(session.handle, token)
+        self._locks.release(session)
 
     def commit(self, session: Session) -> str | None:
         """Persist what the request changed; return the ``Set-Cookie`` value to send, if any.

@@ -16,6 +16,17 @@ from typing import Any, Protocol
 
 from .errors import SessionDataError
 
+__all__ = [
+    "COMPACT_ASCII_ENCODER",
+    "COMPACT_ENCODER",
+    "JSONSerializer",
+    "SessionSerializationError",
+    "Serializer",
+    "check_keys",
+    "describe_serialization_error",
+    "loads_json",
+]
+
 
 class SessionSerializationError(SessionDataError, TypeError):
     """A value in the session data cannot be serialised; ``key`` names where it is.

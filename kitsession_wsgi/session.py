@@ -12,6 +12,16 @@ from typing import Any
 from .errors import InvalidUserId
 from .stores.base import SessionRecord, UserId
 
+__all__ = [
+    "USER_ID_DATA_KEYS",
+    "USER_ID_MAX_BYTES",
+    "Session",
+    "SessionData",
+    "require_user_id",
+    "user_id_from_data",
+    "validate_user_id",
+]
+
 #: Data keys that name the user, in the order svelte-kit-session's README lists them.
 USER_ID_DATA_KEYS = ("id", "user_id", "userId")
 #: How an error message names each of them (built once: every write with a user checks one)
@@ -487,8 +497,7 @@ class Session:
 
         Serialises only when the data may have changed at all (see :class:`SessionData`).
         """
-        # _maybe_changed(), inlined: every commit asks, and most answers are "no".
-        if not (self._data_touched or getattr(self._data, "changed", False)):
+        if not self._maybe_changed():
             return None
         text = dumps(self._data)
         return None if text == self._loaded_text else text
@@ -528,7 +537,11 @@ class Session:
                 self._user_id = derived
 
     def _maybe_changed(self) -> bool:
-        """Whether the data may differ from what was loaded (a commit then compares the serialised text)."""
+        """Whether the data may differ from what was loaded (a commit then compares the serialised text).
+
+        The one "may have changed" rule: the data was handed out for writing or
+        replaced, or the :class:`SessionData` noted a write or a mutable value read.
+        """
         return self._data_touched or getattr(self._data, "changed", False)
 
     @property

@@ -21,6 +21,18 @@ from __future__ import annotations
 
 from blinker import Namespace
 
+__all__ = [
+    "created",
+    "destroyed",
+    "evicted",
+    "expired",
+    "invalid_signature",
+    "key_rotated",
+    "regenerated",
+    "store_unavailable",
+    "unknown_id",
+]
+
 _signals = Namespace()
 
 #: a session was stored for the first time (``session=``)

@@ -20,6 +20,14 @@ from typing import NamedTuple
 
 from .errors import ConfigurationError
 
+__all__ = [
+    "MAC_LENGTH",
+    "SIGNED_PREFIX",
+    "CookieSigner",
+    "Unsigned",
+    "normalize_keys",
+]
+
 SIGNED_PREFIX = "s:"
 #: Length of an unpadded base64 HMAC-SHA256: 32 bytes -> 43 characters.
 MAC_LENGTH = 43

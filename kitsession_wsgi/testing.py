@@ -32,6 +32,12 @@ import pytest
 from .manager import SessionManager, session_key
 from .stores.base import SessionRecord, SessionStore, SetResult, UserId
 
+__all__ = [
+    "DAY",
+    "StoreContract",
+    "make_record",
+]
+
 #: a day: long enough that no test run reaches real expiry
 DAY = 86400.0
 

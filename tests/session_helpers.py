@@ -235,13 +235,13 @@ class InterleavingStore(CountingStore):
 def gone_or_replaced(record: SessionRecord | None) -> bool:
     """The state of an id a login or ``regenerate`` replaced: no record, or the core's short-lived
     "replaced" marker (never served, no user, no data of the session)."""
-    from kitsession_wsgi._lifetime import is_replaced_marker
+    from kitsession_wsgi._markers import is_replaced_marker
 
     return record is None or (is_replaced_marker(record) and record.user_id is None)
 
 
 def live_records(store: Any) -> list[SessionRecord]:
     """The store's records without the core's markers ("replaced", "revoked")."""
-    from kitsession_wsgi._lifetime import is_marker
+    from kitsession_wsgi._markers import is_marker
 
     return [record for record in store.get_all() if not is_marker(record)]

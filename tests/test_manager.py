@@ -8,7 +8,7 @@ import pytest
 
 from kitsession_wsgi import SessionConflict, SessionManager, session_key
 
-from kitsession_wsgi._lifetime import marker_key as _marker_key
+from kitsession_wsgi._keys import marker_key as _marker_key
 from session_helpers import (CountingStore, FlakyStore, gone_or_replaced, live_records, node_signed_value,
                              parse_set_cookie, stored_session)
 from thread_helpers import run_threads

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
 from kitsession_wsgi import SessionManager, SessionRecord, session_key
-from kitsession_wsgi._lifetime import marker_key
+from kitsession_wsgi._keys import marker_key
 from kitsession_wsgi.cookies import encode_cookie_value
 from kitsession_wsgi.signing import CookieSigner, normalize_keys
 

@@ -13,11 +13,13 @@ import functools
 import inspect
 import typing as t
 
-from .wsgi import NotAWSGIApplication, request_session
+from ._request import NotAWSGIApplication, request_session
 
 if t.TYPE_CHECKING:  # pragma: no cover
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+
+__all__ = ["SessionWSGIApp", "session_lock", "with_delete_session", "with_new_session"]
 
 SessionWSGIApp = t.Callable[..., t.Iterable[bytes]]
 
@@ -170,7 +172,7 @@ def with_delete_session(app: SessionWSGIApp) -> WSGIApplication:
         try:
             return app(environ, start_response, session=session)
         except BaseException:
-            request._logout_pending = False
+            request.lifecycle.cancel_logout()
             raise
 
     wrapper.__signature__ = _WSGI_SIGNATURE  # type: ignore[attr-defined]
