@@ -17,6 +17,8 @@ EXTRAS = {
     "redis": ["redis>=5.0"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+# What `make run` installs: the example app (examples/flask_app) and its server, nothing else.
+EXTRAS["demo"] = ["flask>=2.3", "peewee>=3.17", "waitress>=3.0"]
 EXTRAS["dev"] = EXTRAS["all"] + [
     "pytest>=8",
     "mypy>=1.10",
