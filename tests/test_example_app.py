@@ -111,7 +111,8 @@ class PageParser(HTMLParser):
         if self._capture is not None:
             self._capture[1].append(data)
         if self._in_time:
-            self.device_rows[-1][self._time_label] += data.strip()
+            row = self.device_rows[-1]
+            row[self._time_label] = f"{row[self._time_label]} {data.strip()}".strip()
 
 
 def parse(response: TestResponse) -> PageParser:
@@ -684,7 +685,7 @@ def test_last_active_moves_with_activity_and_the_page_shows_it(database_path: Pa
     assert "current" in laptop_row["class"]
     assert laptop_row["Signed in"] == "2 hours ago" and laptop_row["Last active"] == "just now"
     assert phone_row["Signed in"] == "2 hours ago" and phone_row["Last active"] == "2 hours ago"
-    assert laptop_row["Expires"] == "in 7 days, or when its browser closes"
+    assert laptop_row["Expires"] == "in 7 days or when its browser closes"
     assert phone_row["Expires"] == "in 7 days"  # "Keep me signed in": the cookie outlives the browser
     sessions = {s.handle: s for s in user_sessions(app)}
     assert sessions[laptop_row["handle"]].updated_at == clock.now
