@@ -180,3 +180,17 @@ def test_a_token_names_a_stored_session_by_its_digest_only(app: Flask, client: F
     session_id = token.rsplit(".", 1)[0]
     assert any(s.handle == session_key(session_id) for s in user_sessions(app))
     assert session_id.encode() not in database_path.read_bytes()
+
+
+def test_a_revoked_token_on_a_page_gets_no_message_and_no_new_session(app: Flask, client: FlaskClient) -> None:
+    """The "signed out from another device" message is for browsers: an API client's request stores nothing."""
+    sign_up(client)
+    curl = api_client(app)
+    token = mint(curl)
+    assert curl.delete("/api/token", headers=bearer(token)).status_code == 204
+    sessions_before = len(user_sessions(app))
+    response = curl.get("/", headers=bearer(token))
+    assert response.status_code == 200
+    assert "signed out from another device" not in response.get_data(as_text=True)
+    assert response.headers.getlist("Set-Cookie") == [] and "Session-Token" not in response.headers
+    assert len(user_sessions(app)) == sessions_before

@@ -70,9 +70,11 @@ def flash_session_end() -> None:
 
     The flash is stored in the browser's new anonymous session, which replaces
     the dead cookie: the next request presents that one, so the message is
-    shown once.  The JSON API and static files are left alone.
+    shown once.  The JSON API, static files and requests with an
+    ``Authorization`` header (API clients, whose sessions hold no messages) are
+    left alone.
     """
-    if request.blueprint == "api" or request.endpoint == "static":
+    if request.blueprint == "api" or request.endpoint == "static" or "Authorization" in request.headers:
         return
     reason = session_end_reason()
     if reason is not None:
