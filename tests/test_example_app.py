@@ -602,6 +602,17 @@ def test_keep_me_signed_in_makes_the_cookie_outlive_the_browser(app: Flask, clie
     assert kept is not None and kept.expires is not None, "still a persistent cookie on later pages"
 
 
+@pytest.mark.parametrize("keep_signed_in", [False, True], ids=["browser-session", "kept"])
+def test_sign_up_offers_keep_me_signed_in_too(client: FlaskClient, keep_signed_in: bool) -> None:
+    token = form(client.get("/signup"), "/signup").fields["csrf_token"]
+    data = {"email": "ada@example.com", "password": PASSWORD, "confirm": PASSWORD, "csrf_token": token}
+    if keep_signed_in:
+        data["keep_signed_in"] = "1"
+    assert client.post("/signup", data=data).status_code == 302
+    cookie = client.get_cookie("session")
+    assert cookie is not None and (cookie.expires is not None) is keep_signed_in
+
+
 def test_the_login_form_offers_keep_me_signed_in_unticked(client: FlaskClient) -> None:
     page = client.get("/login").get_data(as_text=True)
     assert 'name="keep_signed_in" value="1" >' in page or 'name="keep_signed_in" value="1">' in page

@@ -134,7 +134,8 @@ def stale_account_form() -> ResponseReturnValue:
     email = normalize_email(request.form.get("email", ""))
     message = "This form had expired. Please send it again."
     if request.endpoint == "auth.signup":
-        return render_template("signup.html", email=email, error=message)
+        return render_template("signup.html", email=email, error=message,
+                               keep_signed_in=request.form.get("keep_signed_in") == "1")
     return render_login(email=email, error=message, next_path=request.form.get("next"),
                         note=request.form.get("note"))
 
@@ -167,7 +168,7 @@ def signup_form() -> ResponseReturnValue:
     """The sign-up form."""
     if g.user is not None:
         return redirect(url_for("home.index"))
-    return render_template("signup.html", email="", error=None)
+    return render_template("signup.html", email="", error=None, keep_signed_in=False)
 
 
 @bp.post("/signup")
@@ -183,9 +184,10 @@ def signup(session: Session) -> ResponseReturnValue:
             user = User.create(email=email, password_hash=generate_password_hash(password))
         except peewee.IntegrityError:  # the unique index, also under concurrent sign-ups
             error = "An account with this e-mail address already exists. Log in instead?"
+    keep_signed_in = request.form.get("keep_signed_in") == "1"
     if user is None:
-        return render_template("signup.html", email=email, error=error), 400
-    start_user_session(session, user)
+        return render_template("signup.html", email=email, error=error, keep_signed_in=keep_signed_in), 400
+    start_user_session(session, user, keep_signed_in=keep_signed_in)
     flash("Welcome! Your account is ready.", "success")
     return redirect(url_for("home.index"))
 
