@@ -7,19 +7,29 @@ PORT ?= 5000
 
 .PHONY: install run test typecheck docs bench dist clean
 
-# Re-install when the package metadata changes; the stamp keeps `make test` fast afterwards.
-$(VENV)/.installed: setup.py
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@
+# One stamp per extra, each re-installed when setup.py changes: `make run` installs only what the
+# demo needs (.[demo]: flask, peewee, waitress), `make test` the full development set (.[dev]);
+# either order works, and the stamps keep later runs fast.  pip is quiet: no progress, no build
+# output (a failing build still shows its log), no notice about newer pip releases.
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check --no-input
 
-install: $(VENV)/.installed
+$(BIN)/python:
+	@echo "creating $(VENV) ($(PYTHON) -m venv)"
+	@$(PYTHON) -m venv $(VENV)
 
-run: install
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.flask_app
+$(VENV)/.installed-%: setup.py | $(BIN)/python
+	@echo "installing kitsession-wsgi[$*] into $(VENV)"
+	@$(PIP) install -e '.[$*]'
+	@touch $@
 
-test: install
+install: $(VENV)/.installed-dev
+
+# The server reports an address it refuses (status 2) or cannot listen on (status 3: a port in
+# use, ...) in one line of its own; make adds no "Error" line after it for those.
+run: $(VENV)/.installed-demo
+	@HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.flask_app || { status=$$?; test $$status -eq 2 || test $$status -eq 3 || exit $$status; }
+
+test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 typecheck: install
@@ -32,13 +42,13 @@ docs: install
 	$(BIN)/python docs/check_inventory.py docs/_build/html/objects.inv
 
 bench: install
-	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(PIP) install -r benchmarks/requirements.txt
 	$(BIN)/python benchmarks/run.py
 
 # The sdist and the wheel, built as a user's pip would build them, and their metadata checked
 # (twine --strict: no warnings); both must carry the LICENSE.
 dist: install
-	$(BIN)/python -m pip install --quiet build twine
+	$(PIP) install build twine
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist . > dist-build.log 2>&1 || { cat dist-build.log; exit 1; }
 	! grep -i "deprecat" dist-build.log || { echo "the build printed a deprecation warning (see above)"; exit 1; }

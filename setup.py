@@ -21,6 +21,8 @@ EXTRAS = {
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 # the documentation site (`make docs`): Sphinx, the furo theme, Markdown pages through MyST
 EXTRAS["docs"] = ["sphinx>=7.4", "furo>=2024.1", "myst-parser>=3.0"]
+# What `make run` installs: the example app (examples/flask_app) and its server, nothing else.
+EXTRAS["demo"] = ["flask>=2.3", "peewee>=3.17", "waitress>=3.0"]
 EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "pytest>=8",
     "mypy>=1.10",

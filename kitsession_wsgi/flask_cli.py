@@ -1,10 +1,17 @@
 """``flask kitsession ...``: inspect and manage the current app's server-side sessions.
 
+Times are printed in ISO 8601, UTC (``2026-12-08T01:30:00Z``), in the text and
+the ``--json`` output alike.
+
 .. versionadded:: 0.1
+.. versionchanged:: 0.2
+   ISO 8601 times instead of Unix seconds; ``stats`` names what it counts, and its
+   "expired, waiting for purge" is what ``purge`` removes.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json as _json
 import typing as t
 
@@ -33,20 +40,32 @@ def _parse_user(value: str, as_string: bool) -> UserId:
         raise click.BadParameter(str(exc), param_hint="--user") from None
 
 
+def iso_time(timestamp: float) -> str:
+    """Unix time as ISO 8601 in UTC, to the second: ``2026-12-08T01:30:00Z``."""
+    moment = dt.datetime.fromtimestamp(int(timestamp), dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 session``, ``2 sessions``, ``0 sessions``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _describe(session: Session) -> dict[str, t.Any]:
     return {
         "handle": session.handle,
         "user_id": session.user_id,
-        "created_at": session.created_at,
-        "updated_at": session.updated_at,
-        "expires_at": session.expires_at,
+        "created_at": iso_time(session.created_at),
+        "updated_at": iso_time(session.updated_at),
+        "expires_at": iso_time(session.expires_at),
     }
 
 
 @cli.command("purge")
 def _purge_command() -> None:
-    """Remove expired sessions from the store."""
-    click.echo(f"purged {get_manager().purge_expired()} expired sessions")
+    """Remove expired records from the store: sessions past their expiry, and the short-lived
+    markers logins and sign-outs leave, once they expire."""
+    click.echo(f"purged {counted(get_manager().purge_expired(), 'expired record')}")
 
 
 @cli.command("list")
@@ -63,8 +82,9 @@ def _list_command(user: str | None, str_id: bool, as_json: bool) -> None:
         click.echo(_json.dumps(rows, indent=2))
         return
     for row in rows:
-        click.echo(f"{row['handle']}  user={row['user_id']!s:<12} expires_at={row['expires_at']:.0f}")
-    click.echo(f"{len(rows)} sessions")
+        click.echo(f"{row['handle']}  user={row['user_id']!s:<12} created_at={row['created_at']} "
+                   f"expires_at={row['expires_at']}")
+    click.echo(counted(len(rows), "session"))
 
 
 @cli.command("revoke")
@@ -73,13 +93,19 @@ def _list_command(user: str | None, str_id: bool, as_json: bool) -> None:
 def _revoke_command(user: str, str_id: bool) -> None:
     """Remove every session of a user (sign them out everywhere)."""
     removed = get_manager().remove_all_sessions_for_user(_parse_user(user, str_id))
-    click.echo(f"revoked {removed} sessions of user {user}")
+    click.echo(f"revoked {counted(removed, 'session')} of user {user}")
 
 
 @cli.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def _stats_command(as_json: bool) -> None:
-    """Sessions in total, per user, and expired ones waiting for purge."""
+    """Live sessions (anonymous, signed in, per user) and the store's other records.
+
+    The store holds live sessions, records past their expiry (sessions, and the
+    markers logins, logouts and sign-outs leave behind), and markers not
+    expired yet.  "expired, waiting for purge" counts exactly what ``purge``
+    removes now: every record whose expiry is past by the manager's clock.
+    """
     manager = get_manager()
     records = manager.store.get_all()
     now = manager.clock()
@@ -93,19 +119,28 @@ def _stats_command(as_json: bool) -> None:
             # JSON text keeps user 5 and user "5" apart, as the stores do.
             label = _json.dumps(session.user_id)
             per_user[label] = per_user.get(label, 0) + 1
+    # purge_expired(now) removes the records with expires_at <= now, whatever they hold.
+    expired = sum(1 for record in records if record.expires_at <= now)
     stats = {
         "total": len(live),
         "anonymous": anonymous,
+        "signed_in": len(live) - anonymous,
         "users": len(per_user),
         "per_user": per_user,
-        # What purge_expired() would remove now: records past their stored expiry (the core's
-        # short-lived markers included once they expire, never before).
-        "expired_waiting_for_purge": sum(1 for record in records if now >= record.expires_at),
+        "records": len(records),
+        "expired_waiting_for_purge": expired,
+        # Neither live nor expired: markers (and any record the manager would not serve).
+        "other_records": max(len(records) - expired - len(live), 0),
     }
     if as_json:
         click.echo(_json.dumps(stats, indent=2))
         return
-    click.echo(f"sessions: {stats['total']} ({anonymous} anonymous, {len(per_user)} users)")
+    click.echo(f"sessions: {len(live)} live ({anonymous} anonymous, {len(live) - anonymous} signed in)")
+    click.echo(f"users with a live session: {len(per_user)}")
     for user_id, count in sorted(per_user.items(), key=lambda item: -item[1]):
-        click.echo(f"  user {user_id}: {count}")
-    click.echo(f"expired, waiting for purge: {stats['expired_waiting_for_purge']}")
+        click.echo(f"  user {user_id}: {counted(count, 'session')}")
+    click.echo(f"expired, waiting for purge: {counted(expired, 'record')} "
+               "(what `flask kitsession purge` removes now)")
+    click.echo(f"other records: {stats['other_records']} "
+               "(markers left by logins and sign-outs, removed by purge once expired)")
+    click.echo(f"records in the store: {len(records)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -21,6 +22,7 @@ from test_example_app import (  # noqa: F401 (fixtures)
     client,
     database_path,
     form,
+    log_in,
     new_client,
     parse,
     sign_up,
@@ -105,6 +107,36 @@ def test_minting_from_a_signed_in_browser_keeps_the_browser_signed_in(app: Flask
     assert len(user_sessions(app)) == 2
 
 
+@pytest.mark.parametrize("keep_signed_in", [False, True], ids=["browser-session-cookie", "kept-signed-in"])
+def test_minting_from_a_browser_never_gives_the_browser_the_tokens_session(
+    app: Flask, keep_signed_in: bool
+) -> None:
+    """Regression: minting from a browser whose session's ``permanent`` was set answered with a
+    ``Set-Cookie`` for the token's session (the token as the browser's cookie)."""
+    browser = new_client(app)
+    sign_up(browser)
+    browser.post("/logout", data={"csrf_token": form(browser.get("/"), "/logout").fields["csrf_token"]})
+    log_in(browser, keep_signed_in=keep_signed_in)
+    before = browser.get_cookie("session")
+    assert before is not None
+    response = browser.post("/api/token", json={"email": EMAIL, "password": PASSWORD})
+    assert response.status_code == 201
+    token_id = response.get_json()["token"].rsplit(".", 1)[0]
+    for header in response.headers.getlist("Set-Cookie"):
+        assert token_id not in header
+    after = browser.get_cookie("session")
+    assert after is not None and after.value == before.value
+    assert signed_in_as(browser) == EMAIL
+
+
+def test_deleting_a_token_with_a_browser_cookie_is_refused_and_removes_nothing(app: Flask,
+                                                                             client: FlaskClient) -> None:
+    sign_up(client)
+    response = client.delete("/api/token")
+    assert response.status_code == 401
+    assert signed_in_as(client) == EMAIL and len(user_sessions(app)) == 1
+
+
 def test_api_tokens_are_listed_and_revoked_on_the_devices_page(app: Flask, client: FlaskClient) -> None:
     sign_up(client)
     curl = api_client(app)
@@ -148,3 +180,17 @@ def test_a_token_names_a_stored_session_by_its_digest_only(app: Flask, client: F
     session_id = token.rsplit(".", 1)[0]
     assert any(s.handle == session_key(session_id) for s in user_sessions(app))
     assert session_id.encode() not in database_path.read_bytes()
+
+
+def test_a_revoked_token_on_a_page_gets_no_message_and_no_new_session(app: Flask, client: FlaskClient) -> None:
+    """The "signed out from another device" message is for browsers: an API client's request stores nothing."""
+    sign_up(client)
+    curl = api_client(app)
+    token = mint(curl)
+    assert curl.delete("/api/token", headers=bearer(token)).status_code == 204
+    sessions_before = len(user_sessions(app))
+    response = curl.get("/", headers=bearer(token))
+    assert response.status_code == 200
+    assert "signed out from another device" not in response.get_data(as_text=True)
+    assert response.headers.getlist("Set-Cookie") == [] and "Session-Token" not in response.headers
+    assert len(user_sessions(app)) == sessions_before

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
 from flask import Flask
@@ -70,7 +70,7 @@ class PageParser(HTMLParser):
         self.device_rows: list[dict[str, str]] = []
         self.texts: dict[str, str] = {}
         self._form: Form | None = None
-        self._capture: tuple[str, list[str]] | None = None
+        self._capture: tuple[str, list[str], str] | None = None
         self._in_button = False
         self._in_time = False
         self._time_label = ""
@@ -91,7 +91,7 @@ class PageParser(HTMLParser):
             self.device_rows[-1][attributes["data-label"]] = ""
             self._time_label = attributes["data-label"]
         if "data-testid" in attributes:
-            self._capture = (attributes["data-testid"], [])
+            self._capture = (attributes["data-testid"], [], tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "form":
@@ -100,8 +100,8 @@ class PageParser(HTMLParser):
             self._in_button = False
         elif tag == "td":
             self._in_time = False
-        if self._capture is not None and tag in ("span", "div"):
-            name, parts = self._capture
+        if self._capture is not None and tag == self._capture[2]:
+            name, parts, _ = self._capture
             self.texts[name] = "".join(parts).strip()
             self._capture = None
 
@@ -111,7 +111,8 @@ class PageParser(HTMLParser):
         if self._capture is not None:
             self._capture[1].append(data)
         if self._in_time:
-            self.device_rows[-1][self._time_label] += data.strip()
+            row = self.device_rows[-1]
+            row[self._time_label] = f"{row[self._time_label]} {data.strip()}".strip()
 
 
 def parse(response: TestResponse) -> PageParser:
@@ -175,9 +176,13 @@ def sign_up(client: FlaskClient, email: str = "ada@example.com", password: str =
                                         "csrf_token": token})
 
 
-def log_in(client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD) -> TestResponse:
+def log_in(client: FlaskClient, email: str = "ada@example.com", password: str = PASSWORD, *,
+           keep_signed_in: bool = False) -> TestResponse:
     token = form(client.get("/login"), "/login").fields["csrf_token"]
-    return client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+    data = {"email": email, "password": password, "csrf_token": token}
+    if keep_signed_in:
+        data["keep_signed_in"] = "1"
+    return client.post("/login", data=data)
 
 
 def signed_in_as(client: FlaskClient) -> str | None:
@@ -303,17 +308,86 @@ def test_login_returns_to_the_page_that_asked_for_it(client: FlaskClient) -> Non
     assert response.headers["Location"] == "/devices/"
 
 
+#: ``next=`` values as an attacker writes them in a link (the raw, percent-encoded query value)
+OPEN_REDIRECT_ATTACKS = [
+    pytest.param("/%09/evil.example", id="tab"),
+    pytest.param("/%0D/evil.example", id="cr"),
+    pytest.param("/%0A/evil.example", id="lf"),
+    pytest.param("/%0D%0ALocation:%20//evil.example", id="header-injection"),
+    pytest.param("/%09%09/evil.example/path?x=1", id="two-tabs"),
+    pytest.param("%09//evil.example", id="leading-tab"),
+    pytest.param("//evil.example", id="scheme-relative"),
+    pytest.param("/%2Fevil.example", id="encoded-slash"),
+    pytest.param("/%5Cevil.example", id="slash-backslash"),
+    pytest.param("%5C%5Cevil.example", id="two-backslashes"),
+    pytest.param("/%09%5Cevil.example", id="tab-backslash"),
+    pytest.param("http://evil.example/", id="absolute"),
+    pytest.param("https:evil.example", id="scheme-no-slashes"),
+    pytest.param("http:/evil.example", id="scheme-one-slash"),
+    pytest.param("javascript:alert(1)", id="javascript"),
+    pytest.param("/%00/evil.example", id="nul"),
+    pytest.param("/%E2%80%A8/evil.example", id="line-separator"),
+]
+
+
+def browser_destination(location: str, page: str = "http://localhost/login") -> tuple[str, str]:
+    """Where a browser goes for ``Location: location`` on ``page``: (scheme, host).
+
+    As the URL standard parses it: TAB, CR and LF removed, ``\\`` read as ``/``.
+    """
+    for character in "\t\r\n":
+        location = location.replace(character, "")
+    parts = urlsplit(urljoin(page, location.replace("\\", "/")))
+    return parts.scheme, parts.netloc
+
+
+def assert_stays_on_site(response: TestResponse) -> None:
+    assert response.status_code == 302, response.status_code
+    assert browser_destination(response.headers["Location"]) == ("http", "localhost"), response.headers["Location"]
+
+
+@pytest.mark.parametrize("raw_next", OPEN_REDIRECT_ATTACKS)
+def test_next_never_redirects_off_site_after_the_login(client: FlaskClient, raw_next: str) -> None:
+    """Regression: ``next=/%09/evil.example`` left as ``Location: //evil.example`` (werkzeug drops the
+    TAB), and ``next=/%0A...`` was a 500."""
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    login_page = client.get(f"/login?next={raw_next}")
+    assert login_page.status_code == 200
+    fields = form(login_page, "/login").fields
+    response = client.post("/login", data={**fields, "next": fields["next"] or unquote(raw_next),
+                                           "email": "ada@example.com", "password": PASSWORD})
+    assert_stays_on_site(response)
+    assert response.headers["Location"] == "/"
+    # Already signed in, the login page sends the browser on at once: on this site too.
+    signed_in = client.get(f"/login?next={raw_next}")
+    assert_stays_on_site(signed_in)
+    assert signed_in.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", ["/devices/", "/devices/?tab=tokens#list", "/%09/stays-here", "/a%2F/b"],
+                         ids=["path", "query-and-fragment", "encoded-tab-as-text", "encoded-slash-later"])
+def test_next_keeps_paths_of_this_site(client: FlaskClient, target: str) -> None:
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    fields = form(client.get("/login"), "/login").fields
+    response = client.post("/login", data={**fields, "next": target, "email": "ada@example.com",
+                                           "password": PASSWORD})
+    assert_stays_on_site(response)
+    assert response.headers["Location"] == target
+
+
 # -- CSRF ------------------------------------------------------------------------------
 
-POST_ENDPOINTS = ["/login", "/signup", "/logout", "/note", "/devices/revoke", "/devices/revoke-others"]
+SIGNED_IN_POST_ENDPOINTS = ["/logout", "/note", "/devices/revoke", "/devices/revoke-others"]
 
 
-@pytest.mark.parametrize("endpoint", POST_ENDPOINTS)
+@pytest.mark.parametrize("endpoint", SIGNED_IN_POST_ENDPOINTS)
 @pytest.mark.parametrize("sent", [None, "", "forged-token"], ids=["missing", "empty", "wrong"])
 def test_post_without_the_session_token_is_rejected_with_400(client: FlaskClient, endpoint: str,
                                                              sent: str | None) -> None:
     sign_up(client)
-    data = {"email": "ada@example.com", "password": PASSWORD, "confirm": PASSWORD, "note": "x", "handle": "x"}
+    data = {"note": "x", "handle": "x"}
     if sent is not None:
         data["csrf_token"] = sent
     response = client.post(endpoint, data=data)
@@ -331,14 +405,83 @@ def test_a_token_from_another_session_is_rejected(app: Flask, client: FlaskClien
     assert signed_in_as(client) == "ada@example.com"
 
 
-def test_a_post_without_any_session_is_rejected(client: FlaskClient) -> None:
-    response = client.post("/login", data={"email": "ada@example.com", "password": PASSWORD, "csrf_token": "x"})
-    assert response.status_code == 400
+@pytest.mark.parametrize("endpoint", ["/login", "/signup"])
+@pytest.mark.parametrize("sent", [None, "forged-token"], ids=["missing", "wrong"])
+def test_a_login_form_without_the_token_never_logs_in(app: Flask, endpoint: str, sent: str | None) -> None:
+    """Login CSRF: a form without this browser's token shows the form again and signs nobody in."""
+    sign_up(new_client(app))
+    client = new_client(app)
+    data = {"email": "ada@example.com", "password": PASSWORD, "confirm": PASSWORD}
+    if sent is not None:
+        data["csrf_token"] = sent
+    response = client.post(endpoint, data=data)
+    assert response.status_code == 200
+    assert "This form had expired" in response.get_data(as_text=True)
+    again = form(response, endpoint).fields
+    assert again["csrf_token"] and again["csrf_token"] != sent and again["email"] == "ada@example.com"
+    assert "password" not in again or again["password"] == ""
+    assert signed_in_as(client) is None
+    # the form it was given works
+    response = client.post(endpoint, data={**data, "csrf_token": again["csrf_token"]})
+    if endpoint == "/login":
+        assert response.status_code == 302 and signed_in_as(client) == "ada@example.com"
 
 
-@pytest.mark.parametrize("endpoint", ["/note", "/logout", "/devices/revoke-others"])
-def test_a_form_posted_from_a_device_signed_out_meanwhile_gets_the_login_page(
-    app: Flask, endpoint: str
+# -- two tabs, and devices signed out meanwhile: a page saying what happened, never a 400 ------
+
+
+@pytest.mark.parametrize("endpoint", ["/login", "/signup"])
+def test_logging_in_from_a_second_tab_when_already_signed_in(client: FlaskClient, endpoint: str) -> None:
+    """Two tabs show the login form; the first logs in; the second's form (old token) is sent home."""
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    second_tab = form(client.get(endpoint), endpoint).fields  # both tabs hold this token
+    assert log_in(client).status_code == 302  # the first tab
+
+    response = client.post(endpoint, data={**second_tab, "email": "ada@example.com", "password": PASSWORD,
+                                           "confirm": PASSWORD, "next": "/devices/"})
+
+    assert response.status_code == 302 and response.headers["Location"] == "/devices/"
+    page = client.get("/devices/").get_data(as_text=True)
+    assert "You are already signed in as ada@example.com." in page
+    assert len(user_sessions(client.application)) == 1
+
+
+def test_a_note_saved_after_logging_out_in_another_tab_is_kept_through_the_login(client: FlaskClient) -> None:
+    sign_up(client)
+    home_tab = csrf_token(client, "/")  # the second tab's home page, with its note form
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})  # the first tab
+    assert client.get_cookie("session") is None
+
+    response = client.post("/note", data={"csrf_token": home_tab, "note": "buy milk"})
+
+    assert response.status_code == 200
+    page = parse(response)
+    assert page.texts["login-notice"] == "You are signed out, so your note was not saved yet. Log in and it will be."
+    assert page.texts["pending-note"] == "buy milk"
+    login_form = form(response, "/login").fields
+    assert login_form["note"] == "buy milk" and login_form["next"] == "/"
+    logged_in = client.post("/login", data={**login_form, "email": "ada@example.com", "password": PASSWORD},
+                            follow_redirects=True)
+    assert "your note is saved" in logged_in.get_data(as_text=True)
+    assert form(logged_in, "/note").fields["note"] == "buy milk"
+
+
+def test_a_failed_login_keeps_the_pending_note(client: FlaskClient) -> None:
+    sign_up(client)
+    home_tab = csrf_token(client, "/")
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    login_form = form(client.post("/note", data={"csrf_token": home_tab, "note": "buy milk"}), "/login").fields
+    failed = client.post("/login", data={**login_form, "email": "ada@example.com", "password": "wrong password"})
+    assert failed.status_code == 401 and form(failed, "/login").fields["note"] == "buy milk"
+
+
+@pytest.mark.parametrize(
+    "endpoint, lands_on",
+    [("/note", None), ("/logout", "/signed-out"), ("/devices/revoke-others", "/login")],
+)
+def test_a_form_posted_from_a_device_signed_out_meanwhile_says_why(
+    app: Flask, endpoint: str, lands_on: str | None
 ) -> None:
     """Not an attack, so not a CSRF 400: the old session's token, with a cookie that no longer works."""
     laptop, phone = new_client(app), new_client(app, user_agent="Mozilla/5.0 (iPhone)")
@@ -346,11 +489,55 @@ def test_a_form_posted_from_a_device_signed_out_meanwhile_gets_the_login_page(
     log_in(phone)
     phone_token = csrf_token(phone, "/")  # the phone's page is open, its form filled in
     laptop.post("/devices/revoke-others", data={"csrf_token": csrf_token(laptop, "/")})
-    response = phone.post(endpoint, data={"csrf_token": phone_token, "note": "x"})
-    assert response.status_code == 302 and location_path(response) == "/login"
-    page = phone.get(response.headers["Location"]).get_data(as_text=True)
-    assert "Your session has ended" in page
+    response = phone.post(endpoint, data={"csrf_token": phone_token, "note": "call mum"})
+    if lands_on is None:
+        assert response.status_code == 200
+        assert parse(response).texts["pending-note"] == "call mum"
+    else:
+        assert response.status_code == 302 and location_path(response) == lands_on
+        response = phone.get(response.headers["Location"])
+    assert "This device was signed out from another device." in response.get_data(as_text=True)
     assert signed_in_as(laptop) == "ada@example.com"
+
+
+def test_a_revoked_device_is_told_why_on_the_landing_page_once(app: Flask) -> None:
+    laptop, phone = new_client(app), new_client(app, FIREFOX)
+    sign_up(laptop)
+    log_in(phone)
+    laptop.post("/devices/revoke-others", data={"csrf_token": csrf_token(laptop, "/")})
+
+    landing = phone.get("/").get_data(as_text=True)
+
+    assert "Sessions that stay on the server" in landing  # the landing page, signed out
+    assert "This device was signed out from another device." in landing
+    assert "signed out from another device" not in phone.get("/").get_data(as_text=True)
+
+
+def test_an_expired_session_is_told_it_expired(database_path: Path) -> None:
+    clock = FakeClock()
+    app = create_app({"EXAMPLE_DATABASE": str(database_path), "SECRET_KEY": "test-secret", "TESTING": True,
+                      "KITSESSION_CLOCK": clock})
+    client = new_client(app)
+    sign_up(client)
+    clock.advance(7 * 86400 + 60)  # a week without a visit: past the idle timeout
+    bounced = client.get("/devices/")
+    assert location_path(bounced) == "/login"
+    page = client.get(bounced.headers["Location"]).get_data(as_text=True)
+    assert "Your session expired." in page and "another device" not in page
+
+
+@pytest.mark.parametrize("cookie", ["s%3Aforged.AAAA", "garbage", "s%3A" + "A" * 43 + ".bm90IGEgbWFj"],
+                         ids=["bad-mac", "garbage", "unsigned-looking"])
+def test_a_forged_cookie_is_just_signed_out(app: Flask, client: FlaskClient, cookie: str) -> None:
+    client.set_cookie("session", cookie)
+    landing = client.get("/")
+    assert landing.status_code == 200 and "Sessions that stay on the server" in landing.get_data(as_text=True)
+    client.set_cookie("session", cookie)
+    bounced = client.get("/devices/")
+    assert location_path(bounced) == "/login"
+    for page in (landing, client.get(bounced.headers["Location"])):
+        text = page.get_data(as_text=True)
+        assert "another device" not in text and "expired" not in text
 
 
 def test_login_gives_the_new_session_a_new_token(client: FlaskClient) -> None:
@@ -381,6 +568,87 @@ def test_anonymous_home_page_stores_nothing_and_sets_no_cookie(app: Flask, clien
     response = client.get("/")
     assert response.status_code == 200 and "Set-Cookie" not in response.headers
     assert manager(app).get_all_sessions() == []
+
+
+# -- "Keep me signed in", what the pages say about it, caching ---------------------------------
+
+
+def test_without_keep_me_signed_in_the_cookie_ends_with_the_browser(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    log_in(client)
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.expires is None and cookie.max_age is None
+    home = parse(client.get("/"))
+    assert home.texts["session-ends"] == "when the browser closes"
+    assert home.texts["lifetime"].startswith('"Keep me signed in" was not ticked: this browser is signed out when')
+    assert "until 7 days pass without a visit, and 30 days at most" in home.texts["lifetime"]
+    assert client.get_cookie("session").expires is None  # type: ignore[union-attr]
+
+
+def test_keep_me_signed_in_makes_the_cookie_outlive_the_browser(app: Flask, client: FlaskClient) -> None:
+    sign_up(client)
+    client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    log_in(client, keep_signed_in=True)
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.expires is not None
+    session = user_sessions(app)[0]
+    assert abs(cookie.expires.timestamp() - session.expires_at) <= 1
+    home = parse(client.get("/"))
+    assert home.texts["session-ends"] == "in 7 days"
+    assert home.texts["lifetime"] == ('You ticked "Keep me signed in": this browser stays signed in after it closes, '
+                                      "until 7 days pass without a visit, and 30 days at most.")
+    kept = client.get_cookie("session")
+    assert kept is not None and kept.expires is not None, "still a persistent cookie on later pages"
+
+
+@pytest.mark.parametrize("keep_signed_in", [False, True], ids=["browser-session", "kept"])
+def test_sign_up_offers_keep_me_signed_in_too(client: FlaskClient, keep_signed_in: bool) -> None:
+    token = form(client.get("/signup"), "/signup").fields["csrf_token"]
+    data = {"email": "ada@example.com", "password": PASSWORD, "confirm": PASSWORD, "csrf_token": token}
+    if keep_signed_in:
+        data["keep_signed_in"] = "1"
+    assert client.post("/signup", data=data).status_code == 302
+    cookie = client.get_cookie("session")
+    assert cookie is not None and (cookie.expires is not None) is keep_signed_in
+
+
+def test_the_login_form_offers_keep_me_signed_in_unticked(client: FlaskClient) -> None:
+    page = client.get("/login").get_data(as_text=True)
+    assert 'name="keep_signed_in" value="1" >' in page or 'name="keep_signed_in" value="1">' in page
+    assert "Keep me signed in" in page and "checked" not in page
+
+
+@pytest.mark.parametrize("path", ["/", "/devices/", "/login", "/signup", "/signed-out"])
+def test_pages_are_not_cached(client: FlaskClient, path: str) -> None:
+    sign_up(client)
+    if path in ("/login", "/signup", "/signed-out"):
+        client.post("/logout", data={"csrf_token": csrf_token(client, "/")})
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_static_files_may_be_cached(client: FlaskClient) -> None:
+    response = client.get("/static/style.css")
+    assert response.status_code == 200 and "no-store" not in response.headers.get("Cache-Control", "")
+    response.close()
+
+
+def test_the_example_calls_no_private_name_of_the_library() -> None:
+    """The example is what users copy: it reaches the library through its public API only."""
+    import ast
+
+    offenders = []
+    for path in sorted((REPO_ROOT / "examples" / "flask_app").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                offenders.append(f"{path.name}:{node.lineno}: .{node.attr}")
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kitsession_wsgi"):
+                names = [*(node.module or "").split("."), *(alias.name for alias in node.names)]
+                offenders += [f"{path.name}:{node.lineno}: {name}" for name in names if name.startswith("_")]
+    assert offenders == []
 
 
 # -- the devices page ------------------------------------------------------------------
@@ -418,7 +686,7 @@ def test_last_active_moves_with_activity_and_the_page_shows_it(database_path: Pa
     laptop = new_client(app)
     sign_up(laptop)
     phone = new_client(app, FIREFOX)
-    log_in(phone)
+    log_in(phone, keep_signed_in=True)
     signed_in_at = clock.now
 
     clock.advance(2 * 3600)
@@ -428,7 +696,8 @@ def test_last_active_moves_with_activity_and_the_page_shows_it(database_path: Pa
     assert "current" in laptop_row["class"]
     assert laptop_row["Signed in"] == "2 hours ago" and laptop_row["Last active"] == "just now"
     assert phone_row["Signed in"] == "2 hours ago" and phone_row["Last active"] == "2 hours ago"
-    assert laptop_row["Expires"] == phone_row["Expires"] == "in 7 days"
+    assert laptop_row["Expires"] == "in 7 days or when its browser closes"
+    assert phone_row["Expires"] == "in 7 days"  # "Keep me signed in": the cookie outlives the browser
     sessions = {s.handle: s for s in user_sessions(app)}
     assert sessions[laptop_row["handle"]].updated_at == clock.now
     assert sessions[laptop_row["handle"]].expires_at == clock.now + 7 * 86400

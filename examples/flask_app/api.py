@@ -22,7 +22,7 @@ from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from kitsession_wsgi import Session
-from kitsession_wsgi.flask import current_session, remove_session, session_token, with_new_session
+from kitsession_wsgi.flask import create_session, current_session, session_token, with_delete_session
 
 from .auth import check_credentials, normalize_email
 
@@ -40,9 +40,14 @@ def unauthorized() -> ResponseReturnValue:
 
 
 @bp.post("/token")
-@with_new_session
-def create_token(session: Session) -> ResponseReturnValue:
-    """Exchange an e-mail and password for a token; a wrong pair gets 401 and stores nothing."""
+def create_token() -> ResponseReturnValue:
+    """Exchange an e-mail and password for a token; a wrong pair gets 401 and stores nothing.
+
+    The token's session is created on its own (``create_session``), not in
+    place of the request's: a browser's cookie session, if it sent one, is
+    left exactly as it was (the token is a device of its own), and no cookie
+    is ever set for the token's session.
+    """
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("email"), str) or not isinstance(
         body.get("password"), str
@@ -51,15 +56,12 @@ def create_token(session: Session) -> ResponseReturnValue:
     user = check_credentials(normalize_email(body["email"]), body["password"])
     if user is None:
         return jsonify(error="wrong e-mail address or password"), 401
-    session.user_id = user.id
-    session.data = {
+    session = create_session(user_id=user.id, data={
         "email": user.email,
         "kind": API_TOKEN_KIND,
         "user_agent": request.user_agent.string[:512],
         "ip": request.remote_addr or "",
-    }
-    # Stores the session now (a token must name a stored session); a browser's own
-    # cookie session, if it sent one, stays signed in: the token is a device of its own.
+    })
     return jsonify(token=session_token(session)), 201
 
 
@@ -72,9 +74,9 @@ def me() -> ResponseReturnValue:
 
 
 @bp.delete("/token")
-def delete_token() -> ResponseReturnValue:
-    """Revoke the token this request carries."""
-    if current_session.transport != "header":
-        return unauthorized()
-    remove_session(current_session._get_current_object())  # type: ignore[attr-defined]
+@with_delete_session
+def delete_token(session: Session) -> ResponseReturnValue:
+    """Revoke the token this request carries (``with_delete_session`` removes it on a 2xx answer)."""
+    if session.transport != "header":
+        return unauthorized()  # a 4xx answer: nothing is removed
     return "", 204

@@ -2,7 +2,9 @@
 
 The token lives in ``flask.session`` (so on the server, in the session store)
 and every form repeats it in a hidden ``csrf_token`` field.  A POST without
-the right token is answered with 400 before its view runs.  The session
+the right token from a signed-in browser is answered with 400 before its view
+runs; a stale form (another tab, a session that ended) gets a page saying
+what happened instead (:func:`check_csrf_token`).  The session
 cookie's ``SameSite=Strict`` already keeps other sites' forms from carrying
 the cookie; the token is the second, independent line of defence.
 """
@@ -44,11 +46,23 @@ def new_csrf_token() -> str:
 
 
 def check_csrf_token() -> ResponseReturnValue | None:
-    """``before_request`` hook: abort with 400 unless an unsafe request carries the session's token.
+    """``before_request`` hook: an unsafe request must carry the session's token.
 
-    A form posted from a browser whose session ended meanwhile (signed out from
-    another device, or expired) carries the old session's token: that is not an
-    attack, and the visitor gets the login page saying the session ended.
+    A wrong or missing token is usually an ordinary stale form, not an attack,
+    and gets a page that says what happened rather than a 400:
+
+    * a signed-in browser posting the login or sign-up form of another tab
+      (opened before it logged in there) is sent home: "already signed in";
+    * a browser that is not signed in (logged out in another tab, signed out
+      from another device, session expired) posting a form of the signed-in
+      pages goes on to the view, whose login check answers with the login page
+      (a note being saved is kept, see ``home.save_note``): with no signed-in
+      session there is no account a forged request could act on;
+    * a browser that is not signed in posting a stale login or sign-up form
+      gets that form again, with a fresh token and what it had typed.
+
+    What is left is a signed-in session receiving a form with someone else's
+    token, or none: 400, before the view runs.
 
     The token seen here is remembered for the request (:func:`csrf_token`), so a
     form re-rendered after a failed login shows the token of the session that
@@ -60,17 +74,19 @@ def check_csrf_token() -> ResponseReturnValue | None:
         return None
     expected = session.get(TOKEN_KEY)
     sent = request.form.get(TOKEN_KEY, "")
-    if not isinstance(expected, str) or not hmac.compare_digest(
-        expected.encode("utf-8"), sent.encode("utf-8")
-    ):
-        from .auth import session_ended, to_login  # auth imports this module
+    if isinstance(expected, str) and hmac.compare_digest(expected.encode("utf-8"), sent.encode("utf-8")):
+        g.csrf_token = expected
+        return None
+    from . import auth  # auth imports this module
 
-        if session_ended():
-            return to_login()
-        abort(400, description="The form was out of date or did not come from this site. "
-                               "Reload the page and try again.")
-    g.csrf_token = expected
-    return None
+    if request.endpoint in auth.ACCOUNT_FORMS:
+        if g.user is not None:
+            return auth.already_signed_in()
+        return auth.stale_account_form()
+    if g.user is None:
+        return None
+    abort(400, description="The form was out of date or did not come from this site. "
+                           "Reload the page and try again.")
 
 
 def init_csrf(app: Flask) -> None:

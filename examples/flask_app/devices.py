@@ -21,7 +21,7 @@ from kitsession_wsgi.flask import (
 )
 
 from .api import API_TOKEN_KIND
-from .auth import login_required
+from .auth import KEEP_SIGNED_IN_KEY, login_required
 from .formatting import describe_user_agent
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
@@ -41,6 +41,8 @@ class Device:
     is_current: bool
     #: a session handed out by POST /api/token rather than a browser's
     is_token: bool = False
+    #: "Keep me signed in" was ticked: the cookie outlives the browser
+    kept: bool = False
 
     @classmethod
     def from_session(cls, session: Session, current_handle: str | None, now: float) -> Device:
@@ -64,6 +66,7 @@ class Device:
             expires_at=session.expires_at,
             is_current=is_current,
             is_token=is_token,
+            kept=bool(data.get(KEEP_SIGNED_IN_KEY)),
         )
 
 

@@ -1,4 +1,4 @@
-"""Template filters: times as people read them, and a short name for a user agent."""
+"""Template filters: times as people read them, a short name for a user agent, a session's lifetime in words."""
 
 from __future__ import annotations
 
@@ -80,6 +80,15 @@ def relative_to_session_clock(timestamp: float) -> str:
     return relative_time(timestamp, now=get_manager().clock())
 
 
+def lifetime_summary() -> str:
+    """How long a kept session lasts, in words: ``until 7 days pass without a visit, and 30 days at most``."""
+    manager = get_manager()
+    idle_timeout, max_age = manager.idle_timeout, manager.max_age
+    if idle_timeout is not None and idle_timeout < max_age:
+        return f"until {duration(idle_timeout)} pass without a visit, and {duration(max_age)} at most"
+    return f"for {duration(max_age)}"
+
+
 def init_formatting(app: Flask) -> None:
     """Register the filters on ``app``'s Jinja environment."""
     app.jinja_env.filters.update(
@@ -89,3 +98,4 @@ def init_formatting(app: Flask) -> None:
         relative_time=relative_to_session_clock,
         user_agent=describe_user_agent,
     )
+    app.jinja_env.globals["lifetime_summary"] = lifetime_summary

@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     # whichever comes first; each request moves "last active" (at most once a minute).
     "KITSESSION_IDLE_TIMEOUT": days_to_max_age(7),
     "KITSESSION_MAX_AGE": days_to_max_age(30),
+    # A session's cookie ends with the browser unless "Keep me signed in" was ticked at
+    # login (auth.start_user_session sets session.permanent for it), as Flask's
+    # non-permanent sessions do; anonymous sessions (a login form's CSRF token) too.
+    "SESSION_PERMANENT": False,
     "TEMPLATES_AUTO_RELOAD": False,
     # The JSON API (api.py) takes its session from Authorization: Bearer <token>.
     "KITSESSION_BEARER": True,
