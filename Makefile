@@ -25,9 +25,9 @@ $(VENV)/.installed-%: setup.py | $(BIN)/python
 install: $(VENV)/.installed-dev
 
 # The server reports an address it refuses (status 2) or cannot listen on (status 3: a port in
-# use, ...) in one line of its own; make adds no "Error" line after it for those.
+# use, ...) in one line of its own, and make fails with that status.
 run: $(VENV)/.installed-demo
-	@HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.flask_app || { status=$$?; test $$status -eq 2 || test $$status -eq 3 || exit $$status; }
+	@HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.flask_app
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
