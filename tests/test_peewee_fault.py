@@ -16,7 +16,7 @@ import pytest
 
 from kitsession_wsgi import SessionManager, StoreUnavailable, session_key
 from kitsession_wsgi.stores.peewee import PeeweeStore
-from tests.servers import PrivateServer, free_port, service_missing, wait_for_port
+from servers import PrivateServer, free_port, service_missing, wait_for_port
 
 
 class PrivatePostgres:

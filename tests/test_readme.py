@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import start_memcached, start_redis
+from servers import start_memcached, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

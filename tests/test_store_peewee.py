@@ -18,7 +18,7 @@ from playhouse import db_url
 from kitsession_wsgi import ConfigurationError, SessionManager, SetResult, StoreUnavailable, session_key
 from kitsession_wsgi.stores.peewee import PeeweeStore
 from kitsession_wsgi.testing import StoreContract, make_record
-from tests.servers import MYSQL_URL, POSTGRES_URL, service_missing
+from servers import MYSQL_URL, POSTGRES_URL, service_missing
 
 from polling import wait_until
 
