@@ -395,6 +395,31 @@ def test_lifetimes_over_30_days_are_sent_as_absolute_time(single_store: Memcache
     assert single_store.get(record.key) is not None
 
 
+@pytest.mark.parametrize("years", [12, 20, 100], ids=lambda y: f"{y}years")
+def test_lifetimes_past_2038_are_kept_and_read_back(single_store: MemcachedStore, years: int) -> None:
+    # memcached drops an absolute expiry past 2**31 - 1 at once: the item TTL is capped there.
+    record = make_record(single_store, lifetime=years * 365 * DAY)
+    assert single_store.create(record)
+    assert single_store.get(record.key) == record
+    assert single_store.touch(record.key, record.updated_at + 1, record.expires_at + 1)
+    assert single_store.get(record.key) is not None
+    assert single_store.set(record.with_changes(version=2), 1) is SetResult.SAVED
+    got = single_store.get(record.key)
+    assert got is not None and got.version == 2 and got.expires_at == record.expires_at
+
+
+def test_a_twenty_year_max_age_session_is_served_and_still_ends_on_its_record(
+    single_store: MemcachedStore, clock: Any
+) -> None:
+    manager = SessionManager(single_store, keys=["k"], max_age=20 * 365 * DAY, clock=clock)
+    session = manager.create_session(user_id=7, data={"n": 1})
+    cookie = cookie_for(manager, session)
+    loaded = manager.initialize_session({"Cookie": cookie})
+    assert not loaded.is_new and loaded.data == {"n": 1} and loaded.user_id == 7
+    clock.advance(20 * 365 * DAY + 1)  # the record's expires_at ends it, not memcached's capped TTL
+    assert manager.initialize_session({"Cookie": cookie}).is_new
+
+
 def test_memcached_expires_the_item_on_the_records_ttl(single_store: MemcachedStore) -> None:
     record = make_record(single_store, lifetime=DAY)
     single_store.create(record)

@@ -34,6 +34,9 @@ logger = logging.getLogger("kitsession_wsgi.stores.memcached")
 
 #: memcached reads an expiry above 30 days as an absolute Unix time
 _RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
+#: the latest absolute expiry memcached keeps: it reads the time as a signed 32-bit number, and an
+#: item sent with a later one (past January 2038) is stored and never returned
+_LATEST_EXPIRY = 2**31 - 1
 _PREFIX = re.compile(r"[!-~]{0,100}")
 #: memcached's per-item bookkeeping besides key and value (header, flags, CAS, suffix)
 _ITEM_OVERHEAD = 128
@@ -172,8 +175,13 @@ class MemcachedStore(SessionStore):
 
     @staticmethod
     def _expire(ttl: int) -> int:
-        # memcached reads anything above 30 days as an absolute Unix time.
-        return ttl if ttl <= _RELATIVE_EXPIRY_LIMIT else int(time.time()) + ttl
+        """The item expiry memcached should get for a record living ``ttl`` more seconds.
+
+        memcached reads anything above 30 days as an absolute Unix time, and
+        nothing past 2038: a longer lifetime keeps the item until then, while
+        the record's own ``expires_at`` still ends the session on time.
+        """
+        return ttl if ttl <= _RELATIVE_EXPIRY_LIMIT else min(int(time.time()) + ttl, _LATEST_EXPIRY)
 
     def _driver_errors(self, action: str) -> DriverErrors:
         """Outages inside become :class:`~kitsession_wsgi.StoreUnavailable` naming ``action``."""
