@@ -61,6 +61,22 @@ def tiny_item_memcached() -> Iterator[PrivateServer]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def small_item_memcached() -> Iterator[PrivateServer]:
+    """A memcached whose items hold at most 64 KB: a global-index bucket fills after ~1,450 entries."""
+    binary = shutil.which("memcached")
+    if binary is None:
+        service_missing("memcached is not installed (apt-get install -y memcached)")
+    port = free_port()
+    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-I", "64k",
+            "-o", "slab_chunk_max=32768"]
+    if os.geteuid() == 0:
+        argv += ["-u", "root"]
+    server = PrivateServer("memcached", argv, port).start()
+    yield server
+    server.stop()
+
+
 def _flushed(store: MemcachedStore) -> MemcachedStore:
     store.client.flush_all(noreply=False)  # type: ignore[attr-defined]
     return store
@@ -395,6 +411,31 @@ def test_lifetimes_over_30_days_are_sent_as_absolute_time(single_store: Memcache
     assert single_store.get(record.key) is not None
 
 
+@pytest.mark.parametrize("years", [12, 20, 100], ids=lambda y: f"{y}years")
+def test_lifetimes_past_2038_are_kept_and_read_back(single_store: MemcachedStore, years: int) -> None:
+    # memcached drops an absolute expiry past 2**31 - 1 at once: the item TTL is capped there.
+    record = make_record(single_store, lifetime=years * 365 * DAY)
+    assert single_store.create(record)
+    assert single_store.get(record.key) == record
+    assert single_store.touch(record.key, record.updated_at + 1, record.expires_at + 1)
+    assert single_store.get(record.key) is not None
+    assert single_store.set(record.with_changes(version=2), 1) is SetResult.SAVED
+    got = single_store.get(record.key)
+    assert got is not None and got.version == 2 and got.expires_at == record.expires_at
+
+
+def test_a_twenty_year_max_age_session_is_served_and_still_ends_on_its_record(
+    single_store: MemcachedStore, clock: Any
+) -> None:
+    manager = SessionManager(single_store, keys=["k"], max_age=20 * 365 * DAY, clock=clock)
+    session = manager.create_session(user_id=7, data={"n": 1})
+    cookie = cookie_for(manager, session)
+    loaded = manager.initialize_session({"Cookie": cookie})
+    assert not loaded.is_new and loaded.data == {"n": 1} and loaded.user_id == 7
+    clock.advance(20 * 365 * DAY + 1)  # the record's expires_at ends it, not memcached's capped TTL
+    assert manager.initialize_session({"Cookie": cookie}).is_new
+
+
 def test_memcached_expires_the_item_on_the_records_ttl(single_store: MemcachedStore) -> None:
     record = make_record(single_store, lifetime=DAY)
     single_store.create(record)
@@ -442,7 +483,7 @@ def test_stale_user_index_entries_are_pruned_when_read(single_store: MemcachedSt
     index = single_store.client.get(single_store._user_key(31))
     assert evicted.key.encode() not in index and records[0].key.encode() in index
     assert evicted.key not in {r.key for r in single_store.get_all()}
-    buckets = single_store.client.get_many(single_store._bucket_keys)
+    buckets = single_store.client.get_many(single_store._global_index.bucket_keys)
     assert not any(evicted.key.encode() in value for value in buckets.values())
 
 
@@ -467,7 +508,7 @@ def test_purge_expired_counts_and_compacts_the_global_index(single_store: Memcac
     for record in expired + live:
         single_store.create(record)
     assert single_store.purge_expired(now) == 5
-    buckets = single_store.client.get_many(single_store._bucket_keys)
+    buckets = single_store.client.get_many(single_store._global_index.bucket_keys)
     indexed = b" ".join(buckets.values())
     assert all(r.key.encode() not in indexed for r in expired)
     assert all(r.key.encode() in indexed for r in live)
@@ -493,19 +534,51 @@ def test_a_full_user_index_refuses_the_login_and_keeps_nothing(tiny_item_memcach
     assert late.key in {r.key for r in store.get_all_for_user(1)}
 
 
-def test_a_full_global_index_is_logged_and_the_session_still_works(
+def test_a_full_global_index_bucket_opens_a_new_generation_and_get_all_misses_nothing(
     tiny_item_memcached: PrivateServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = _flushed(MemcachedStore.from_servers([tiny_item_memcached.address], max_item_bytes=2048,
                                                  index_buckets=1))
-    records = [make_record(store) for _ in range(80)]
+    records = [make_record(store) for _ in range(200)]  # about four 2 KB generations
     with caplog.at_level(logging.WARNING, logger="kitsession_wsgi.stores.memcached"):
         for record in records:
             assert store.create(record) is True
-    assert all(store.get(r.key) is not None for r in records)
-    assert "not in the global index" in caplog.text
-    listed = {r.key for r in store.get_all()}
-    assert 30 < len(listed) < 80 and listed <= {r.key for r in records}
+        assert {r.key for r in store.get_all()} == {r.key for r in records}
+    assert "global index" not in caplog.text
+    assert int(store.client.get("kitsession:all:0:top")) >= 3
+    # Another process (a fresh store) finds the newest generation and appends there too.
+    other = MemcachedStore.from_servers([tiny_item_memcached.address], max_item_bytes=2048, index_buckets=1)
+    late = make_record(other)
+    assert other.create(late) is True
+    assert late.key in {r.key for r in store.get_all()}
+    other.close()
+
+
+def _calls_per_creation(store: MemcachedStore, proxy: CountingProxy, count: int) -> float:
+    proxy.calls.clear()
+    for _ in range(count):
+        assert store.create(make_record(store)) is True
+    return len(proxy.calls) / count
+
+
+def test_creating_a_session_on_a_full_global_index_costs_what_it_does_on_an_empty_one(
+    small_item_memcached: PrivateServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Counted store calls, not time: on a full bucket, creation used to compact it (a get and a
+    # get_many of every entry) and log a warning, on every creation.
+    real = _flushed(MemcachedStore.from_servers([small_item_memcached.address], max_item_bytes=64 * 1024,
+                                                index_buckets=1))
+    proxy = CountingProxy(real.client)
+    store = MemcachedStore(proxy, max_item_bytes=64 * 1024, index_buckets=1)  # type: ignore[arg-type]
+    assert store.create(make_record(store)) is True  # the bucket's first entry creates it
+    with caplog.at_level(logging.WARNING, logger="kitsession_wsgi.stores.memcached"):
+        early = _calls_per_creation(store, proxy, 100)
+        _calls_per_creation(store, proxy, 1500)  # 64 KB hold about 1,450 entries: the bucket is full
+        late = _calls_per_creation(store, proxy, 100)
+    assert early == 2  # the record's add and one append
+    assert late / early <= 1.1, (early, late)
+    assert "global index" not in caplog.text
+    assert len(store.get_all()) == 1701
 
 
 def test_a_released_lock_can_be_taken_and_a_foreign_release_does_nothing(single_store: MemcachedStore) -> None:

@@ -15,7 +15,7 @@ import peewee
 import pytest
 from playhouse import db_url
 
-from kitsession_wsgi import ConfigurationError, SessionManager, SetResult, StoreUnavailable, session_key
+from kitsession_wsgi import ConfigurationError, InvalidUserId, SessionManager, SetResult, StoreUnavailable, session_key
 from kitsession_wsgi.stores.peewee import PeeweeStore
 from kitsession_wsgi.testing import StoreContract, make_record
 from servers import MYSQL_URL, POSTGRES_URL, service_missing
@@ -161,6 +161,34 @@ def test_non_ascii_data_and_user_ids_round_trip(make_store: Callable[..., Peewee
     assert store.create(record)
     got = store.get(record.key)
     assert got is not None and got.data == record.data and got.user_id == "zoë 🦊"
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"], ids=["nul", "lone-surrogate"])
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_keys_handles_and_user_ids_no_column_can_hold_are_not_found(
+    make_store: Callable[..., PeeweeStore], dialect: str, bad: str
+) -> None:
+    # PostgreSQL refuses a NUL in any string and no driver encodes a lone surrogate: such a
+    # value names nothing stored, so it is "not found", never a driver error (a 500).
+    store = make_store(dialect)
+    kept = make_record(store, user_id="alice")
+    assert store.create(kept)
+    assert store.get(bad) is None
+    assert store.delete(bad) is False
+    assert store.touch(bad, time.time(), time.time() + 60) is False
+    assert store.set(kept.with_changes(key=bad, version=2), 1) is SetResult.MISSING
+    assert store.get_all_for_user(bad) == [] and store.get_all_for_user("u" + bad) == []
+    assert store.delete_all_for_user("u" + bad) == 0
+    assert store.acquire_lock(bad, "token", 5) is True
+    store.release_lock(bad, "token")
+    manager = SessionManager(store, keys=["k"])
+    assert manager.remove_session_by_handle(bad) is False
+    assert manager.remove_session_by_handle(bad, user_id="alice") is False
+    assert manager.get_session(bad) is None
+    with pytest.raises(InvalidUserId):
+        manager.get_sessions_for_user("u" + bad)
+    assert store.delete_all_for_user("alice", except_key=bad) == 1  # nothing to keep under that key
+    assert store.get(kept.key) is None
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

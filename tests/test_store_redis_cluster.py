@@ -455,3 +455,31 @@ def test_asking_for_more_replicas_than_exist_is_unavailable_not_lost(cluster_sto
         store.delete(record.key)
     assert store.get(record.key) is None  # done on the master; a retry is safe
     assert cluster_store.delete(record.key) is False
+
+
+def _primaries_command_calls(store: RedisStore) -> dict[str, int]:
+    """How many times the masters ran each command (script-internal calls included), summed."""
+    totals: dict[str, int] = {}
+    for node in store.client.get_primaries():  # type: ignore[attr-defined]
+        stats = store.client.info("commandstats", target_nodes=node)  # type: ignore[call-arg]
+        for name, value in stats.items():
+            key = name.removeprefix("cmdstat_")
+            totals[key] = totals.get(key, 0) + int(value["calls"])
+    return totals
+
+
+def test_listing_a_user_with_many_sessions_prunes_in_bounded_scripts(cluster_store: RedisStore) -> None:
+    # The stale entries found by a listing are dropped BATCH per script, never all in one.
+    records = [make_record(cluster_store, user_id="many") for _ in range(5_000)]
+    for record in records:
+        cluster_store.create(record)
+    gone = records[::10]
+    for record in gone:
+        cluster_store.client.delete(cluster_store.prefix + record.key)
+    cluster_store.client.config_resetstat(target_nodes=ClusterClient.PRIMARIES)  # type: ignore[call-arg]
+    listed = cluster_store.get_all_for_user("many")
+    calls = _primaries_command_calls(cluster_store)
+    assert {r.key for r in listed} == {r.key for r in records} - {r.key for r in gone}
+    scripts = calls.get("evalsha", 0) + calls.get("eval", 0)
+    assert calls["hdel"] == len(gone)
+    assert scripts >= len(gone) // _BATCH and calls["hget"] <= scripts * _BATCH, (scripts, calls["hget"])

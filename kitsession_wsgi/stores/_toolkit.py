@@ -102,6 +102,22 @@ class RecentReads(dict[str, _Value]):
 
 # -- the user-tag codec ---------------------------------------------------------------------
 
+def is_storable_text(text: str) -> bool:
+    """Whether ``text`` fits an SQL text column: no NUL (PostgreSQL refuses one in any string)
+    and no lone surrogate (not encodable as UTF-8).
+
+    Keys, handles and user ids the core writes always are; one that is not names
+    nothing stored, so a store answers "not found" for it instead of a driver error.
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def user_index_key(user_id: int | str) -> str:
     """A stable text form of a user id for indexes: ``i:5`` or ``s:alice``.
 

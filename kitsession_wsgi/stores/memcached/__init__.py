@@ -20,7 +20,10 @@ What memcached is, and what that costs:
     record keys, used by ``get_all_for_user`` and ``delete_all_for_user``;
   - a global index split into ``index_buckets`` buckets
     (``key_prefix + "all:" + n``), used only by ``get_all`` and
-    ``purge_expired``.
+    ``purge_expired``.  A bucket that reaches memcached's item size goes on
+    in a new generation (``all:n.1``, ``all:n.2``, ..., the newest number
+    counted in ``all:n:top``), so creating a session costs the same one
+    append however many sessions exist, and ``get_all`` lists them all.
 
   Indexes carry no expiry (memcached may still evict them); an emptied index
   is removed.  Entries are added with ``append`` (atomic on the server, so concurrent
@@ -31,11 +34,12 @@ What memcached is, and what that costs:
   pruning.  Creating a session costs the record's ``add`` plus one append
   (two for a session with a user); the global index is sharded so that
   concurrent prunes rarely contend on one ``cas`` token.
-  A global-index write that fails is logged, not raised: the session still
-  works and still expires on its memcached TTL, it is only missing from
-  ``get_all``.  memcached expires items on its own, so ``purge_expired`` is
-  only housekeeping: it compacts the global index and removes records the
-  application's clock considers expired before their TTL.
+  A global-index write that fails (its node is down) is logged, at most once a
+  minute, not raised: the session still works and still expires on its
+  memcached TTL, it is only missing from ``get_all``; that and an evicted index
+  item are the only ways ``get_all`` misses a live session.  memcached expires items on its own, so ``purge_expired`` is
+  only housekeeping: it compacts the global index (creation never does) and
+  removes records the application's clock considers expired before their TTL.
 * **Item size.**  memcached refuses items above its item size (``-I``, 1 MB by
   default); the store checks ``max_item_bytes`` before writing and raises
   :class:`~kitsession_wsgi.SessionDataError`.
@@ -51,7 +55,8 @@ What memcached is, and what that costs:
   healthy nodes keeps working.
 
 One server is a pymemcache ``PooledClient``, a cluster a :class:`StrictHashClient`
-of ``PooledClient`` nodes (``_client.py``); the store logic is in ``_store.py``.
+of ``PooledClient`` nodes (``_client.py``); the store logic is in ``_store.py``, the
+global index in ``_global_index.py``.
 A connection pool and reply parser of the store's own saved about 7% of a read
 request over pymemcache's, too little to keep a second pool and a protocol parser
 in step with memcached, so the store uses pymemcache's public API only.

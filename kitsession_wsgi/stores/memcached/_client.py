@@ -70,6 +70,9 @@ class MemcacheClient(Protocol):
     def delete(self, key: str, noreply: bool | None = None) -> Any:
         """Delete ``key``; true when it existed."""
 
+    def incr(self, key: str, value: int, noreply: bool | None = False) -> Any:
+        """Add ``value`` to the number under ``key``: the new number, or ``None`` when it is absent."""
+
     def close(self) -> None:
         """Close the connections."""
 

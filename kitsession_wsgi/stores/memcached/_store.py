@@ -16,7 +16,6 @@ import math
 import re
 import time
 import warnings
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -27,6 +26,7 @@ from .._format import storage_id as _storage_id
 from .._toolkit import DriverErrors, RecentReads, is_int, same_user, user_index_key
 from ..base import SessionRecord, SessionStore, SetResult, UserId
 from ._client import HashClient, MemcacheClient, StrictHashClient, build_client, gets, translate
+from ._global_index import GlobalIndex, index_entries
 
 __all__ = ["MemcachedStore"]
 
@@ -34,6 +34,9 @@ logger = logging.getLogger("kitsession_wsgi.stores.memcached")
 
 #: memcached reads an expiry above 30 days as an absolute Unix time
 _RELATIVE_EXPIRY_LIMIT = 30 * 24 * 60 * 60
+#: the latest absolute expiry memcached keeps: it reads the time as a signed 32-bit number, and an
+#: item sent with a later one (past January 2038) is stored and never returned
+_LATEST_EXPIRY = 2**31 - 1
 _PREFIX = re.compile(r"[!-~]{0,100}")
 #: memcached's per-item bookkeeping besides key and value (header, flags, CAS, suffix)
 _ITEM_OVERHEAD = 128
@@ -43,14 +46,6 @@ _REMEMBERED_READS = 256
 _REMEMBERED_ITEM_BYTES = 64 * 1024
 _INDEX_ADD_ATTEMPTS = 4
 _CHUNK = 500
-
-
-def _entries(raw: Any) -> list[str]:
-    """The storage ids in an index value (space-separated; duplicates dropped, order kept)."""
-    if raw is None:
-        return []
-    text = raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
-    return list(dict.fromkeys(text.split()))
 
 
 class MemcachedStore(SessionStore):
@@ -109,7 +104,7 @@ class MemcachedStore(SessionStore):
         self.key_prefix = key_prefix
         self.max_item_bytes = max_item_bytes
         self.index_buckets = index_buckets
-        self._bucket_keys = [f"{key_prefix}all:{n}" for n in range(index_buckets)]
+        self._global_index = GlobalIndex(client, key_prefix, index_buckets)
         # item key -> (record, CAS token) of recent reads, so the save or touch that
         # usually follows a read is one cas instead of gets + cas (see _remembered).
         self._read_tokens: RecentReads[tuple[SessionRecord, Any]] = RecentReads(_REMEMBERED_READS,
@@ -157,9 +152,6 @@ class MemcachedStore(SessionStore):
         digest = hashlib.sha256(user_index_key(user_id).encode("utf-8", "surrogatepass")).digest()
         return f"{self.key_prefix}user:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
-    def _bucket_key(self, storage_id: str) -> str:
-        return self._bucket_keys[zlib.crc32(storage_id.encode("ascii")) % self.index_buckets]
-
     def _value(self, record: SessionRecord, item_key: str) -> bytes:
         value = encode_record(record)
         size = len(value) + len(item_key) + _ITEM_OVERHEAD
@@ -172,8 +164,13 @@ class MemcachedStore(SessionStore):
 
     @staticmethod
     def _expire(ttl: int) -> int:
-        # memcached reads anything above 30 days as an absolute Unix time.
-        return ttl if ttl <= _RELATIVE_EXPIRY_LIMIT else int(time.time()) + ttl
+        """The item expiry memcached should get for a record living ``ttl`` more seconds.
+
+        memcached reads anything above 30 days as an absolute Unix time, and
+        nothing past 2038: a longer lifetime keeps the item until then, while
+        the record's own ``expires_at`` still ends the session on time.
+        """
+        return ttl if ttl <= _RELATIVE_EXPIRY_LIMIT else min(int(time.time()) + ttl, _LATEST_EXPIRY)
 
     def _driver_errors(self, action: str) -> DriverErrors:
         """Outages inside become :class:`~kitsession_wsgi.StoreUnavailable` naming ``action``."""
@@ -358,7 +355,7 @@ class MemcachedStore(SessionStore):
     def _user_records(self, user_id: UserId) -> tuple[str, list[str], dict[str, SessionRecord]]:
         index_key = self._user_key(user_id)
         with self._driver_errors("read a user's session index"):
-            entries = _entries(self.client.get(index_key))
+            entries = index_entries(self.client.get(index_key))
         records = self._records(entries)
         gone = {i for i in entries if i not in records}
         if gone:
@@ -413,17 +410,13 @@ class MemcachedStore(SessionStore):
     # -- everything -------------------------------------------------------------------
 
     def _all_records(self) -> tuple[dict[str, list[str]], dict[str, SessionRecord]]:
-        with self._driver_errors("read the session index"):
-            buckets = self.client.get_many(self._bucket_keys)
-        entries: dict[str, list[str]] = {}
-        for bucket, raw in buckets.items():
-            name = bucket.decode("ascii") if isinstance(bucket, bytes) else str(bucket)
-            entries[name] = _entries(raw)
+        """Every generation of every global-index bucket (item key -> its entries), and their live records."""
+        entries = self._global_index.read(self._driver_errors("read the session index"))
         records = self._records(i for ids in entries.values() for i in ids)
-        for bucket_key, ids in entries.items():
+        for item_key, ids in entries.items():
             gone = {i for i in ids if i not in records}
             if gone:
-                self._index_remove_quietly(bucket_key, gone)
+                self._index_remove_quietly(item_key, gone)
         return entries, records
 
     def get_all(self) -> list[SessionRecord]:
@@ -442,7 +435,7 @@ class MemcachedStore(SessionStore):
 
         .. versionadded:: 0.1
         """
-        _entries_by_bucket, records = self._all_records()
+        entries_by_item, records = self._all_records()
         removed = 0
         purged: set[str] = set()
         for storage_id, record in records.items():
@@ -454,8 +447,8 @@ class MemcachedStore(SessionStore):
             purged.add(storage_id)
             if record.user_id is not None:
                 self._index_remove_quietly(self._user_key(record.user_id), {storage_id})
-        for storage_id in purged:
-            self._index_remove_quietly(self._bucket_key(storage_id), {storage_id})
+        for item_key, ids in entries_by_item.items():
+            self._index_remove_quietly(item_key, purged.intersection(ids))
         return removed
 
     # -- locks ------------------------------------------------------------------------
@@ -515,16 +508,12 @@ class MemcachedStore(SessionStore):
 
     def _compact(self, index_key: str) -> None:
         with self._driver_errors("read a session index"):
-            entries = _entries(self.client.get(index_key))
+            entries = index_entries(self.client.get(index_key))
         records = self._records(entries)
         self._index_remove(index_key, {i for i in entries if i not in records})
 
     def _global_add(self, storage_id: str) -> None:
-        try:
-            self._index_add(self._bucket_key(storage_id), storage_id)
-        except StoreUnavailable as exc:
-            logger.warning("session %s is not in the global index (get_all will miss it): %s",
-                           storage_id[:12], exc)
+        self._global_index.add(storage_id, self._driver_errors("update the session index"))
 
     def _index_remove(self, index_key: str, storage_ids: AbstractSet[str]) -> None:
         if not storage_ids:
@@ -534,7 +523,7 @@ class MemcachedStore(SessionStore):
                 raw, token = gets(self.client, index_key)
                 if raw is None:
                     return
-                entries = _entries(raw)
+                entries = index_entries(raw)
                 kept = [i for i in entries if i not in storage_ids]
                 if len(kept) == len(entries):
                     return

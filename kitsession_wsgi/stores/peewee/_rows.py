@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 import peewee  # type: ignore[import-untyped, unused-ignore]
 
-from .._toolkit import is_int, same_user, user_from_tag, user_index_key
+from ...errors import InvalidUserId
+from .._toolkit import is_int, is_storable_text, same_user, user_from_tag, user_index_key
 from ..base import SessionRecord, UserId
 from ._schema import USER_COLUMN_BYTES
 from ._statements import Statements
@@ -42,6 +43,9 @@ class Rows:
         if self._user_key is not None:
             return self._user_key.db_value(user_id)
         text = user_index_key(user_id)
+        if not is_storable_text(text):
+            raise InvalidUserId("user_id holds a NUL or a lone surrogate, which no SQL text column stores",
+                                reason="control_character" if "\x00" in text else "surrogate")
         if len(text.encode("utf-8")) > USER_COLUMN_BYTES:
             raise ValueError(f"user_id is too long for the user_id column ({USER_COLUMN_BYTES - 2} bytes at most)")
         return text

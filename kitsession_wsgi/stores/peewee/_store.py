@@ -13,8 +13,8 @@ from typing import Any
 import peewee  # type: ignore[import-untyped, unused-ignore]
 from playhouse import db_url  # type: ignore[import-untyped, unused-ignore]
 
-from ...errors import ConfigurationError
-from .._toolkit import RecentReads, is_int, is_number
+from ...errors import ConfigurationError, InvalidUserId, SessionDataError
+from .._toolkit import RecentReads, is_int, is_number, is_storable_text
 from ..base import SessionRecord, SessionStore, SetResult, UserId
 from ._execution import Executor
 from ._rows import ROW_VERSION, Rows, narrow_update, record_of_tagged_row, same_row
@@ -324,6 +324,8 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        if not is_storable_text(key):
+            return None  # a NUL or lone surrogate: no row holds it (PostgreSQL would refuse the query)
         statements = self._ready()
         row = self._run.read_one(statements, statements.get, (key,))
         if row is None:
@@ -339,6 +341,8 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        if not is_storable_text(record.key):
+            raise SessionDataError("the session key holds a NUL or a lone surrogate, which no SQL text column stores")
         statements = self._ready()
         user = self._rows.user_column(record.user_id)
         params = (
@@ -360,6 +364,8 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        if not is_storable_text(record.key):
+            return SetResult.MISSING
         statements = self._ready()
         user = self._rows.user_column(record.user_id)
         retried = False
@@ -401,6 +407,8 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        if not is_storable_text(key):
+            return False
         statements = self._ready()
         if self._run.write(statements, statements.touch, (updated_at, expires_at, key)):
             return True
@@ -414,6 +422,8 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        if not is_storable_text(key):
+            return False
         statements = self._ready()
         self._recent_rows.take(key)
         return self._run.write(statements, statements.delete, (key,)) > 0
@@ -425,9 +435,12 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        try:
+            user = self._rows.user_column(user_id)
+        except InvalidUserId:
+            return 0  # no row can hold such a user id
         statements = self._ready()
-        user = self._rows.user_column(user_id)
-        if except_key is None:
+        if except_key is None or not is_storable_text(except_key):
             return self._run.write(statements, statements.delete_for_user, (user,))
         return self._run.write(statements, statements.delete_for_user_except, (user, except_key))
 
@@ -438,8 +451,12 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        try:
+            user = self._rows.user_column(user_id)
+        except InvalidUserId:
+            return []  # no row can hold such a user id
         statements = self._ready()
-        rows = self._run.read(statements, statements.get_all_for_user, (self._rows.user_column(user_id),))
+        rows = self._run.read(statements, statements.get_all_for_user, (user,))
         return [self._rows.record(row) for row in rows]
 
     def get_all(self) -> list[SessionRecord]:
@@ -485,6 +502,8 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        if not is_storable_text(key) or not is_storable_text(token):
+            return True  # no session can have such a key: there is nothing to guard
         statements = self._ready()
         now = time.time()
         if self._run.write(statements, statements.lock_take_over, (token, now + ttl, key, token, now)):
@@ -506,5 +525,7 @@ class PeeweeStore(SessionStore):
 
         .. versionadded:: 0.1
         """
+        if not is_storable_text(key) or not is_storable_text(token):
+            return
         statements = self._ready()
         self._run.write(statements, statements.lock_release, (key, token))

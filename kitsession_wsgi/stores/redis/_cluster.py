@@ -275,9 +275,10 @@ class ClusterLayout(RedisBase):
                     owned.append((stored_id, raw))
             elif owner is None or owner[1] >= _entry_version(entries[stored_id]):
                 stale += [stored_id, entries[stored_id]]
-        if stale:
+        # BATCH entries (two arguments each) per script: one call's work stays bounded.
+        for start in range(0, len(stale), 2 * BATCH):
             with self._driver_errors("prune a user's session index"):
-                self._index_drop_seen(keys=[self._user_prefix + index], args=stale)
+                self._index_drop_seen(keys=[self._user_prefix + index], args=stale[start:start + 2 * BATCH])
         return owned
 
     def _prune_index(self, index: str) -> None:

@@ -98,15 +98,14 @@ if ARGV[3] ~= '' and redis.call('SISMEMBER', KEYS[1], ARGV[3]) == 1 then left = 
 return {removed, left}
 """
 
-# KEYS[1] user set; ARGV[1] record prefix, ARGV[2] user index key: drop members whose record is gone
-# or now belongs to someone else.
+# KEYS[1] user set; ARGV[1] record prefix, ARGV[2] user index key, ARGV[3...] the members to check
+# (at most BATCH, so one call's work is bounded): drop those whose record is gone or now someone else's.
 PRUNE = HEADER + """
 local pruned = 0
-for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local stored = header(redis.call('GET', ARGV[1] .. member))
+for i = 3, #ARGV do
+  local stored = header(redis.call('GET', ARGV[1] .. ARGV[i]))
   if not stored or stored.user ~= ARGV[2] then
-    redis.call('SREM', KEYS[1], member)
-    pruned = pruned + 1
+    pruned = pruned + redis.call('SREM', KEYS[1], ARGV[i])
   end
 end
 return pruned

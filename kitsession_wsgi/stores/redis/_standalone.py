@@ -4,7 +4,8 @@ Create, versioned save, touch and delete are Lua scripts (one round trip each,
 atomic with the per-user SET; redis-py's ``register_script`` re-loads them
 after a server restart).  "Sign out everywhere" runs in batches of at most
 ``BATCH`` members per script, so a user with many sessions never blocks Redis
-for one long script (20,000 sessions in one script blocked it about 80 ms); it
+for one long script (20,000 sessions in one script blocked it about 80 ms); so
+does pruning a user's SET of members whose record is gone; "sign out everywhere"
 repeats until the user's SET holds nothing but the kept session, a check made
 inside the last script, so it ends at a moment when the user had no other
 session.  ``get_all`` and ``purge_expired`` use ``SCAN``; Redis drops expired
@@ -104,10 +105,14 @@ class StandaloneLayout(RedisBase):
         with self._driver_errors("list a user's sessions"):
             members = sorted(to_text(m) for m in self.client.smembers(users))
         loaded = self._load([self.prefix + m for m in members])
-        records = [r for _, r in loaded if r is not None and r.user_id is not None and user_tag(r.user_id) == index]
-        if len(records) != len(members):
-            with self._driver_errors("prune a user's session index"):
-                self._prune(keys=[users], args=[self.prefix, index])
+        records: list[SessionRecord] = []
+        stale: list[str] = []
+        for member, (_key, record) in zip(members, loaded):
+            if record is not None and record.user_id is not None and user_tag(record.user_id) == index:
+                records.append(record)
+            else:
+                stale.append(member)
+        self._prune_members(users, index, stale)
         return records
 
     def delete_all_for_user(self, user_id: UserId, except_key: str | None = None) -> int:
@@ -132,6 +137,20 @@ class StandaloneLayout(RedisBase):
     def _delete_if_expired(self, record_key: str, now: float) -> int:
         return int(self._delete(keys=[record_key], args=[self._user_prefix, record_key[len(self.prefix):], repr(now)]))
 
+    def _prune_members(self, users: str, index: str, members: list[str]) -> None:
+        """Drop the ``members`` of ``users`` whose record is gone or someone else's (checked again
+        inside the script), ``BATCH`` per script: one call's work stays bounded however many there are."""
+        for start in range(0, len(members), BATCH):
+            with self._driver_errors("prune a user's session index"):
+                self._prune(keys=[users], args=[self.prefix, index, *members[start:start + BATCH]])
+
     def _prune_index(self, index: str) -> None:
-        with self._driver_errors("prune user session indexes"):
-            self._prune(keys=[self._user_prefix + index], args=[self.prefix, index])
+        """Drop the stale members of a user's SET, read with ``SSCAN`` and checked ``BATCH`` per script."""
+        users = self._user_prefix + index
+        cursor: Any = 0
+        while True:
+            with self._driver_errors("prune user session indexes"):
+                cursor, batch = self.client.sscan(users, cursor=cursor, count=BATCH)
+            self._prune_members(users, index, [to_text(m) for m in batch])
+            if int(cursor) == 0:
+                return
