@@ -192,6 +192,11 @@ class SessionOptions:
         self.name = cookie_name(name)
 
         normalized_keys = normalize_keys(keys)
+        if keys is not None and not normalized_keys and signed is None:
+            # An empty list is not "no keys": signing was asked for with nothing to sign with.
+            raise ConfigurationError(
+                "keys", "holds no key: give at least one, or keys=None with signed=False for unsigned cookies"
+            )
         if signed is None:
             signed = bool(normalized_keys)
         self.signed = flag("signed", signed)

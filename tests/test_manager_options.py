@@ -60,6 +60,15 @@ def test_keys_are_validated(options: dict[str, Any]) -> None:
     assert_rejected("keys", **options)
 
 
+@pytest.mark.parametrize("keys", [[], ()], ids=["empty-list", "empty-tuple"])
+def test_an_empty_key_list_is_refused_not_taken_for_unsigned_cookies(keys: object) -> None:
+    """``keys=[]`` (a secret read from an empty environment variable list) asked for signing."""
+    error = assert_rejected("keys", keys=keys)
+    assert "signed=False" in str(error)
+    # Unsigned on purpose stays possible, with or without the empty list.
+    assert SessionManager(MemoryStore(), keys=keys, signed=False).signer is None
+
+
 @pytest.mark.parametrize("keys", [12345, 1.5], ids=["int", "float"])
 def test_keys_that_are_not_text_or_a_sequence_name_the_option(keys: object) -> None:
     assert_rejected("keys", keys=keys)
