@@ -58,8 +58,9 @@ from ._markers import (
     RevocationMarker,
 )
 from ._options import SessionOptions
-from .errors import SessionConflict
+from .errors import ConfigurationError, SessionConflict
 from .session import Session
+from .signing import MAX_ID_LENGTH
 from .stores.base import SessionRecord, SetResult, UserId
 
 __all__ = ["CHASE_HOPS", "CREATE_ATTEMPTS", "MAX_KILLED_LINEAGES", "MAX_MARKER_HOPS", "Lineage"]
@@ -98,6 +99,11 @@ class Lineage:
         created_at = now if created_at is None else created_at
         for _attempt in range(CREATE_ATTEMPTS):
             session_id = options.store.create_id()
+            if len(session_id) > MAX_ID_LENGTH:
+                # Stored, it could never be read back: every request would be a new session.
+                raise ConfigurationError(
+                    "store", f"create_id() returned an id of {len(session_id)} characters; a cookie carries "
+                    f"at most {MAX_ID_LENGTH}")
             key = session_key(session_id)
             record = SessionRecord(
                 key=key,

@@ -22,7 +22,7 @@ from ._options import SessionOptions
 from .cookies import build_set_cookie, read_cookies
 from .errors import ConfigurationError
 from .session import Session
-from .signing import MAC_LENGTH, SIGNED_PREFIX
+from .signing import MAC_LENGTH, MAX_ID_LENGTH, SIGNED_PREFIX
 
 __all__ = ["TOKEN_HEADER", "CookieIdentity", "SessionCookie", "authorization_header", "bearer_credentials"]
 
@@ -37,8 +37,6 @@ CACHEABLE_HEADER_LENGTH = 4096
 MAX_COOKIE_VALUES = 20
 #: At most this many values that verify (each costs a store read) are tried per request.
 MAX_VERIFIED_CANDIDATES = 8
-#: The longest id accepted from a cookie; stores' ``create_id`` must stay within it.
-MAX_ID_LENGTH = 256
 #: ``s:`` + id + ``.`` + 43 characters of MAC: longer values are refused before any HMAC.
 MAX_SIGNED_LENGTH = len(SIGNED_PREFIX) + MAX_ID_LENGTH + 1 + MAC_LENGTH
 

@@ -22,6 +22,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "MAC_LENGTH",
+    "MAX_ID_LENGTH",
     "SIGNED_PREFIX",
     "CookieSigner",
     "Unsigned",
@@ -31,6 +32,9 @@ __all__ = [
 SIGNED_PREFIX = "s:"
 #: Length of an unpadded base64 HMAC-SHA256: 32 bytes -> 43 characters.
 MAC_LENGTH = 43
+#: The longest session id a cookie or token may carry: a store's ``create_id`` must stay
+#: within it (``secrets.token_urlsafe(n)`` is ``ceil(4n/3)`` characters: at most 192 bytes).
+MAX_ID_LENGTH = 256
 
 
 class Unsigned(NamedTuple):

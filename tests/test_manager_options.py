@@ -405,3 +405,16 @@ def test_lock_options_are_validated(option: str, value: object) -> None:
 
 def test_unordered_keys_are_rejected() -> None:
     assert_rejected("keys", keys={"new", "old"})
+
+
+def test_a_store_whose_ids_no_cookie_can_carry_fails_loudly_not_with_unreadable_sessions() -> None:
+    """An id over 256 characters was stored and then never read back (every request a new session)."""
+
+    class LongIds(MemoryStore):
+        def create_id(self) -> str:
+            return "a" * 257
+
+    manager = SessionManager(LongIds(), keys="k")
+    with pytest.raises(ConfigurationError) as raised:
+        manager.create_session(data={"a": 1})
+    assert raised.value.option == "store" and "256" in str(raised.value)

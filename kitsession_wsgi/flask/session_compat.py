@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, StoreUnavailable
+from ..signing import MAX_ID_LENGTH
 from ..stores.base import SessionStore
 from ..stores.memory import MemoryStore
 
@@ -52,6 +53,8 @@ __all__ = [
 #: Flask-Session's defaults (``flask_session.defaults.Defaults``, 0.8)
 DEFAULT_KEY_PREFIX = "session:"
 DEFAULT_ID_LENGTH = 32
+#: ``secrets.token_urlsafe(192)`` is 256 characters; one more byte makes ids no cookie may carry.
+MAX_ID_BYTES = MAX_ID_LENGTH * 3 // 4
 DEFAULT_TABLE = "sessions"
 
 _INSTEAD = ("use SESSION_TYPE 'redis', 'memcached', 'sqlalchemy' or 'cachelib' with a SimpleCache, "
@@ -202,10 +205,11 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
         raise ConfigurationError("SESSION_TYPE", f"unknown type {kind!r}: {_INSTEAD}")
 
     length = config.get("SESSION_ID_LENGTH", DEFAULT_ID_LENGTH)
-    if isinstance(length, bool) or not isinstance(length, int) or length < DEFAULT_ID_LENGTH or length > 256:
+    if isinstance(length, bool) or not isinstance(length, int) or length < DEFAULT_ID_LENGTH or length > MAX_ID_BYTES:
         raise ConfigurationError(
             "SESSION_ID_LENGTH", f"must be a whole number of random bytes from 32 (256 bits, KitSession's "
-            f"floor) to 256, got {length!r}")
+            f"floor) to {MAX_ID_BYTES} (the longest id a cookie carries is {MAX_ID_LENGTH} characters), "
+            f"got {length!r}")
     if length != DEFAULT_ID_LENGTH:
         store = t.cast(SessionStore, SizedIdStore(store, length))
 
