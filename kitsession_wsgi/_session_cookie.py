@@ -168,19 +168,24 @@ class SessionCookie:
     def token_identity(self, credentials: str) -> CookieIdentity | None:
         """The verified identity a bearer token names, or ``None``.
 
-        The token is the signed cookie value without its ``s:`` prefix
-        (``<id>.<mac>``), so it goes through the same checks as a cookie: the
-        same keys and rotation, the same lengths, the same full-length,
-        constant-time comparison.  Its shape (RFC 6750 characters, length) is
-        checked first, so junk costs string tests, not an HMAC.
+        The token is ``<id>.<mac>``, its MAC under the token keys (derived from
+        the cookie keys for tokens alone: a cookie's value is no token), and it
+        goes through the same checks as a cookie: rotation, the same lengths,
+        the same full-length, constant-time comparison.  Its shape (RFC 6750
+        characters, length) is checked first, so junk costs string tests, not
+        an HMAC.
         """
         cached = self._token_cache.get(credentials)
         if cached is not None:
             return cached
-        if len(credentials) > MAX_TOKEN_LENGTH or not TOKEN68_RE.fullmatch(credentials):
+        signer = self.options.token_signer
+        unsigned = None
+        if signer is not None and len(credentials) <= MAX_TOKEN_LENGTH and TOKEN68_RE.fullmatch(credentials):
+            unsigned = signer.unsign(credentials)
+        if unsigned is None:
             self._rejected()
             return None
-        return self._verify(SIGNED_PREFIX + credentials)
+        return CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
     def remember_token(self, credentials: str, identity: CookieIdentity) -> None:
         """Cache a token that led to a live session (bounded like the cookie cache)."""
@@ -216,14 +221,14 @@ class SessionCookie:
         return signer.sign(session_id) if signer is not None else session_id
 
     def token(self, session_id: str) -> str:
-        """The bearer token for an id: the signed value without ``s:`` (``<id>.<mac>``).
+        """The bearer token for an id, ``<id>.<mac>`` under the token keys (never a cookie's value).
 
         :raises ValueError: the id holds characters a bearer token cannot carry
             (a store whose ``create_id`` is not URL-safe).
         """
-        signer = self.options.signer
+        signer = self.options.token_signer
         assert signer is not None, "bearer=True is refused without keys"
-        token = signer.sign(session_id)[len(SIGNED_PREFIX):]
+        token = signer.sign(session_id)
         if not TOKEN68_RE.fullmatch(token):
             raise ValueError("this session id cannot be carried in a bearer token (A-Z a-z 0-9 - . _ ~ + / only)")
         return token
