@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -45,6 +47,9 @@ MAX_SIGNED_LENGTH = len(SIGNED_PREFIX) + MAX_ID_LENGTH + 1 + MAC_LENGTH
 TOKEN_HEADER = "Session-Token"
 #: RFC 6750 ``b64token`` (the token68 of RFC 7235): what a bearer token may hold.
 TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: At most one log line per this many seconds reports rejected cookie values and tokens
+#: (with their count): a client sending junk must not be able to fill the log.
+REJECTION_LOG_INTERVAL = 60.0
 #: id + ``.`` + MAC: longer tokens are refused before any regex or HMAC.
 MAX_TOKEN_LENGTH = MAX_SIGNED_LENGTH - len(SIGNED_PREFIX)
 
@@ -95,6 +100,26 @@ def bearer_credentials(header: str | None) -> str | None:
     return header[7:].lstrip(" ")
 
 
+class RejectionLog:
+    """Counts cookie values and tokens that failed verification, and logs the count at most
+    once per :data:`REJECTION_LOG_INTERVAL` (the first one at once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unlogged = 0
+        self._logged_at: float | None = None
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._unlogged += count
+            if self._logged_at is not None and now - self._logged_at < REJECTION_LOG_INTERVAL:
+                return
+            count, self._unlogged, self._logged_at = self._unlogged, 0, now
+        logger.info("%d session cookie value(s) or token(s) with an invalid signature rejected "
+                    "(at most one such line per %g s)", count, REJECTION_LOG_INTERVAL)
+
+
 class CookieIdentity(NamedTuple):
     """A session id read from a cookie whose signature verified."""
 
@@ -118,6 +143,7 @@ class SessionCookie:
         # Kept apart from the Cookie header cache: a Cookie header with the text of a
         # token must never be taken for one (and the other way round).
         self._token_cache: dict[str, CookieIdentity] = {}
+        self._rejections = RejectionLog()
         self._check_attributes()
 
     def _check_attributes(self) -> None:
@@ -151,12 +177,18 @@ class SessionCookie:
         if not values:
             return None
         identities: list[CookieIdentity] = []
+        rejected = 0
         for value in values[:MAX_COOKIE_VALUES]:
             identity = self._verify(value)
-            if identity is not None and identity not in identities:
+            if identity is None:
+                if value and self.options.signer is not None:  # an empty or unsigned value is no forgery
+                    rejected += 1
+            elif identity not in identities:
                 identities.append(identity)
                 if len(identities) == MAX_VERIFIED_CANDIDATES:
                     break
+        if rejected:
+            self._rejected(rejected)
         return tuple(identities)
 
     def remember(self, header: str, identity: CookieIdentity) -> None:
@@ -193,11 +225,13 @@ class SessionCookie:
         if size and credentials not in self._token_cache:
             put_bounded(self._token_cache, credentials, identity, size)
 
-    def _rejected(self) -> None:
+    def _rejected(self, count: int = 1) -> None:
+        """``count`` values of one request did not verify: one signal, and the rate-limited log."""
         self.events.invalid_signature()
-        logger.info("session cookie or token with an invalid signature rejected")
+        self._rejections.add(count)
 
     def _verify(self, value: str) -> CookieIdentity | None:
+        """The identity a cookie value names if it verifies (never logs: the caller counts)."""
         if not value:
             return None
         signer = self.options.signer
@@ -209,7 +243,6 @@ class SessionCookie:
         # so a header full of junk values costs string tests, not HMACs.
         unsigned = signer.unsign(value) if len(value) <= MAX_SIGNED_LENGTH else None
         if unsigned is None:
-            self._rejected()
             return None
         return CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
