@@ -138,6 +138,17 @@ class FlaskSessionMigration:
         return value if _FLASK_SESSION_ID.fullmatch(value) else None
 
 
+def _require_msgspec() -> None:
+    """The migration reads Flask-Session's records with msgspec: without it, a
+    :class:`ConfigurationError` at ``init_app``, not a 500 on every request."""
+    try:
+        import msgspec  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "KITSESSION_MIGRATE_FLASK_SESSION", "needs msgspec to read Flask-Session's records: "
+            "pip install 'kitsession-wsgi[flask-session]'") from None
+
+
 def _decode(raw: bytes) -> dict[str, t.Any] | None:
     import msgspec
 
@@ -225,6 +236,7 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
         if kind != "redis":
             raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION",
                                      "moves Flask-Session's sessions from Redis only (SESSION_TYPE='redis')")
+        _require_msgspec()
         migration = FlaskSessionMigration(t.cast(t.Any, store).client, prefix,
                                           bool(config.get("SESSION_USE_SIGNER", False)))
     return FlaskSessionSetup(store=store, cleanup_every=cleanup, migration=migration)
