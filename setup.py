@@ -15,6 +15,8 @@ EXTRAS = {
     "mysql": ["peewee>=3.17", "pymysql>=1.1"],
     "memcached": ["pymemcache>=4.0"],
     "redis": ["redis>=5.0"],
+    # KITSESSION_MIGRATE_FLASK_SESSION: Flask-Session's Redis records are msgpack, read by msgspec
+    "flask-session": ["flask>=2.3", "redis>=5.0", "msgspec>=0.18"],
     # kitsession_wsgi.metrics: instruments recorded through the global MeterProvider
     "otel": ["opentelemetry-api>=1.23"],
 }

@@ -26,6 +26,13 @@ UNAVAILABLE_BODY = "Session store unavailable, please retry shortly.\n"
 CONFLICT_BODY = "The session is busy with another request, please retry.\n"
 #: a session that stayed locked or kept conflicting is worth retrying at once
 CONFLICT_RETRY_AFTER = 1
+#: What a response handing out a session (a cookie or a token) carries instead of an
+#: application's ``Cache-Control`` that lets a shared cache store it.
+PRIVATE_CACHE_CONTROL = "private, no-store"
+#: ``Cache-Control`` directives that let a shared cache (a CDN, a proxy) store a response
+#: (RFC 9111, section 3), unless ``private`` or ``no-store`` forbid it.
+_SHAREABLE_DIRECTIVES = frozenset(("public", "s-maxage", "max-age"))
+_NOT_SHAREABLE_DIRECTIVES = frozenset(("private", "no-store"))
 
 
 def validate_retry_after(value: object, option: str = "retry_after") -> int:
@@ -61,29 +68,64 @@ def _append(headers: t.Any, name: str, value: str) -> None:
         headers.add(name, value)
 
 
+def _directives(values: t.Iterable[str]) -> set[str]:
+    """The directive names of ``Cache-Control`` header values, lower-cased (arguments dropped)."""
+    return {part.partition("=")[0].strip().lower() for value in values for part in value.split(",")}
+
+
+class _SharedCachingOverride:
+    """Replaces an application's ``Cache-Control`` that would let a shared cache store a
+    response handing out a session; logs it once per process (the app's code is what to fix)."""
+
+    def __init__(self) -> None:
+        self.logged = False
+
+    def apply(self, headers: t.Any) -> None:
+        found = [index for index, (name, _) in enumerate(headers) if name.lower() == "cache-control"]
+        if not found:
+            _append(headers, "Cache-Control", "no-store")
+            return
+        values = [headers[index][1] for index in found]
+        directives = _directives(values)
+        if directives & _NOT_SHAREABLE_DIRECTIVES or not directives & _SHAREABLE_DIRECTIVES:
+            return  # the application's choice (rule 5): no shared cache may store it
+        first_name = headers[found[0]][0]
+        for index in reversed(found[1:]):
+            del headers[index]
+        headers[found[0]] = (first_name, PRIVATE_CACHE_CONTROL)
+        if not self.logged:
+            self.logged = True
+            logger.warning(
+                "Cache-Control %r on a response that sets the session cookie or token was replaced by %r: a "
+                "shared cache would hand the session to other clients (logged once)", ", ".join(values),
+                PRIVATE_CACHE_CONTROL)
+
+
+_shared_caching = _SharedCachingOverride()
+
+
 def add_session_headers(headers: t.Any, set_cookie: str | None) -> None:
     """Add ``Vary: Cookie``, the cookie and ``Cache-Control: no-store`` to a WSGI header
     list or werkzeug ``Headers``.
 
     ``Cookie`` joins the first ``Vary`` header unless some ``Vary`` header already
     covers it (one ``Vary`` line, which werkzeug's ``response.vary`` reads whole);
-    other ``Set-Cookie`` headers of the application, and a ``Cache-Control`` it set,
-    are kept.
+    other ``Set-Cookie`` headers of the application are kept, and so is a
+    ``Cache-Control`` it set, unless it lets a shared cache store the response
+    (``public``, ``s-maxage`` or ``max-age`` without ``private`` or ``no-store``):
+    that one is replaced by ``private, no-store`` (and logged once), since a cached
+    ``Set-Cookie`` hands the session to every client the cache serves.
 
     .. versionchanged:: 0.2
        werkzeug ``Headers`` too (the Flask extension's response).
     """
     first_vary = None
     vary_values = []
-    has_cache_control = False
     for index, (name, value) in enumerate(headers):
-        lowered = name.lower()
-        if lowered == "vary":
+        if name.lower() == "vary":
             vary_values.append(value)
             if first_vary is None:
                 first_vary = index
-        elif lowered == "cache-control":
-            has_cache_control = True
     if first_vary is None:
         _append(headers, "Vary", "Cookie")
     elif not vary_covers_cookie(vary_values):
@@ -91,8 +133,7 @@ def add_session_headers(headers: t.Any, set_cookie: str | None) -> None:
         headers[first_vary] = (name, f"{value}, Cookie")
     if set_cookie is not None:
         _append(headers, "Set-Cookie", set_cookie)
-        if not has_cache_control:
-            _append(headers, "Cache-Control", "no-store")
+        _shared_caching.apply(headers)
 
 
 def add_response_headers(headers: t.Any, set_cookie: str | None, bearer_headers: list[tuple[str, str]]) -> None:
@@ -108,12 +149,17 @@ def add_bearer_headers(headers: t.Any, extra: list[tuple[str, str]]) -> None:
 
     ``Authorization`` joins the first ``Vary`` header (one ``Vary`` line, which
     werkzeug's ``response.vary`` reads whole) unless a ``Vary`` already covers
-    it; a ``Cache-Control`` (or ``Session-Token``) the application set itself is kept.
+    it; a ``Session-Token`` the application set itself is kept, and so is its
+    ``Cache-Control``, unless it lets a shared cache store the token (replaced as in
+    :func:`add_session_headers`).
 
     .. versionadded:: 0.2
     """
     for name, value in extra:
         lowered = name.lower()
+        if lowered == "cache-control":
+            _shared_caching.apply(headers)
+            continue
         found = [index for index, (existing, _) in enumerate(headers) if existing.lower() == lowered]
         if not found:
             _append(headers, name, value)

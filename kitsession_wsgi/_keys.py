@@ -12,7 +12,7 @@ import hashlib
 
 from .stores.base import UserId, user_index_key
 
-__all__ = ["marker_key", "revocation_key", "session_key"]
+__all__ = ["marker_key", "predecessor_key", "revocation_key", "session_key"]
 
 
 def session_key(session_id: str) -> str:
@@ -28,6 +28,11 @@ def session_key(session_id: str) -> str:
 def marker_key(handle: str) -> str:
     """Where the "replaced" (or "removed") marker of the session ``handle`` is kept."""
     return session_key("kitsession:replaced:" + handle)
+
+
+def predecessor_key(handle: str) -> str:
+    """Where the session ``handle`` names the id it replaced with a grace period (still live)."""
+    return session_key("kitsession:graced:" + handle)
 
 
 def revocation_key(user_id: UserId) -> str:

@@ -182,6 +182,17 @@ class RequestLifecycle:
         """Whether the request's session holds its lock (freed by :meth:`commit` or :meth:`release`)."""
         return self._session is not None and self._session._lock_token is not None
 
+    @property
+    def cookie_allowed(self) -> bool:
+        """Whether this response may carry a session ``Set-Cookie`` at all.
+
+        Not when the request's session travels by the header transport (read from
+        a bearer token, or handed out by ``session_token()``): a header session
+        never gets a cookie identity, whatever an adapter's own cookie rules (Flask's
+        ``permanent``, ``SESSION_REFRESH_EACH_REQUEST``) would send.
+        """
+        return self._session is None or self._session._transport != "header"
+
     def bearer_headers(self) -> list[tuple[str, str]]:
         """:meth:`~kitsession_wsgi.SessionManager.bearer_headers` for the loaded session (``[]`` if none)."""
         if self._session is None or not self.manager.bearer:

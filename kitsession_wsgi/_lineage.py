@@ -37,6 +37,16 @@ The argument, for each kind of removal:
   (:meth:`Lineage.end_lineage`): every move of it from then on undoes itself at step 4, so
   the chain stops growing and the walk reaches its end.
 
+A move with a grace period (``regenerate(session, grace=...)``) leaves the old id live for
+a while, so the lineage has two live records: removing either ends both.  Removing the old
+one follows its "replaced" marker, as above.  For the other way, the move writes a "graced"
+marker under the new session's key, naming the old id, after inserting the new record and
+before retiring the old id; a removal of the new session deletes it, then reads that marker
+and deletes the old record (:meth:`Lineage.end_graced_predecessors`).  If the removal read
+the marker slot before the move wrote it, the removal deleted the new record before that
+too, and the move, which looks for its new record once it is done, finds it gone and ends
+the grace period itself.
+
 The store contract this relies on: ``create`` is insert-only and ``set`` is update-only
 and versioned.  The markers' format is :mod:`kitsession_wsgi._markers`.
 """
@@ -48,21 +58,23 @@ from typing import Any
 
 from ._events import SessionEvents
 from ._expiry import deadline
-from ._keys import marker_key, revocation_key, session_key
+from ._keys import marker_key, predecessor_key, revocation_key, session_key
 from ._locks import SessionLocks
 from ._markers import (
     REMOVED_DATA,
     REPLACED_MARKER_SECONDS,
     REVOCATION_MARKER_SECONDS,
+    GracedMarker,
     ReplacedMarker,
     RevocationMarker,
 )
 from ._options import SessionOptions
-from .errors import SessionConflict
+from .errors import ConfigurationError, SessionConflict
 from .session import Session
+from .signing import MAX_ID_LENGTH
 from .stores.base import SessionRecord, SetResult, UserId
 
-__all__ = ["CHASE_HOPS", "CREATE_ATTEMPTS", "MAX_KILLED_LINEAGES", "MAX_MARKER_HOPS", "Lineage"]
+__all__ = ["CHASE_HOPS", "CREATE_ATTEMPTS", "MAX_GRACED_HOPS", "MAX_KILLED_LINEAGES", "MAX_MARKER_HOPS", "Lineage"]
 
 #: A stored session whose id collides with a fresh one is astronomically rare;
 #: a few retries cover a store whose ``create_id`` is weaker than the default.
@@ -73,6 +85,8 @@ MAX_MARKER_HOPS = 100_000
 #: After this many steps the walk ends the lineage in the user's revocation marker: a client
 #: looping ``regenerate`` could otherwise keep ahead of it when scheduling favours the client.
 CHASE_HOPS = 16
+#: How many ids retired with a grace period, one before the other, a removal ends (newest first).
+MAX_GRACED_HOPS = 100
 #: How many ended lineages a revocation marker remembers (the newest).
 MAX_KILLED_LINEAGES = 32
 
@@ -98,6 +112,11 @@ class Lineage:
         created_at = now if created_at is None else created_at
         for _attempt in range(CREATE_ATTEMPTS):
             session_id = options.store.create_id()
+            if len(session_id) > MAX_ID_LENGTH:
+                # Stored, it could never be read back: every request would be a new session.
+                raise ConfigurationError(
+                    "store", f"create_id() returned an id of {len(session_id)} characters; a cookie carries "
+                    f"at most {MAX_ID_LENGTH}")
             key = session_key(session_id)
             record = SessionRecord(
                 key=key,
@@ -131,7 +150,7 @@ class Lineage:
         assert old.handle is not None
         old._vanished()
         self.locks.release(old)
-        retired = self.mark_replaced(old.handle, session)
+        retired = self.mark_replaced(old.handle, session, user_changed=old._loaded_user_id != session._user_id)
         # An anonymous predecessor that vanished (evicted, expired, removed) leaves nothing to
         # revoke: the login stands.  A signed-in one removed meanwhile takes the login with it.
         if (not retired and old._loaded_user_id is not None) or (
@@ -153,12 +172,48 @@ class Lineage:
         """
         session._merged(data, user_id)
         self.create(session, text, self.options.clock(), created_at=session.created_at)
-        if not self.retire(current, grace, session) or (
+        if grace > 0:
+            self._write_graced_marker(session, current.key, grace)
+        if not self.retire(current, grace, session, user_changed=current.user_id != user_id) or (
             self.revoked_since(current.user_id, current.created_at, current.key, session)
         ):
             self.undo_move(session)
             return False
+        assert session.handle is not None
+        if grace > 0 and self.options.store.get(session.handle) is None:
+            # The new session was removed before its removal could see the graced marker:
+            # the old id's grace period ends with it.
+            self.options.store.delete(current.key)
+            session._vanished()
+            return False
         return True
+
+    def _write_graced_marker(self, successor: Session, predecessor: str, grace: float) -> None:
+        """Name ``predecessor`` (left live for ``grace`` seconds) under ``successor``'s own key."""
+        assert successor.handle is not None
+        now = self.options.clock()
+        self.options.store.create(SessionRecord(
+            key=predecessor_key(successor.handle), data=GracedMarker(predecessor).encode(), user_id=None,
+            created_at=now, updated_at=now, expires_at=now + grace, version=1,
+        ))
+
+    def end_graced_predecessors(self, handle: str, *, user_id: UserId | None = None) -> None:
+        """After ``handle`` was removed: remove the ids a ``regenerate`` with a grace period
+        left live before it (one graced move after another, newest first).
+
+        With ``user_id``, only a predecessor owned by that user is removed.
+        """
+        store = self.options.store
+        for _hop in range(MAX_GRACED_HOPS):
+            record = store.get(predecessor_key(handle))
+            if record is None or self.options.clock() >= record.expires_at:
+                return
+            handle = GracedMarker.decode(record.data).predecessor
+            if user_id is not None:
+                predecessor = store.get(handle)
+                if predecessor is not None and predecessor.user_id != user_id:
+                    return
+            store.delete(handle)
 
     def undo_move(self, session: Session) -> None:
         """A removal won the race: the new record goes too, and no cookie is sent."""
@@ -166,7 +221,7 @@ class Lineage:
         self.options.store.delete(session.handle)
         session._vanished()
 
-    def mark_replaced(self, key: str, successor: Session) -> bool:
+    def mark_replaced(self, key: str, successor: Session, *, user_changed: bool = False) -> bool:
         """Remove the session ``key``, leaving a "replaced" marker naming ``successor``; ``False`` if it was gone.
 
         The marker lives under a key of its own, so nothing done through the
@@ -176,21 +231,25 @@ class Lineage:
         written before the session is removed, so no request in between finds
         neither, and a removal of the old id finds the successor through it.
         """
-        if not self._write_marker(key, successor):
+        if not self._write_marker(key, successor, user_changed=user_changed):
             return False  # a removal claimed the id first (remove_successors)
         return self.options.store.delete(key)
 
-    def _write_marker(self, key: str, successor: Session, grace: float = 0) -> bool:
-        """Insert the "replaced" marker of ``key``; ``False`` if its slot is taken (a removal claimed it)."""
+    def _write_marker(self, key: str, successor: Session, grace: float = 0, *, user_changed: bool) -> bool:
+        """Insert the "replaced" marker of ``key``; ``False`` if its slot is taken (a removal claimed it).
+
+        ``user_changed``: the move gave the session another user (a login), which the
+        marker records, so a logout presented with the retired id stops there.
+        """
         assert successor.handle is not None
         now = self.options.clock()
-        marker = ReplacedMarker(successor.handle, successor._user_id, successor.created_at)
+        marker = ReplacedMarker(successor.handle, successor._user_id, successor.created_at, user_changed)
         return self.options.store.create(SessionRecord(
             key=marker_key(key), data=marker.encode(), user_id=None, created_at=now,
             updated_at=now, expires_at=now + grace + REPLACED_MARKER_SECONDS, version=1,
         ))
 
-    def retire(self, record: SessionRecord, grace: float, successor: Session) -> bool:
+    def retire(self, record: SessionRecord, grace: float, successor: Session, *, user_changed: bool = False) -> bool:
         """End an id replaced by a move: now, or after ``grace`` seconds.
 
         A grace record's lifetime is capped by moving its ``created_at``, so no
@@ -198,8 +257,8 @@ class Lineage:
         another request removed it first.
         """
         if grace <= 0:
-            return self.mark_replaced(record.key, successor)
-        if not self._write_marker(record.key, successor, grace):
+            return self.mark_replaced(record.key, successor, user_changed=user_changed)
+        if not self._write_marker(record.key, successor, grace, user_changed=user_changed):
             return False
         options = self.options
         now = options.clock()
@@ -302,7 +361,7 @@ class Lineage:
 
     # -- following a move -------------------------------------------------------------
 
-    def remove_successors(self, handle: str, *, user_id: UserId | None = None) -> bool:
+    def remove_successors(self, handle: str, *, user_id: UserId | None = None, same_user_only: bool = False) -> bool:
         """After ``handle`` was removed: remove what a recent move of it became, too.
 
         Walks the "replaced" markers from ``handle`` on.  At each step it first
@@ -312,7 +371,11 @@ class Lineage:
         itself), so a client looping ``regenerate`` is caught at the first step
         the walk wins, not chased.  Where the slot is already taken, the marker
         names the successor, which is removed in turn.  With ``user_id``, only a
-        successor owned by that user is removed.  ``True`` if one was.
+        successor owned by that user is removed.  With ``same_user_only`` (a logout
+        presented with an id a move had already retired), the walk stops at a move that
+        changed the session's user: whoever knows a pre-login id must not be able to
+        log out the signed-in session it became, while a logout sent with the old cookie
+        of the same user's ``regenerate`` still ends its successor.  ``True`` if one was.
         """
         store = self.options.store
         now = self.options.clock()
@@ -324,7 +387,7 @@ class Lineage:
                 return removed
             record = store.get(marker_key(handle))
             marker = None if record is None or now >= record.expires_at else ReplacedMarker.decode(record.data)
-            if marker is None:
+            if marker is None or (same_user_only and marker.user_changed):
                 return removed
             if not ended and hop >= CHASE_HOPS:
                 # A long chain: a client is moving its session as fast as it can.  End the

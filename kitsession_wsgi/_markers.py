@@ -6,7 +6,11 @@ listing skips it as unreadable and no request can be served one:
 * a "replaced" marker, ``"kitsession:replaced:<successor>|<created_at>|<user tag>"``,
   left for an id a move (a login, ``regenerate``, a rotation) retired: it names the
   handle the session now lives under and its lineage (the user, ``i:5`` / ``s:alice``,
-  and the ``created_at`` every move keeps);
+  and the ``created_at`` every move keeps); a move that changed the session's user (a
+  login) writes ``"kitsession:replaced-new-user:..."``, the same fields;
+* a "graced" marker, ``"kitsession:graced:<predecessor>"``, kept under the successor's own
+  key while a ``regenerate(..., grace=...)`` leaves the old id live: removing the successor
+  ends the predecessor too;
 * a "removed" marker, ``"kitsession:removed"``: a removal's claim on the marker slot of
   an id it removed, so a move of that id still under way cannot complete;
 * a user's revocation marker, ``"kitsession:revoked:<spared>|<killed ...>|<revoked_at>"``:
@@ -26,14 +30,18 @@ from dataclasses import dataclass
 from .stores.base import SessionRecord, UserId, user_index_key
 
 __all__ = [
-    "MARKER_PREFIX", "REMOVED_DATA", "REPLACED_MARKER_SECONDS", "REPLACED_PREFIX", "REVOCATION_MARKER_SECONDS",
-    "REVOKED_PREFIX", "MalformedMarker", "ReplacedMarker", "RevocationMarker", "is_marker", "is_replaced_marker",
+    "MARKER_PREFIX", "NEW_USER_REPLACED_PREFIX", "REMOVED_DATA", "REPLACED_MARKER_SECONDS", "REPLACED_PREFIX", "REVOCATION_MARKER_SECONDS",
+    "REVOKED_PREFIX", "GracedMarker", "MalformedMarker", "ReplacedMarker", "RevocationMarker", "is_marker", "is_replaced_marker",
 ]
 
 #: Every marker's data starts so: never a session's data (always a JSON object).
 MARKER_PREFIX = '"kitsession:'
+#: Both kinds of "replaced" marker start so (the same user's move, and a move to a new user).
 REPLACED_PREFIX = '"kitsession:replaced'
+#: The kind of "replaced" marker a move that changed the session's user writes.
+NEW_USER_REPLACED_PREFIX = '"kitsession:replaced-new-user'
 REVOKED_PREFIX = '"kitsession:revoked'
+GRACED_PREFIX = '"kitsession:graced:'
 #: The data of a "removed" marker.
 REMOVED_DATA = '"kitsession:removed"'
 #: How long an id replaced by a login or ``regenerate`` is recognised (never served): a request
@@ -108,10 +116,14 @@ class ReplacedMarker:
     #: the lineage's user (``None``: anonymous) and the ``created_at`` every move keeps
     user_id: UserId | None
     created_at: float
+    #: the move changed the session's user (a login, anonymous -> user or user A -> user B):
+    #: a logout presented with the retired id is then no logout of the successor
+    user_changed: bool = False
 
     def encode(self) -> str:
         user = "" if self.user_id is None else user_index_key(self.user_id)
-        return f'{REPLACED_PREFIX}:{self.successor}|{self.created_at!r}|{user}"'
+        prefix = NEW_USER_REPLACED_PREFIX if self.user_changed else REPLACED_PREFIX
+        return f'{prefix}:{self.successor}|{self.created_at!r}|{user}"'
 
     @classmethod
     def decode(cls, data: str) -> ReplacedMarker | None:
@@ -119,17 +131,42 @@ class ReplacedMarker:
 
         :raises MalformedMarker: a field does not parse.
         """
+        user_changed = False
         fields = _fields(data, REPLACED_PREFIX)
+        if fields is None:
+            user_changed = True
+            fields = _fields(data, NEW_USER_REPLACED_PREFIX)
         if fields is None:
             return None
         if not fields[0]:
             raise MalformedMarker(data, "successor")
-        return cls(fields[0], _user(data, fields[2]), _seconds(data, fields[1], "created_at"))
+        return cls(fields[0], _user(data, fields[2]), _seconds(data, fields[1], "created_at"), user_changed)
 
     @property
     def lineage(self) -> tuple[UserId, float] | None:
         """The user and ``created_at`` of the lineage (``None``: anonymous, nothing to revoke)."""
         return None if self.user_id is None else (self.user_id, self.created_at)
+
+
+@dataclass(frozen=True)
+class GracedMarker:
+    """What a move with a grace period leaves under its successor: the predecessor still live."""
+
+    #: the handle of the id the move retired with a grace period
+    predecessor: str
+
+    def encode(self) -> str:
+        return f'{GRACED_PREFIX}{self.predecessor}"'
+
+    @classmethod
+    def decode(cls, data: str) -> GracedMarker:
+        """:raises MalformedMarker: ``data`` is no "graced" marker, or names no handle."""
+        if not data.startswith(GRACED_PREFIX) or not data.endswith('"'):
+            raise MalformedMarker(data, "kind")
+        predecessor = data[len(GRACED_PREFIX):-1]
+        if not predecessor:
+            raise MalformedMarker(data, "predecessor")
+        return cls(predecessor)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from datetime import timedelta
 from .cookies import ATTRIBUTE_FORBIDDEN_RE, COOKIE_NAME_RE
 from .errors import ConfigurationError
 from .serialization import JSONSerializer, Serializer
-from .signing import CookieSigner, normalize_keys
+from .signing import CookieSigner, TokenSigner, normalize_keys
 from .stores.base import SessionStore
 
 __all__ = ["SessionOptions", "days_to_max_age"]
@@ -192,12 +192,19 @@ class SessionOptions:
         self.name = cookie_name(name)
 
         normalized_keys = normalize_keys(keys)
+        if keys is not None and not normalized_keys and signed is None:
+            # An empty list is not "no keys": signing was asked for with nothing to sign with.
+            raise ConfigurationError(
+                "keys", "holds no key: give at least one, or keys=None with signed=False for unsigned cookies"
+            )
         if signed is None:
             signed = bool(normalized_keys)
         self.signed = flag("signed", signed)
         if self.signed and not normalized_keys:
             raise ConfigurationError("signed", "signed=True needs at least one key in keys=")
         self.signer: CookieSigner | None = CookieSigner(normalized_keys) if self.signed else None
+        # Bearer tokens are signed apart (keys derived for them), so a token is no cookie and no cookie a token.
+        self.token_signer: TokenSigner | None = TokenSigner(normalized_keys) if self.signed else None
         self.bearer = bearer_transport(bearer, signed=self.signed)
         # Log lines name sessions by a keyed hash, so logs cannot be matched to store rows.
         self._log_key = normalized_keys[0] if normalized_keys else secrets.token_bytes(32)

@@ -36,10 +36,13 @@ class SessionRemover:
         if session.handle is not None and not session._destroyed:
             removed = store.delete(session.handle)
             lineage.remove_successors(session.handle)
+            lineage.end_graced_predecessors(session.handle)
         elif session._replaced_handle is not None:
-            # Sent with an id a login or regenerate replaced moments ago: the logout
-            # is meant for what that session became.
-            lineage.remove_successors(session._replaced_handle)
+            # Sent with an id a regenerate replaced moments ago: the logout is meant for
+            # what that session became; not when a login gave it another user (the
+            # pre-login id is no credential of the signed-in session).
+            lineage.remove_successors(session._replaced_handle, same_user_only=True)
+            lineage.end_graced_predecessors(session._replaced_handle)
         previous = session._take_replaced()
         if previous is not None and previous.handle is not None:
             store.delete(previous.handle)
@@ -51,16 +54,22 @@ class SessionRemover:
     def remove_by_handle(self, handle: str, user_id: UserId | None) -> bool:
         """:meth:`~kitsession_wsgi.SessionManager.remove_session_by_handle` (``user_id`` checked)."""
         store = self.options.store
+        lineage = self.lineage
         if user_id is not None:
             record = store.get(handle)
             if record is None:
                 # Moved to a new id moments ago (a login, regenerate or rotation): the
                 # device is the same, so its new id goes.
-                return self.lineage.remove_successors(handle, user_id=user_id)
+                removed = lineage.remove_successors(handle, user_id=user_id)
+                lineage.end_graced_predecessors(handle, user_id=user_id)
+                return removed
             if record.user_id != user_id:
                 return False
         removed = store.delete(handle)
-        return self.lineage.remove_successors(handle) or removed
+        removed = lineage.remove_successors(handle) or removed
+        # An id a regenerate with a grace period left live before this one goes too.
+        lineage.end_graced_predecessors(handle)
+        return removed
 
     def remove_all_for_user(self, user_id: UserId, except_key: str | None) -> int:
         """:meth:`~kitsession_wsgi.SessionManager.remove_all_sessions_for_user` (``user_id`` checked)."""

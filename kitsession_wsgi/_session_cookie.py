@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -22,7 +24,7 @@ from ._options import SessionOptions
 from .cookies import build_set_cookie, read_cookies
 from .errors import ConfigurationError
 from .session import Session
-from .signing import MAC_LENGTH, SIGNED_PREFIX
+from .signing import MAC_LENGTH, MAX_ID_LENGTH, SIGNED_PREFIX
 
 __all__ = ["TOKEN_HEADER", "CookieIdentity", "SessionCookie", "authorization_header", "bearer_credentials"]
 
@@ -37,8 +39,6 @@ CACHEABLE_HEADER_LENGTH = 4096
 MAX_COOKIE_VALUES = 20
 #: At most this many values that verify (each costs a store read) are tried per request.
 MAX_VERIFIED_CANDIDATES = 8
-#: The longest id accepted from a cookie; stores' ``create_id`` must stay within it.
-MAX_ID_LENGTH = 256
 #: ``s:`` + id + ``.`` + 43 characters of MAC: longer values are refused before any HMAC.
 MAX_SIGNED_LENGTH = len(SIGNED_PREFIX) + MAX_ID_LENGTH + 1 + MAC_LENGTH
 
@@ -47,6 +47,9 @@ MAX_SIGNED_LENGTH = len(SIGNED_PREFIX) + MAX_ID_LENGTH + 1 + MAC_LENGTH
 TOKEN_HEADER = "Session-Token"
 #: RFC 6750 ``b64token`` (the token68 of RFC 7235): what a bearer token may hold.
 TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: At most one log line per this many seconds reports rejected cookie values and tokens
+#: (with their count): a client sending junk must not be able to fill the log.
+REJECTION_LOG_INTERVAL = 60.0
 #: id + ``.`` + MAC: longer tokens are refused before any regex or HMAC.
 MAX_TOKEN_LENGTH = MAX_SIGNED_LENGTH - len(SIGNED_PREFIX)
 
@@ -97,6 +100,26 @@ def bearer_credentials(header: str | None) -> str | None:
     return header[7:].lstrip(" ")
 
 
+class RejectionLog:
+    """Counts cookie values and tokens that failed verification, and logs the count at most
+    once per :data:`REJECTION_LOG_INTERVAL` (the first one at once)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unlogged = 0
+        self._logged_at: float | None = None
+
+    def add(self, count: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._unlogged += count
+            if self._logged_at is not None and now - self._logged_at < REJECTION_LOG_INTERVAL:
+                return
+            count, self._unlogged, self._logged_at = self._unlogged, 0, now
+        logger.info("%d session cookie value(s) or token(s) with an invalid signature rejected "
+                    "(at most one such line per %g s)", count, REJECTION_LOG_INTERVAL)
+
+
 class CookieIdentity(NamedTuple):
     """A session id read from a cookie whose signature verified."""
 
@@ -120,6 +143,7 @@ class SessionCookie:
         # Kept apart from the Cookie header cache: a Cookie header with the text of a
         # token must never be taken for one (and the other way round).
         self._token_cache: dict[str, CookieIdentity] = {}
+        self._rejections = RejectionLog()
         self._check_attributes()
 
     def _check_attributes(self) -> None:
@@ -153,12 +177,18 @@ class SessionCookie:
         if not values:
             return None
         identities: list[CookieIdentity] = []
+        rejected = 0
         for value in values[:MAX_COOKIE_VALUES]:
             identity = self._verify(value)
-            if identity is not None and identity not in identities:
+            if identity is None:
+                if value and self.options.signer is not None:  # an empty or unsigned value is no forgery
+                    rejected += 1
+            elif identity not in identities:
                 identities.append(identity)
                 if len(identities) == MAX_VERIFIED_CANDIDATES:
                     break
+        if rejected:
+            self._rejected(rejected)
         return tuple(identities)
 
     def remember(self, header: str, identity: CookieIdentity) -> None:
@@ -170,19 +200,24 @@ class SessionCookie:
     def token_identity(self, credentials: str) -> CookieIdentity | None:
         """The verified identity a bearer token names, or ``None``.
 
-        The token is the signed cookie value without its ``s:`` prefix
-        (``<id>.<mac>``), so it goes through the same checks as a cookie: the
-        same keys and rotation, the same lengths, the same full-length,
-        constant-time comparison.  Its shape (RFC 6750 characters, length) is
-        checked first, so junk costs string tests, not an HMAC.
+        The token is ``<id>.<mac>``, its MAC under the token keys (derived from
+        the cookie keys for tokens alone: a cookie's value is no token), and it
+        goes through the same checks as a cookie: rotation, the same lengths,
+        the same full-length, constant-time comparison.  Its shape (RFC 6750
+        characters, length) is checked first, so junk costs string tests, not
+        an HMAC.
         """
         cached = self._token_cache.get(credentials)
         if cached is not None:
             return cached
-        if len(credentials) > MAX_TOKEN_LENGTH or not TOKEN68_RE.fullmatch(credentials):
+        signer = self.options.token_signer
+        unsigned = None
+        if signer is not None and len(credentials) <= MAX_TOKEN_LENGTH and TOKEN68_RE.fullmatch(credentials):
+            unsigned = signer.unsign(credentials)
+        if unsigned is None:
             self._rejected()
             return None
-        return self._verify(SIGNED_PREFIX + credentials)
+        return CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
     def remember_token(self, credentials: str, identity: CookieIdentity) -> None:
         """Cache a token that led to a live session (bounded like the cookie cache)."""
@@ -190,11 +225,13 @@ class SessionCookie:
         if size and credentials not in self._token_cache:
             put_bounded(self._token_cache, credentials, identity, size)
 
-    def _rejected(self) -> None:
+    def _rejected(self, count: int = 1) -> None:
+        """``count`` values of one request did not verify: one signal, and the rate-limited log."""
         self.events.invalid_signature()
-        logger.info("session cookie or token with an invalid signature rejected")
+        self._rejections.add(count)
 
     def _verify(self, value: str) -> CookieIdentity | None:
+        """The identity a cookie value names if it verifies (never logs: the caller counts)."""
         if not value:
             return None
         signer = self.options.signer
@@ -206,7 +243,6 @@ class SessionCookie:
         # so a header full of junk values costs string tests, not HMACs.
         unsigned = signer.unsign(value) if len(value) <= MAX_SIGNED_LENGTH else None
         if unsigned is None:
-            self._rejected()
             return None
         return CookieIdentity(unsigned.session_id, session_key(unsigned.session_id), unsigned.key_index > 0)
 
@@ -218,14 +254,14 @@ class SessionCookie:
         return signer.sign(session_id) if signer is not None else session_id
 
     def token(self, session_id: str) -> str:
-        """The bearer token for an id: the signed value without ``s:`` (``<id>.<mac>``).
+        """The bearer token for an id, ``<id>.<mac>`` under the token keys (never a cookie's value).
 
         :raises ValueError: the id holds characters a bearer token cannot carry
             (a store whose ``create_id`` is not URL-safe).
         """
-        signer = self.options.signer
+        signer = self.options.token_signer
         assert signer is not None, "bearer=True is refused without keys"
-        token = signer.sign(session_id)[len(SIGNED_PREFIX):]
+        token = signer.sign(session_id)
         if not TOKEN68_RE.fullmatch(token):
             raise ValueError("this session id cannot be carried in a bearer token (A-Z a-z 0-9 - . _ ~ + / only)")
         return token

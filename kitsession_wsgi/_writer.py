@@ -229,8 +229,10 @@ class SessionWriter:
                 session._vanished()
                 return
             expected = current.version
-            if options.on_conflict == "overwrite":
-                continue
+            if options.on_conflict == "overwrite" and current.user_id == session._loaded_user_id:
+                continue  # last write wins, for the data
+            # Another request changed the user link meanwhile (a logout that popped it, a
+            # login): even "overwrite" merges then, so no stale write brings a user back.
             if changes is None:
                 # What THIS request changed, against what it loaded; computed once,
                 # so later merges never mistake other requests' values for ours.

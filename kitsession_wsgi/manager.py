@@ -112,7 +112,9 @@ class SessionManager:
     :param on_conflict: what a save does when another request saved the same
         session first: ``"merge"`` re-applies this request's changed keys,
         ``"raise"`` raises :class:`~kitsession_wsgi.SessionConflict`,
-        ``"overwrite"`` is last-write-wins.
+        ``"overwrite"`` is last-write-wins (but merges when another request changed
+        the session's user meanwhile, so a stale save never brings back a user a
+        logout removed).
     :param max_data_bytes: the largest serialised data accepted.
     :param touch_interval: least seconds between two expiry-only writes of one
         session (default: a tenth of ``idle_timeout``, at most 60).

@@ -123,6 +123,16 @@ def node_signed_value(secret: str | bytes, session_id: str) -> str:
     return f"s:{session_id}.{mac.decode('ascii').rstrip('=')}"
 
 
+def node_token_value(secret: str | bytes, session_id: str) -> str:
+    """A bearer token as the docs define it, computed here apart from the library: id + ``.`` +
+    unpadded base64 HMAC-SHA256 under the key ``HMAC-SHA256(secret, "kitsession-wsgi bearer token
+    key v1")``, so no cookie's MAC is a token's."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    token_key = hmac.new(key, b"kitsession-wsgi bearer token key v1", hashlib.sha256).digest()
+    mac = base64.b64encode(hmac.new(token_key, session_id.encode("utf-8"), hashlib.sha256).digest())
+    return f"{session_id}.{mac.decode('ascii').rstrip('=')}"
+
+
 def stored_session(manager: SessionManager, store: CountingStore, *, data: dict[str, Any] | None = None,
                    user_id: UserId | None = None) -> tuple[Session, str]:
     """A stored session and the ``Cookie`` request header value that carries it."""

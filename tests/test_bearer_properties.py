@@ -25,7 +25,7 @@ from werkzeug.datastructures import Headers
 from kitsession_wsgi import SessionManager, session_key
 from kitsession_wsgi.cookies import encode_cookie_value
 
-from session_helpers import CountingStore, node_signed_value, parse_set_cookie
+from session_helpers import CountingStore, node_signed_value, node_token_value, parse_set_cookie
 from test_properties import SETTINGS, RecordingStore, any_text, latin1_text
 
 NAME = "session"
@@ -33,7 +33,7 @@ KEYS = ["current-key", "previous-key"]
 
 
 def token_for(session_id: str, key: str = KEYS[0]) -> str:
-    return node_signed_value(key, session_id)[2:]
+    return node_token_value(key, session_id)
 
 
 class World:

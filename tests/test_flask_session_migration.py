@@ -8,6 +8,7 @@ cookie replaces the old one.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 from urllib.parse import unquote
 
@@ -128,3 +129,15 @@ def test_migration_is_for_redis_only() -> None:
     app.config.update(SESSION_TYPE="cachelib", SESSION_CACHELIB=SimpleCache(), KITSESSION_MIGRATE_FLASK_SESSION=True)
     with pytest.raises(ConfigurationError, match="KITSESSION_MIGRATE_FLASK_SESSION"):
         KitSession(app)
+
+
+def test_without_msgspec_the_migration_is_a_configuration_error_at_init_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a 500 on every request: the extra to install is named when the app is set up."""
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec raises ImportError
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", SESSION_TYPE="redis", SESSION_REDIS=redis.Redis.from_url("redis://127.0.0.1:1"),
+                      KITSESSION_MIGRATE_FLASK_SESSION=True)
+    with pytest.raises(ConfigurationError) as raised:
+        KitSession(app)
+    assert raised.value.option == "KITSESSION_MIGRATE_FLASK_SESSION"
+    assert "kitsession-wsgi[flask-session]" in str(raised.value)

@@ -229,6 +229,10 @@ def _require_postgres(url: str) -> None:
                  "search_path", id="schema"),
     pytest.param({"SESSION_TYPE": "cachelib", "SESSION_ID_LENGTH": 16}, "SESSION_ID_LENGTH", "256 bits",
                  id="short-ids"),
+    pytest.param({"SESSION_TYPE": "cachelib", "SESSION_ID_LENGTH": 193}, "SESSION_ID_LENGTH", "to 192",
+                 id="ids-too-long-for-a-cookie"),
+    pytest.param({"SESSION_TYPE": "cachelib", "SESSION_ID_LENGTH": 256}, "SESSION_ID_LENGTH", "to 192",
+                 id="ids-of-256-bytes"),
     pytest.param({"SESSION_TYPE": "cachelib", "SESSION_CLEANUP_N_REQUESTS": 0}, "SESSION_CLEANUP_N_REQUESTS",
                  "positive", id="cleanup-zero"),
 ])
@@ -298,6 +302,14 @@ def test_session_id_length() -> None:
     assert isinstance(app.extensions["kitsession"].store, SizedIdStore)
     assert len(set_cookie(app)["value"]) == 64  # secrets.token_urlsafe(48)
     assert len(set_cookie(simplecache_app())["value"]) == 43  # the default 32 bytes
+
+
+def test_the_longest_accepted_session_id_length_gives_sessions_that_are_read_back() -> None:
+    """192 bytes is 256 characters, the longest id a cookie carries: a session is still found."""
+    app = simplecache_app(SESSION_ID_LENGTH=192)
+    client = app.test_client()
+    assert len(unquote(client.get("/set").headers["Set-Cookie"].split(";")[0].split("=", 1)[1])) == 256
+    assert client.get("/get").text == "value"
 
 
 def test_session_cleanup_n_requests_purges_expired_sessions(clock: Any) -> None:

@@ -60,6 +60,15 @@ def test_keys_are_validated(options: dict[str, Any]) -> None:
     assert_rejected("keys", **options)
 
 
+@pytest.mark.parametrize("keys", [[], ()], ids=["empty-list", "empty-tuple"])
+def test_an_empty_key_list_is_refused_not_taken_for_unsigned_cookies(keys: object) -> None:
+    """``keys=[]`` (a secret read from an empty environment variable list) asked for signing."""
+    error = assert_rejected("keys", keys=keys)
+    assert "signed=False" in str(error)
+    # Unsigned on purpose stays possible, with or without the empty list.
+    assert SessionManager(MemoryStore(), keys=keys, signed=False).signer is None
+
+
 @pytest.mark.parametrize("keys", [12345, 1.5], ids=["int", "float"])
 def test_keys_that_are_not_text_or_a_sequence_name_the_option(keys: object) -> None:
     assert_rejected("keys", keys=keys)
@@ -396,3 +405,16 @@ def test_lock_options_are_validated(option: str, value: object) -> None:
 
 def test_unordered_keys_are_rejected() -> None:
     assert_rejected("keys", keys={"new", "old"})
+
+
+def test_a_store_whose_ids_no_cookie_can_carry_fails_loudly_not_with_unreadable_sessions() -> None:
+    """An id over 256 characters was stored and then never read back (every request a new session)."""
+
+    class LongIds(MemoryStore):
+        def create_id(self) -> str:
+            return "a" * 257
+
+    manager = SessionManager(LongIds(), keys="k")
+    with pytest.raises(ConfigurationError) as raised:
+        manager.create_session(data={"a": 1})
+    assert raised.value.option == "store" and "256" in str(raised.value)

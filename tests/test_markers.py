@@ -35,6 +35,25 @@ def test_a_replaced_marker_reads_back_what_it_wrote(marker: ReplacedMarker) -> N
     assert is_marker(record) and is_replaced_marker(record)
 
 
+@pytest.mark.parametrize("user", [5, "alice|with a bar", None], ids=["int-user", "str-user-with-bar", "anonymous"])
+def test_a_replaced_marker_of_a_move_to_a_new_user_says_so_and_reads_back(user: object) -> None:
+    marker = ReplacedMarker("handle", user, 2.5, user_changed=True)  # type: ignore[arg-type]
+    data = marker.encode()
+    assert data.startswith('"kitsession:replaced-new-user:')
+    assert ReplacedMarker.decode(data) == marker
+    assert is_replaced_marker(make_record(key=marker_key("old"), data=data))
+    assert ReplacedMarker.decode(ReplacedMarker("handle", user, 2.5).encode()).user_changed is False  # type: ignore[arg-type, union-attr]
+
+
+def test_a_graced_marker_reads_back_and_a_broken_one_is_malformed() -> None:
+    from kitsession_wsgi._markers import GracedMarker
+
+    assert GracedMarker.decode(GracedMarker("old-handle").encode()) == GracedMarker("old-handle")
+    for broken in ('"kitsession:graced:"', '"kitsession:graced:h', '"kitsession:removed"'):
+        with pytest.raises(MalformedMarker):
+            GracedMarker.decode(broken)
+
+
 def test_the_user_tag_keeps_int_and_str_users_apart() -> None:
     assert ReplacedMarker.decode(ReplacedMarker("h", 5, 1.0).encode()) != ReplacedMarker("h", "5", 1.0)
     assert ReplacedMarker("h", "5", 1.0).lineage == ("5", 1.0)

@@ -83,7 +83,9 @@ class KitSessionInterface(SessionInterface):
             if outage.in_outage:  # answered() is a no-op otherwise: no call per request
                 outage.answered()
             raw_permanent = lifecycle.data.get("_permanent")
-            if (set_cookie is not None or raw_permanent != session.permanent_at_load
+            if not lifecycle.cookie_allowed:
+                set_cookie = None  # a header session never gets a cookie (the core sent none)
+            elif (set_cookie is not None or raw_permanent != session.permanent_at_load
                     or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):
                 set_cookie = self._cookie(session, lifecycle.session, settings, set_cookie)
         # The lifecycle's manager read the request (and just committed): it answers for its

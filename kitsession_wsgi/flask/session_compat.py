@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, StoreUnavailable
+from ..signing import MAX_ID_LENGTH
 from ..stores.base import SessionStore
 from ..stores.memory import MemoryStore
 
@@ -52,6 +53,8 @@ __all__ = [
 #: Flask-Session's defaults (``flask_session.defaults.Defaults``, 0.8)
 DEFAULT_KEY_PREFIX = "session:"
 DEFAULT_ID_LENGTH = 32
+#: ``secrets.token_urlsafe(192)`` is 256 characters; one more byte makes ids no cookie may carry.
+MAX_ID_BYTES = MAX_ID_LENGTH * 3 // 4
 DEFAULT_TABLE = "sessions"
 
 _INSTEAD = ("use SESSION_TYPE 'redis', 'memcached', 'sqlalchemy' or 'cachelib' with a SimpleCache, "
@@ -135,6 +138,17 @@ class FlaskSessionMigration:
         return value if _FLASK_SESSION_ID.fullmatch(value) else None
 
 
+def _require_msgspec() -> None:
+    """The migration reads Flask-Session's records with msgspec: without it, a
+    :class:`ConfigurationError` at ``init_app``, not a 500 on every request."""
+    try:
+        import msgspec  # noqa: F401
+    except ImportError:
+        raise ConfigurationError(
+            "KITSESSION_MIGRATE_FLASK_SESSION", "needs msgspec to read Flask-Session's records: "
+            "pip install 'kitsession-wsgi[flask-session]'") from None
+
+
 def _decode(raw: bytes) -> dict[str, t.Any] | None:
     import msgspec
 
@@ -202,10 +216,11 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
         raise ConfigurationError("SESSION_TYPE", f"unknown type {kind!r}: {_INSTEAD}")
 
     length = config.get("SESSION_ID_LENGTH", DEFAULT_ID_LENGTH)
-    if isinstance(length, bool) or not isinstance(length, int) or length < DEFAULT_ID_LENGTH or length > 256:
+    if isinstance(length, bool) or not isinstance(length, int) or length < DEFAULT_ID_LENGTH or length > MAX_ID_BYTES:
         raise ConfigurationError(
             "SESSION_ID_LENGTH", f"must be a whole number of random bytes from 32 (256 bits, KitSession's "
-            f"floor) to 256, got {length!r}")
+            f"floor) to {MAX_ID_BYTES} (the longest id a cookie carries is {MAX_ID_LENGTH} characters), "
+            f"got {length!r}")
     if length != DEFAULT_ID_LENGTH:
         store = t.cast(SessionStore, SizedIdStore(store, length))
 
@@ -221,6 +236,7 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
         if kind != "redis":
             raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION",
                                      "moves Flask-Session's sessions from Redis only (SESSION_TYPE='redis')")
+        _require_msgspec()
         migration = FlaskSessionMigration(t.cast(t.Any, store).client, prefix,
                                           bool(config.get("SESSION_USE_SIGNER", False)))
     return FlaskSessionSetup(store=store, cleanup_every=cleanup, migration=migration)
