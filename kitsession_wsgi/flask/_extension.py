@@ -103,7 +103,7 @@ class KitSession:
         else:
             retry_after = validate_retry_after(self.options.get("retry_after", 5))
         interface = KitSessionInterface()
-        state = AppState(self.options, app.config, store, interface.serializer, retry_after, migration)
+        state = AppState(self.options, app.config, store, interface.serializer, retry_after, migration, app)
         state.settings()  # a bad option fails here, not on the first request
         app.extensions["kitsession"] = state
         app.session_interface = interface

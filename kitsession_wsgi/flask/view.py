@@ -86,7 +86,7 @@ class FlaskSession(SessionMixin):
         if not isinstance(header, str):
             return None
         manager = self.lifecycle.manager
-        data = self._migration.take(read_cookies(header, manager.name), current_app.config.get("SECRET_KEY"))
+        data = self._migration.take(read_cookies(header, manager.name), current_app.secret_key)
         if data is None:
             return None
         logger.info("moved a Flask-Session session into KitSession")
