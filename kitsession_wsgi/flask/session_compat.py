@@ -15,7 +15,8 @@ creates its own); ``cachelib`` with a ``SimpleCache`` -> :class:`~kitsession_wsg
 sizes the ids, ``SESSION_CLEANUP_N_REQUESTS`` purges expired sessions after about one request
 in N; ``SESSION_PERMANENT`` and ``SESSION_USE_SIGNER`` are read per request (see
 :mod:`kitsession_wsgi.flask.settings`).  ``KITSESSION_MIGRATE_FLASK_SESSION = True`` (Redis only)
-moves signed-in users' Flask-Session sessions over, once each (:class:`FlaskSessionMigration`).  A type or key with no equivalent is a
+moves signed-in users' Flask-Session sessions over, once each (:class:`FlaskSessionMigration`);
+KitSession's own keys then start ``SESSION_KEY_PREFIX`` + ``"kitsession:"``, apart from Flask-Session's.  A type or key with no equivalent is a
 :class:`~kitsession_wsgi.ConfigurationError` naming it and what to use instead.
 
 .. versionadded:: 0.2
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_ID_LENGTH",
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_TABLE",
+    "MIGRATION_NAMESPACE",
     "UNSUPPORTED_TYPES",
     "FlaskSessionMigration",
     "FlaskSessionSetup",
@@ -53,6 +55,10 @@ __all__ = [
 DEFAULT_KEY_PREFIX = "session:"
 DEFAULT_ID_LENGTH = 32
 DEFAULT_TABLE = "sessions"
+#: Appended to ``SESSION_KEY_PREFIX`` for KitSession's own Redis keys while migrating
+#: (``KITSESSION_MIGRATE_FLASK_SESSION``): Flask-Session's ids hold no ":", so no cookie
+#: value can name a KitSession record or marker.
+MIGRATION_NAMESPACE = "kitsession:"
 
 _INSTEAD = ("use SESSION_TYPE 'redis', 'memcached', 'sqlalchemy' or 'cachelib' with a SimpleCache, "
             "or a KITSESSION_STORE URL")
@@ -187,9 +193,18 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
             "SESSION_SQLALCHEMY_SCHEMA", "PeeweeStore uses the connection's schema: drop the key and put "
             "the schema in the database's search_path, or name a table of the default schema")
 
+    migrate = config.get("KITSESSION_MIGRATE_FLASK_SESSION", False)
+    if not isinstance(migrate, bool):
+        raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION", f"must be True or False, got {migrate!r}")
+    if migrate and kind != "redis":
+        raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION",
+                                 "moves Flask-Session's sessions from Redis only (SESSION_TYPE='redis')")
+
     store: SessionStore
     if kind == "redis":
-        store = _redis_store(config.get("SESSION_REDIS"), prefix)
+        # While migrating, KitSession's records live apart from Flask-Session's: a lookup of
+        # ``prefix + cookie value`` (no ":" in it) can then never reach, and GETDEL, one of them.
+        store = _redis_store(config.get("SESSION_REDIS"), prefix + MIGRATION_NAMESPACE if migrate else prefix)
     elif kind == "memcached":
         store = _memcached_store(config.get("SESSION_MEMCACHED"), prefix)
     elif kind == "sqlalchemy":
@@ -214,16 +229,14 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
         raise ConfigurationError("SESSION_CLEANUP_N_REQUESTS", f"must be None or a positive int, got {cleanup!r}")
 
     migration = None
-    migrate = config.get("KITSESSION_MIGRATE_FLASK_SESSION", False)
-    if not isinstance(migrate, bool):
-        raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION", f"must be True or False, got {migrate!r}")
     if migrate:
-        if kind != "redis":
-            raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION",
-                                     "moves Flask-Session's sessions from Redis only (SESSION_TYPE='redis')")
-        migration = FlaskSessionMigration(t.cast(t.Any, store).client, prefix,
+        migration = FlaskSessionMigration(t.cast(t.Any, _unsized(store)).client, prefix,
                                           bool(config.get("SESSION_USE_SIGNER", False)))
     return FlaskSessionSetup(store=store, cleanup_every=cleanup, migration=migration)
+
+
+def _unsized(store: SessionStore) -> SessionStore:
+    return store.store if isinstance(store, SizedIdStore) else store
 
 
 def _redis_store(client: t.Any, prefix: str) -> SessionStore:
