@@ -44,11 +44,16 @@ class FlaskSession(SessionMixin):
     that hands out a mutable value (a list or dict) makes the save compare the
     serialised data, so nested in-place changes are saved too.
     ``permanent`` has Flask's meaning and is kept in the data as Flask keeps it
-    (``"_permanent"``).
+    (``"_permanent"``).  It also has the :class:`~kitsession_wsgi.Session` attributes of the
+    request's session (``data``, ``user_id``, ``handle``, ``transport``, ...): it is what a
+    ``with_new_session`` or ``with_delete_session`` view receives as ``session``, the same
+    object as ``flask.session``.
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
        ``permanent`` is Flask's: a non-permanent session has a browser-session cookie.
+    .. versionchanged:: 0.3
+       The :class:`~kitsession_wsgi.Session` attributes; the decorators' ``session`` argument.
     """
 
     def __init__(self, manager: SessionManager, environ: dict[str, t.Any],
@@ -91,6 +96,65 @@ class FlaskSession(SessionMixin):
             return None
         logger.info("moved a Flask-Session session into KitSession")
         return manager.new_session(data=data)
+
+    # -- the core session's attributes, for the argument of with_new_session / with_delete_session --
+
+    @property
+    def data(self) -> dict[str, t.Any]:
+        """:attr:`Session.data <kitsession_wsgi.Session.data>` of the request's session."""
+        return self.core.data
+
+    @data.setter
+    def data(self, value: t.Mapping[str, t.Any]) -> None:
+        self.core.data = value
+
+    @property
+    def user_id(self) -> t.Any:
+        """:attr:`Session.user_id <kitsession_wsgi.Session.user_id>` (settable: links the session to a user)."""
+        return self.core.user_id
+
+    @user_id.setter
+    def user_id(self, value: t.Any) -> None:
+        self.core.user_id = value
+
+    @property
+    def user(self) -> t.Any:
+        """:attr:`Session.user <kitsession_wsgi.Session>`: the loaded user, if a user loader is registered."""
+        return self.core.user
+
+    @user.setter
+    def user(self, value: t.Any) -> None:
+        self.core.user = value
+
+    @property
+    def id(self) -> str | None:
+        """The secret id of the request's session (``None`` until a new one is saved)."""
+        return self.core.id
+
+    @property
+    def handle(self) -> str | None:
+        """The public handle of the request's session."""
+        return self.core.handle
+
+    @property
+    def is_new(self) -> bool:
+        return self.core.is_new
+
+    @property
+    def created_at(self) -> float:
+        return self.core.created_at
+
+    @property
+    def updated_at(self) -> float:
+        return self.core.updated_at
+
+    @property
+    def expires_at(self) -> float:
+        return self.core.expires_at
+
+    @property
+    def transport(self) -> str | None:
+        return self.core.transport
 
     @property
     def loaded(self) -> bool:
