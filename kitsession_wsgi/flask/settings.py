@@ -57,9 +57,9 @@ MANAGER_OPTIONS = (
     "bearer",
 )
 #: options of the extension itself (not passed to the manager)
-EXTENSION_OPTIONS = ("retry_after", "store", "permanent")
+EXTENSION_OPTIONS = ("retry_after", "store", "permanent", "user_id_from_data")
 #: options read on every request (``store`` and ``retry_after`` are read once, by ``init_app``)
-LIVE_OPTIONS = MANAGER_OPTIONS + ("permanent",)
+LIVE_OPTIONS = MANAGER_OPTIONS + ("permanent", "user_id_from_data")
 
 #: Flask's own session settings, as ``flask.Flask.default_config`` names them
 FLASK_KEYS = (
@@ -153,6 +153,10 @@ class FlaskSettings:
     :ivar partitioned: add ``Partitioned`` to the cookie (``SESSION_COOKIE_PARTITIONED``).
     :ivar available: sessions can be used; ``False`` when there is no usable
         ``SECRET_KEY`` and signing was not turned off (Flask's null session).
+    :ivar user_id_from_data: writes to ``flask.session`` link the session to the user its
+        ``id`` / ``user_id`` / ``userId`` key names (``KITSESSION_USER_ID_FROM_DATA``; off by
+        default: only a ``with_new_session`` view, ``session.user_id = ...`` or a login
+        integration links a user, so ``session["id"] = item_id`` is never a login).
     :ivar warning: what to log (once per app, on a request) about a missing ``SECRET_KEY``.
     :ivar removal_cookie: the manager's ``Set-Cookie`` value that clears the cookie
         (before :meth:`finish_cookie`), to tell it from a cookie that sets one.
@@ -165,6 +169,7 @@ class FlaskSettings:
     available: bool
     removal_cookie: str
     warning: str | None = None
+    user_id_from_data: bool = False
 
     def finish_cookie(self, value: str) -> str:
         """``value`` with the attributes the manager does not write (``Partitioned``)."""
@@ -264,6 +269,9 @@ def build_settings(
         options["signed"] = False
     options.update(explicit)
     options.pop("permanent", None)
+    user_id_from_data = options.pop("user_id_from_data", False)
+    if not isinstance(user_id_from_data, bool):
+        raise ConfigurationError("user_id_from_data", f"must be True or False, got {user_id_from_data!r}")
     available = True
     warning = None
     if not options.get("keys") and options.get("signed") is not False:
@@ -293,4 +301,5 @@ def build_settings(
         available=available,
         removal_cookie=manager.remove_session_cookie(),
         warning=warning,
+        user_id_from_data=user_id_from_data,
     )

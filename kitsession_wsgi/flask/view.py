@@ -17,7 +17,7 @@ from flask.sessions import SessionMixin
 
 from .._lifecycle import RequestLifecycle
 from ..cookies import read_cookies
-from ..session import Session
+from ..session import Session, user_id_from_data
 
 if t.TYPE_CHECKING:
     from .session_compat import FlaskSessionMigration
@@ -70,6 +70,12 @@ class FlaskSession(SessionMixin):
         #: restores :data:`REQUEST_SESSION` when the request ends (set by ``open_session``)
         self.context_token: contextvars.Token[FlaskSession | None] | None = None
         self.accessed = False
+        #: the loaded session whose user writes to the data do not change (the user rule is off)
+        self._pinned: Session | None = None
+        #: at load: its user, whether its data named a user, whether it had data
+        self._user_at_load: t.Any = None
+        self._named_at_load = False
+        self._had_data = False
 
     # -- the core session -------------------------------------------------------------
 
@@ -81,8 +87,33 @@ class FlaskSession(SessionMixin):
         if core is None:
             core = lifecycle.session
             self.accessed = True
-            self._permanent_at_load = lifecycle.data.get("_permanent")
+            data = lifecycle.data
+            self._permanent_at_load = data.get("_permanent")
+            if self.settings is not None and not self.settings.user_id_from_data:
+                self._pin_user(core, data)
         return core
+
+    def _pin_user(self, core: Session, data: dict[str, t.Any]) -> None:
+        """Writes to the data no longer link a user: the user stays as loaded (an explicit set)."""
+        self._pinned = core
+        self._user_at_load = core.user_id
+        self._named_at_load = user_id_from_data(data, strict=False) is not None
+        self._had_data = bool(data)
+        core.user_id = core.user_id
+
+    def settle_user(self) -> None:
+        """Before the commit, with the user rule off: data that no longer names the session's user
+        (the key that named it removed, or the data emptied) still ends the link, as the core's
+        rule does, so ``session.pop("user_id")`` logs out; nothing written to the data links one."""
+        pinned = self._pinned
+        lifecycle = self.lifecycle
+        if pinned is None or lifecycle.current is not pinned or pinned.user_id is None:
+            return
+        if pinned.user_id != self._user_at_load or not lifecycle.may_have_changed():
+            return
+        data = lifecycle.data
+        if (not data and self._had_data) or (self._named_at_load and user_id_from_data(data, strict=False) is None):
+            pinned.user_id = None
 
     def _migrated(self) -> Session | None:
         """A Flask-Session session the cookie names, moved into a new KitSession session (opt-in)."""
