@@ -141,3 +141,33 @@ def test_without_msgspec_the_migration_is_a_configuration_error_at_init_app(monk
         KitSession(app)
     assert raised.value.option == "KITSESSION_MIGRATE_FLASK_SESSION"
     assert "kitsession-wsgi[flask-session]" in str(raised.value)
+
+
+def test_a_migration_lookup_never_reaches_kitsession_records_or_markers(redis_client: Any) -> None:
+    """F4: a cookie holding a victim's public handle, or a user's revocation-marker key, is read as a
+    Flask-Session id; the GETDEL it causes must not log the victim out or erase the marker."""
+    from kitsession_wsgi._keys import revocation_key
+
+    prefix = f"f4{id(redis_client)}:"
+    app = build_app(KitSession, redis_client, prefix, KITSESSION_MIGRATE_FLASK_SESSION=True,
+                    KITSESSION_SIGNED=False)
+    with app.test_request_context():
+        manager = app.extensions["kitsession"].manager
+        victim = manager.create_session(user_id=7, data={"name": "Ada"})
+        other = manager.create_session(user_id=8, data={"name": "Bob"})
+        manager.remove_all_sessions_for_user(8)
+    assert victim.id is not None and victim.handle is not None
+    marker = revocation_key(8)
+    marker_keys = [key for key in redis_client.keys(prefix + "*") if marker in key.decode()]
+    assert marker_keys, "the revocation marker is stored"
+    assert other.handle is not None
+
+    for planted in (victim.handle, marker):
+        attacker = app.test_client()
+        attacker.set_cookie("session", planted)
+        assert attacker.get("/me").json == {"user_id": None, "name": None}
+    assert [key for key in redis_client.keys(prefix + "*") if marker in key.decode()] == marker_keys
+    owner = app.test_client()
+    owner.set_cookie("session", victim.id)
+    assert owner.get("/me").json == {"user_id": None, "name": "Ada"}, "the victim is still signed in"
+    redis_client.delete(*redis_client.keys(prefix + "*"))

@@ -218,13 +218,15 @@ def _require_postgres(url: str) -> None:
 
 
 @pytest.mark.parametrize(("config", "key", "hint"), [
-    pytest.param({"SESSION_TYPE": "filesystem"}, "SESSION_TYPE", "sqlite", id="filesystem"),
     pytest.param({"SESSION_TYPE": "mongodb"}, "SESSION_TYPE", "KITSESSION_STORE", id="mongodb"),
     pytest.param({"SESSION_TYPE": "dynamodb"}, "SESSION_TYPE", "KITSESSION_STORE", id="dynamodb"),
     pytest.param({"SESSION_TYPE": "null"}, "SESSION_TYPE", "KITSESSION_STORE", id="null"),
     pytest.param({"SESSION_TYPE": "couchdb"}, "SESSION_TYPE", "KITSESSION_STORE", id="unknown-type"),
-    pytest.param({"SESSION_TYPE": "cachelib"}, "SESSION_CACHELIB", "SimpleCache", id="cachelib-default-filesystem"),
-    pytest.param({"SESSION_TYPE": "sqlalchemy"}, "SESSION_SQLALCHEMY", "SQLAlchemy()", id="sqlalchemy-without-db"),
+    pytest.param({"SESSION_TYPE": "sqlalchemy"}, "SESSION_SQLALCHEMY", "SQLALCHEMY_DATABASE_URI",
+                 id="sqlalchemy-without-db-or-uri"),
+    pytest.param({"SESSION_REDIS": object()}, "SESSION_TYPE", "SESSION_REDIS", id="keys-without-type"),
+    pytest.param({"SESSION_TYPE": "cachelib", "SESSION_CACHELIB": object()}, "SESSION_CACHELIB", "SimpleCache",
+                 id="cachelib-other-cache"),
     pytest.param({"SESSION_TYPE": "redis", "SESSION_SQLALCHEMY_SCHEMA": "app"}, "SESSION_SQLALCHEMY_SCHEMA",
                  "search_path", id="schema"),
     pytest.param({"SESSION_TYPE": "cachelib", "SESSION_ID_LENGTH": 16}, "SESSION_ID_LENGTH", "256 bits",
@@ -238,13 +240,11 @@ def _require_postgres(url: str) -> None:
 ])
 def test_a_key_with_no_equivalent_is_a_configuration_error_naming_it(config: dict[str, Any], key: str,
                                                                       hint: str) -> None:
-    from cachelib import FileSystemCache, SimpleCache
+    from cachelib import SimpleCache
 
     app = Flask(__name__)
     app.config.update(config)
-    if key == "SESSION_CACHELIB":
-        app.config["SESSION_CACHELIB"] = FileSystemCache(str(Path(app.instance_path) / "never-used"))
-    elif app.config["SESSION_TYPE"] == "cachelib":
+    if app.config.get("SESSION_TYPE") == "cachelib" and "SESSION_CACHELIB" not in config:
         app.config["SESSION_CACHELIB"] = SimpleCache()
     with pytest.raises(ConfigurationError) as raised:
         KitSession(app)
@@ -341,3 +341,99 @@ def test_session_key_prefix_on_redis(redis_url: str) -> None:
     assert client.keys(prefix + "*")
     client.delete(*client.keys(prefix + "*"))
     client.close()
+
+
+# -- configurations Flask-Session accepts that once had no equivalent ------------------------------------
+
+
+def counter_app(**config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="switch", **config)
+    KitSession(app)
+
+    @app.get("/count")
+    def count() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return str(session["n"])
+
+    return app
+
+
+def shares_sessions(first: Flask, second: Flask) -> None:
+    """A browser's session made by ``first`` is read and changed by ``second`` (another process,
+    or the same app after a restart)."""
+    browser = first.test_client()
+    assert browser.get("/count").text == "1"
+    cookie = browser.get_cookie("session")
+    assert cookie is not None
+    other = second.test_client()
+    other.set_cookie("session", cookie.value)
+    assert other.get("/count").text == "2"
+    assert browser.get("/count").text == "3"
+
+
+def test_session_type_filesystem_is_a_sqlite_file_shared_by_every_process_on_the_directory(tmp_path: Path) -> None:
+    first = counter_app(SESSION_TYPE="filesystem", SESSION_FILE_DIR=str(tmp_path / "sessions"))
+    restarted = counter_app(SESSION_TYPE="filesystem", SESSION_FILE_DIR=str(tmp_path / "sessions"))
+    store = first.extensions["kitsession"].store
+    assert isinstance(store, PeeweeStore)
+    assert store.database is not restarted.extensions["kitsession"].store.database, "two connections, as two processes"
+    shares_sessions(first, restarted)
+    assert (tmp_path / "sessions").is_dir() and list((tmp_path / "sessions").glob("*.db"))
+
+
+def test_cachelib_filesystemcache_is_a_sqlite_file_in_its_directory(tmp_path: Path) -> None:
+    from cachelib import FileSystemCache
+
+    first = counter_app(SESSION_TYPE="cachelib", SESSION_CACHELIB=FileSystemCache(str(tmp_path / "cache")))
+    second = counter_app(SESSION_TYPE="cachelib", SESSION_CACHELIB=FileSystemCache(str(tmp_path / "cache")))
+    shares_sessions(first, second)
+    assert list((tmp_path / "cache").glob("*.db"))
+
+
+def test_cachelib_without_a_cache_is_flask_sessions_default_directory(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shares_sessions(counter_app(SESSION_TYPE="cachelib"), counter_app(SESSION_TYPE="cachelib"))
+    assert list((tmp_path / "flask_session").glob("*.db"))
+
+
+def test_sqlalchemy_without_session_sqlalchemy_uses_sqlalchemy_database_uri(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'app.db'}"
+    first = counter_app(SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI=uri)
+    second = counter_app(SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI=uri)
+    assert isinstance(first.extensions["kitsession"].store, PeeweeStore)
+    shares_sessions(first, second)
+
+
+def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread() -> None:
+    import threading
+
+    from flask_sqlalchemy import SQLAlchemy
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="switch", SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI="sqlite://")
+    db = SQLAlchemy(app)
+    app.config["SESSION_SQLALCHEMY"] = db
+    KitSession(app)
+
+    @app.get("/count")
+    def count() -> str:
+        session["n"] = session.get("n", 0) + 1
+        return str(session["n"])
+
+    browser = app.test_client()
+    assert browser.get("/count").text == "1"
+    cookie = browser.get_cookie("session")
+    assert cookie is not None
+    answers: list[str] = []
+
+    def other_thread() -> None:
+        client = app.test_client()
+        client.set_cookie("session", cookie.value)
+        answers.append(client.get("/count").text)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert answers == ["2"], "another thread sees the same in-memory database"

@@ -134,7 +134,8 @@ def wsgi_app(store: SessionStore, **options: Any) -> Any:
 
 def flask_app(store: SessionStore, **options: Any) -> Flask:
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="k")
+    # These tests log in by writing the user into the data: under Flask that is the opt-in.
+    app.config.update(SECRET_KEY="k", KITSESSION_USER_ID_FROM_DATA=True)
 
     @app.get("/login")
     def login() -> Any:

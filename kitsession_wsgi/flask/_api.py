@@ -10,6 +10,7 @@ import typing as t
 from ..session import Session
 from ..stores.base import UserId
 from ._state import current_flask_session, get_manager
+from .view import FlaskSession
 
 __all__ = [
     "create_session", "get_all_sessions", "get_session", "get_sessions_for_user", "remove_all_sessions_for_user",
@@ -28,19 +29,24 @@ def get_session(id: str) -> Session | None:
     return get_manager().get_session(id)
 
 
-def set_session(session: Session, data: dict[str, t.Any]) -> Session:
+def _core(session: Session | FlaskSession) -> Session:
+    """The core session of ``flask.session`` (a decorated view's ``session``), or ``session`` itself."""
+    return session.core if isinstance(session, FlaskSession) else session
+
+
+def set_session(session: Session | FlaskSession, data: dict[str, t.Any]) -> Session:
     """:meth:`SessionManager.set_session` on the current app's manager."""
-    return get_manager().set_session(session, data)
+    return get_manager().set_session(_core(session), data)
 
 
-def remove_session(session: Session) -> bool:
+def remove_session(session: Session | FlaskSession) -> bool:
     """:meth:`SessionManager.remove_session` on the current app's manager."""
-    return get_manager().remove_session(session)
+    return get_manager().remove_session(_core(session))
 
 
-def remove_all_sessions_for_user(user_id: UserId, session: Session | None = None) -> int:
+def remove_all_sessions_for_user(user_id: UserId, session: Session | FlaskSession | None = None) -> int:
     """:meth:`SessionManager.remove_all_sessions_for_user` on the current app's manager."""
-    return get_manager().remove_all_sessions_for_user(user_id, session)
+    return get_manager().remove_all_sessions_for_user(user_id, None if session is None else _core(session))
 
 
 def remove_session_by_handle(handle: str, *, user_id: UserId | None = None) -> bool:
@@ -62,7 +68,7 @@ def get_sessions_for_user(user_id: UserId) -> list[Session]:
     return get_manager().get_sessions_for_user(user_id)
 
 
-def session_token(session: Session | None = None) -> str:
+def session_token(session: Session | FlaskSession | None = None) -> str:
     """:meth:`SessionManager.session_token` on the current app's manager (default: this request's session).
 
     In a ``with_new_session`` view, pass the fresh session: it is stored now and
@@ -76,12 +82,12 @@ def session_token(session: Session | None = None) -> str:
 
     .. versionadded:: 0.2
     """
-    return get_manager().session_token(current_flask_session().core if session is None else session)
+    return get_manager().session_token(current_flask_session().core if session is None else _core(session))
 
 
-def set_session_cookie(session_or_id: Session | str) -> str:
+def set_session_cookie(session_or_id: Session | FlaskSession | str) -> str:
     """:meth:`SessionManager.set_session_cookie` on the current app's manager."""
-    return get_manager().set_session_cookie(session_or_id)
+    return get_manager().set_session_cookie(session_or_id if isinstance(session_or_id, str) else _core(session_or_id))
 
 
 def remove_session_cookie() -> str:

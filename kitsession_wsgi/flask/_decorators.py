@@ -25,7 +25,12 @@ current_session: Session = t.cast(Session, LocalProxy(lambda: current_flask_sess
 
 
 def with_new_session(view: F) -> F:
-    """Run ``view(..., session=<fresh Session>)``; on success it replaces the request's session.
+    """Run ``view(..., session=flask.session)`` on a fresh session; on success it replaces the request's.
+
+    ``session`` is ``flask.session`` itself (a
+    :class:`~kitsession_wsgi.flask.FlaskSession`): Flask's session API (``session["k"]``,
+    ``session.permanent = True``) and the :class:`~kitsession_wsgi.Session` attributes
+    (``session.data = {...}``, ``session.user_id``) both work on it.
 
     The new session is stored with a new id and the previous one is deleted
     (no fixation).  If the view raises or answers 4xx/5xx, nothing is stored,
@@ -39,9 +44,9 @@ def with_new_session(view: F) -> F:
         flask_session = current_flask_session()
         flask_session.core  # loaded as flask.session loads it (the fresh session replaces it)
         lifecycle = flask_session.lifecycle
-        fresh = lifecycle.login()
+        lifecycle.login()
         try:
-            response = _make_response(view(*args, session=fresh, **kwargs))
+            response = _make_response(view(*args, session=flask_session, **kwargs))
         except BaseException:
             lifecycle.restore()
             raise
@@ -71,7 +76,7 @@ def session_lock(view: F) -> F:
 
 
 def with_delete_session(view: F) -> F:
-    """Run ``view(..., session=<current Session>)``; on success remove it and clear the cookie.
+    """Run ``view(..., session=flask.session)``; on success remove the session and clear the cookie.
 
     The cookie is cleared even when the presented cookie was stale or
     unknown.  Messages flashed during the view survive in a fresh anonymous
@@ -83,8 +88,8 @@ def with_delete_session(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: t.Any, **kwargs: t.Any) -> Response:
         flask_session = current_flask_session()
-        session = flask_session.core
-        response = _make_response(view(*args, session=session, **kwargs))
+        flask_session.core  # loaded before the view, as the session it removes
+        response = _make_response(view(*args, session=flask_session, **kwargs))
         if response.status_code < 400:
             flask_session.lifecycle.sign_out(carry=("_flashes",))
         return response

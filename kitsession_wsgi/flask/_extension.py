@@ -21,7 +21,7 @@ from ._decorators import current_session
 from ._interface import KitSessionInterface, error_response
 from ._state import AppState, app_state
 from .cli import cli as _cli
-from .session_compat import flask_session_setup, uses_flask_session
+from .session_compat import flask_session_setup, refuse_keys_without_type, uses_flask_session
 from .settings import EXTENSION_OPTIONS, MANAGER_OPTIONS
 from .view import REQUEST_SESSION
 
@@ -97,13 +97,14 @@ class KitSession:
                 setup = flask_session_setup(app)
                 store, cleanup_every, migration = setup.store, setup.cleanup_every, setup.migration
             else:
+                refuse_keys_without_type(app.config)
                 store = MemoryStore()
         if "KITSESSION_RETRY_AFTER" in app.config:
             retry_after = validate_retry_after(app.config["KITSESSION_RETRY_AFTER"])
         else:
             retry_after = validate_retry_after(self.options.get("retry_after", 5))
         interface = KitSessionInterface()
-        state = AppState(self.options, app.config, store, interface.serializer, retry_after, migration)
+        state = AppState(self.options, app.config, store, interface.serializer, retry_after, migration, app)
         state.settings()  # a bad option fails here, not on the first request
         app.extensions["kitsession"] = state
         app.session_interface = interface

@@ -73,6 +73,7 @@ class KitSessionInterface(SessionInterface):
             return
         state: AppState = app.extensions["kitsession"]
         persist = response.status_code < 500
+        session.settle_user()
         try:
             set_cookie = lifecycle.finish(persist=persist)
         except (StoreUnavailable, SessionConflict) as exc:

@@ -32,7 +32,7 @@ class AppState:
 
     def __init__(self, options: dict[str, t.Any], config: dict[str, t.Any], store: SessionStore,
                  serializer: FlaskSessionSerializer, retry_after: int,
-                 migration: FlaskSessionMigration | None = None) -> None:
+                 migration: FlaskSessionMigration | None = None, app: Flask | None = None) -> None:
         #: the ``KitSession(...)`` keyword arguments: defaults for every app
         self.options = options
         self.migration = migration
@@ -43,7 +43,7 @@ class AppState:
         #: one log line per outage (and a signal per failed request), as in the WSGI middleware
         self.outage = OutageReport()
         self._warned: set[str] = set()
-        self._watch = ConfigWatch(config)
+        self._watch = ConfigWatch(config, app)
         # (snapshot, settings), replaced whole: a request never pairs one snapshot with another's settings
         self._current: tuple[tuple[tuple[str, ...], tuple[t.Any, ...]], FlaskSettings] | None = None
         self._cache: list[tuple[tuple[tuple[str, ...], tuple[t.Any, ...]], FlaskSettings]] = []

@@ -10,12 +10,18 @@ on ``SESSION_REDIS``; ``memcached`` ->
 ``SESSION_MEMCACHED`` (one pymemcache client or a ``HashClient`` cluster); ``sqlalchemy`` ->
 :class:`~kitsession_wsgi.stores.peewee.PeeweeStore` on the database URL of
 ``SESSION_SQLALCHEMY``'s engine, table ``SESSION_SQLALCHEMY_TABLE`` (created, as Flask-Session
-creates its own); ``cachelib`` with a ``SimpleCache`` -> :class:`~kitsession_wsgi.MemoryStore`.
+creates its own); ``cachelib`` with a ``SimpleCache`` -> :class:`~kitsession_wsgi.MemoryStore`; ``filesystem``
+(``SESSION_FILE_DIR``) and ``cachelib`` with a ``FileSystemCache`` (Flask-Session's default) -> a
+:class:`~kitsession_wsgi.stores.peewee.PeeweeStore` on a SQLite file in that directory, shared by
+every process on it and kept across restarts.  ``sqlalchemy`` without ``SESSION_SQLALCHEMY`` uses
+``SQLALCHEMY_DATABASE_URI``, as Flask-Session's own ``SQLAlchemy(app)`` would; an in-memory SQLite
+database is one connection shared by every thread, as Flask-SQLAlchemy's engine shares it.
 ``SESSION_KEY_PREFIX`` prefixes the Redis and memcached keys, ``SESSION_ID_LENGTH`` (32 or more)
 sizes the ids, ``SESSION_CLEANUP_N_REQUESTS`` purges expired sessions after about one request
 in N; ``SESSION_PERMANENT`` and ``SESSION_USE_SIGNER`` are read per request (see
 :mod:`kitsession_wsgi.flask.settings`).  ``KITSESSION_MIGRATE_FLASK_SESSION = True`` (Redis only)
-moves signed-in users' Flask-Session sessions over, once each (:class:`FlaskSessionMigration`).  A type or key with no equivalent is a
+moves signed-in users' Flask-Session sessions over, once each (:class:`FlaskSessionMigration`);
+KitSession's own keys then start ``SESSION_KEY_PREFIX`` + ``"kitsession:"``, apart from Flask-Session's.  A type or key with no equivalent is a
 :class:`~kitsession_wsgi.ConfigurationError` naming it and what to use instead.
 
 .. versionadded:: 0.2
@@ -40,13 +46,17 @@ __all__ = [
     "DEFAULT_ID_LENGTH",
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_TABLE",
+    "MIGRATION_NAMESPACE",
     "UNSUPPORTED_TYPES",
+    "FILE_STORE_NAME",
+    "FLASK_SESSION_KEYS",
     "FlaskSessionMigration",
     "FlaskSessionSetup",
     "SizedIdStore",
     "database_url",
     "flask_session_setup",
     "memcached_servers",
+    "refuse_keys_without_type",
     "uses_flask_session",
 ]
 
@@ -56,16 +66,30 @@ DEFAULT_ID_LENGTH = 32
 #: ``secrets.token_urlsafe(192)`` is 256 characters; one more byte makes ids no cookie may carry.
 MAX_ID_BYTES = MAX_ID_LENGTH * 3 // 4
 DEFAULT_TABLE = "sessions"
+#: Appended to ``SESSION_KEY_PREFIX`` for KitSession's own Redis keys while migrating
+#: (``KITSESSION_MIGRATE_FLASK_SESSION``): Flask-Session's ids hold no ":", so no cookie
+#: value can name a KitSession record or marker.
+MIGRATION_NAMESPACE = "kitsession:"
 
 _INSTEAD = ("use SESSION_TYPE 'redis', 'memcached', 'sqlalchemy' or 'cachelib' with a SimpleCache, "
             "or a KITSESSION_STORE URL")
 UNSUPPORTED_TYPES = {
-    "filesystem": "KitSession has no file store: use SESSION_TYPE='sqlalchemy' on a SQLite database "
-                  "(or KITSESSION_STORE='sqlite:///path/sessions.db'), which also survives restarts",
     "mongodb": f"KitSession has no MongoDB store: {_INSTEAD}",
     "dynamodb": f"KitSession has no DynamoDB store: {_INSTEAD}",
     "null": f"Flask-Session's 'null' type is no store: {_INSTEAD}",
 }
+#: Flask-Session's keys that configure it (not Flask's ``SESSION_COOKIE_*``, nor
+#: ``SESSION_PERMANENT``, which KitSession reads on its own): without ``SESSION_TYPE`` they are
+#: refused, as Flask-Session 0.8 refuses a missing type.
+FLASK_SESSION_KEYS = (
+    "SESSION_REDIS", "SESSION_MEMCACHED", "SESSION_FILE_DIR", "SESSION_FILE_THRESHOLD", "SESSION_FILE_MODE",
+    "SESSION_CACHELIB", "SESSION_SQLALCHEMY", "SESSION_SQLALCHEMY_TABLE", "SESSION_SQLALCHEMY_SEQUENCE",
+    "SESSION_SQLALCHEMY_SCHEMA", "SESSION_SQLALCHEMY_BIND_KEY", "SESSION_MONGODB", "SESSION_MONGODB_DB",
+    "SESSION_MONGODB_COLLECT", "SESSION_DYNAMODB", "SESSION_DYNAMODB_TABLE", "SESSION_KEY_PREFIX",
+    "SESSION_ID_LENGTH", "SESSION_SERIALIZATION_FORMAT", "SESSION_CLEANUP_N_REQUESTS", "SESSION_USE_SIGNER",
+)
+#: The SQLite file KitSession keeps in ``SESSION_FILE_DIR`` / a ``FileSystemCache``'s directory
+FILE_STORE_NAME = "kitsession-sessions.db"
 #: Flask-Session's columns: a table holding them is Flask-Session's, not a place for KitSession's rows
 _FLASK_SESSION_COLUMNS = {"session_id", "expiry"}
 
@@ -181,6 +205,19 @@ def uses_flask_session(config: Mapping[str, t.Any]) -> bool:
     return config.get("SESSION_TYPE") is not None
 
 
+def refuse_keys_without_type(config: Mapping[str, t.Any]) -> None:
+    """Flask-Session's keys without ``SESSION_TYPE`` are a mistake, not per-process memory.
+
+    :raises ConfigurationError: naming ``SESSION_TYPE`` and the keys found.
+    """
+    found = [key for key in FLASK_SESSION_KEYS if config.get(key) is not None]
+    if found:
+        raise ConfigurationError(
+            "SESSION_TYPE", f"is not set but Flask-Session's {', '.join(found)} are (Flask-Session refuses "
+            "this too): set SESSION_TYPE ('redis', 'memcached', 'sqlalchemy', 'filesystem', 'cachelib') or "
+            "KITSESSION_STORE")
+
+
 def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
     """The store (and purge cadence) Flask-Session's keys in ``app.config`` describe.
 
@@ -201,15 +238,26 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
             "SESSION_SQLALCHEMY_SCHEMA", "PeeweeStore uses the connection's schema: drop the key and put "
             "the schema in the database's search_path, or name a table of the default schema")
 
+    migrate = config.get("KITSESSION_MIGRATE_FLASK_SESSION", False)
+    if not isinstance(migrate, bool):
+        raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION", f"must be True or False, got {migrate!r}")
+    if migrate and kind != "redis":
+        raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION",
+                                 "moves Flask-Session's sessions from Redis only (SESSION_TYPE='redis')")
+
     store: SessionStore
     if kind == "redis":
-        store = _redis_store(config.get("SESSION_REDIS"), prefix)
+        # While migrating, KitSession's records live apart from Flask-Session's: a lookup of
+        # ``prefix + cookie value`` (no ":" in it) can then never reach, and GETDEL, one of them.
+        store = _redis_store(config.get("SESSION_REDIS"), prefix + MIGRATION_NAMESPACE if migrate else prefix)
     elif kind == "memcached":
         store = _memcached_store(config.get("SESSION_MEMCACHED"), prefix)
     elif kind == "sqlalchemy":
         store = _sql_store(app, config.get("SESSION_SQLALCHEMY"),
                            config.get("SESSION_SQLALCHEMY_TABLE", DEFAULT_TABLE),
                            config.get("SESSION_SQLALCHEMY_BIND_KEY"))
+    elif kind == "filesystem":
+        store = _file_store(config.get("SESSION_FILE_DIR"), "SESSION_FILE_DIR")
     elif kind == "cachelib":
         store = _cachelib_store(config.get("SESSION_CACHELIB"))
     else:
@@ -229,17 +277,15 @@ def flask_session_setup(app: t.Any) -> FlaskSessionSetup:
         raise ConfigurationError("SESSION_CLEANUP_N_REQUESTS", f"must be None or a positive int, got {cleanup!r}")
 
     migration = None
-    migrate = config.get("KITSESSION_MIGRATE_FLASK_SESSION", False)
-    if not isinstance(migrate, bool):
-        raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION", f"must be True or False, got {migrate!r}")
     if migrate:
-        if kind != "redis":
-            raise ConfigurationError("KITSESSION_MIGRATE_FLASK_SESSION",
-                                     "moves Flask-Session's sessions from Redis only (SESSION_TYPE='redis')")
         _require_msgspec()
-        migration = FlaskSessionMigration(t.cast(t.Any, store).client, prefix,
+        migration = FlaskSessionMigration(t.cast(t.Any, _unsized(store)).client, prefix,
                                           bool(config.get("SESSION_USE_SIGNER", False)))
     return FlaskSessionSetup(store=store, cleanup_every=cleanup, migration=migration)
+
+
+def _unsized(store: SessionStore) -> SessionStore:
+    return store.store if isinstance(store, SizedIdStore) else store
 
 
 def _redis_store(client: t.Any, prefix: str) -> SessionStore:
@@ -290,28 +336,78 @@ def database_url(app: t.Any, db: t.Any, bind_key: str | None) -> str:
     """The peewee URL of a Flask-SQLAlchemy database's engine (driver names dropped)."""
     with app.app_context():
         engine = db.engines[bind_key] if bind_key else db.engine
-    url = engine.url
+    return _peewee_url(engine.url, "SESSION_SQLALCHEMY")
+
+
+def _sqlalchemy_url(uri: str) -> t.Any:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(uri)
+    except ArgumentError as exc:
+        raise ConfigurationError("SQLALCHEMY_DATABASE_URI", f"is not a database URL: {exc}") from exc
+
+
+def _peewee_url(url: t.Any, key: str) -> str:
     backend = url.get_backend_name()
     if backend not in ("sqlite", "postgresql", "mysql", "mariadb"):
-        raise ConfigurationError("SESSION_SQLALCHEMY", f"PeeweeStore supports SQLite, PostgreSQL and MySQL/MariaDB, "
-                                 f"not {backend!r}")
+        raise ConfigurationError(key, f"PeeweeStore supports SQLite, PostgreSQL and MySQL/MariaDB, not {backend!r}")
     return str(url.set(drivername="mysql" if backend == "mariadb" else backend).render_as_string(hide_password=False))
+
+
+def _shared_memory_sqlite() -> t.Any:
+    """One in-memory SQLite connection shared by every thread, as Flask-SQLAlchemy's engine
+    (a ``StaticPool``) shares it: a connection per thread would each see an empty database."""
+    import peewee
+
+    return peewee.SqliteDatabase(":memory:", thread_safe=False, check_same_thread=False)
+
+
+def _file_store(directory: t.Any, key: str) -> SessionStore:
+    """A SQLite file in ``directory`` (created, with its table): shared by every process on it,
+    and it survives restarts, as Flask-Session's files do."""
+    import os
+
+    from ..stores.peewee import PeeweeStore
+
+    if directory is None:
+        directory = os.path.join(os.getcwd(), "flask_session")  # Flask-Session's default
+    if not isinstance(directory, (str, os.PathLike)) or not str(directory):
+        raise ConfigurationError(key, f"must be a directory path, got {directory!r}")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(key, f"cannot create {str(directory)!r}: {exc}") from exc
+    path = os.path.join(os.fspath(directory), FILE_STORE_NAME)
+    store = PeeweeStore.from_url("sqlite:///" + os.path.abspath(path))
+    store.create_tables()
+    return store
 
 
 def _sql_store(app: t.Any, db: t.Any, table: t.Any, bind_key: t.Any) -> SessionStore:
     from ..stores.peewee import PeeweeStore
 
-    if db is None:
-        raise ConfigurationError(
-            "SESSION_SQLALCHEMY", "set it to your flask_sqlalchemy.SQLAlchemy() instance (its engine's URL is "
-            "the database KitSession uses)")
     if not isinstance(table, str) or not table:
         raise ConfigurationError("SESSION_SQLALCHEMY_TABLE", f"must be a table name, got {table!r}")
-    try:
-        url = database_url(app, db, bind_key)
-    except (AttributeError, KeyError, RuntimeError) as exc:
-        raise ConfigurationError("SESSION_SQLALCHEMY", f"cannot read its engine's URL ({exc}): call "
-                                 "db.init_app(app) before KitSession(app)") from exc
+    if db is None:
+        # Flask-Session builds SQLAlchemy(app) itself: its engine is SQLALCHEMY_DATABASE_URI's.
+        uri = app.config.get("SQLALCHEMY_DATABASE_URI")
+        if not isinstance(uri, str) or not uri:
+            raise ConfigurationError(
+                "SESSION_SQLALCHEMY", "set it to your flask_sqlalchemy.SQLAlchemy() instance, or set "
+                "SQLALCHEMY_DATABASE_URI (the database KitSession then uses)")
+        url = _peewee_url(_sqlalchemy_url(uri), "SQLALCHEMY_DATABASE_URI")
+    else:
+        try:
+            url = database_url(app, db, bind_key)
+        except (AttributeError, KeyError, RuntimeError) as exc:
+            raise ConfigurationError("SESSION_SQLALCHEMY", f"cannot read its engine's URL ({exc}): call "
+                                     "db.init_app(app) before KitSession(app)") from exc
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        store = PeeweeStore(_shared_memory_sqlite(), table_name=table)
+        store.create_tables()
+        return store
     try:
         store = PeeweeStore.from_url(url, table_name=table)
     except ConfigurationError as exc:
@@ -331,11 +427,18 @@ def _sql_store(app: t.Any, db: t.Any, table: t.Any, bind_key: t.Any) -> SessionS
 
 
 def _cachelib_store(cache: t.Any) -> SessionStore:
-    simple_cache = getattr(importlib.import_module("cachelib"), "SimpleCache", None) if _has_cachelib() else None
+    cachelib = importlib.import_module("cachelib") if _has_cachelib() else None
+    simple_cache = getattr(cachelib, "SimpleCache", None)
     if simple_cache is not None and isinstance(cache, simple_cache):
         # One process's memory, as a SimpleCache is.
         return MemoryStore()
-    described = "Flask-Session's default FileSystemCache" if cache is None else type(cache).__name__
+    file_cache = getattr(cachelib, "FileSystemCache", None)
+    if cache is None:
+        # Flask-Session's default: FileSystemCache("flask_session"), relative to the working directory.
+        return _file_store("flask_session", "SESSION_CACHELIB")
+    if file_cache is not None and isinstance(cache, file_cache):
+        return _file_store(getattr(cache, "_path"), "SESSION_CACHELIB")
+    described = type(cache).__name__
     raise ConfigurationError(
         "SESSION_CACHELIB", f"{described} has no KitSession equivalent: use cachelib.SimpleCache() for "
         "sessions in memory, SESSION_TYPE='redis' for a RedisCache, 'memcached' for a MemcachedCache, or "

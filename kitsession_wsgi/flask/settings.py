@@ -8,6 +8,10 @@ override both.  Flask's tests, and apps, change ``app.config`` between
 requests, so every request takes a snapshot of the keys below (one
 ``dict.get`` each) and compares it with the last one: only a changed snapshot
 builds a new :class:`~kitsession_wsgi.SessionManager` (over the same store).
+The secret key and the permanent lifetime are read as Flask's own session interface
+reads them, from ``app.secret_key`` and ``app.permanent_session_lifetime``
+(:data:`APP_ATTRIBUTES`), so a subclass's class attribute (``class App(Flask):
+secret_key = "..."``) and an assignment after ``init_app`` count.
 
 .. versionadded:: 0.2
 """
@@ -27,6 +31,7 @@ from ..serialization import Serializer
 from ..stores.base import SessionStore
 
 __all__ = [
+    "APP_ATTRIBUTES",
     "EXTENSION_OPTIONS",
     "FLASK_KEYS",
     "FLASK_SESSION_LIVE_KEYS",
@@ -52,9 +57,9 @@ MANAGER_OPTIONS = (
     "bearer",
 )
 #: options of the extension itself (not passed to the manager)
-EXTENSION_OPTIONS = ("retry_after", "store", "permanent")
+EXTENSION_OPTIONS = ("retry_after", "store", "permanent", "user_id_from_data")
 #: options read on every request (``store`` and ``retry_after`` are read once, by ``init_app``)
-LIVE_OPTIONS = MANAGER_OPTIONS + ("permanent",)
+LIVE_OPTIONS = MANAGER_OPTIONS + ("permanent", "user_id_from_data")
 
 #: Flask's own session settings, as ``flask.Flask.default_config`` names them
 FLASK_KEYS = (
@@ -68,11 +73,16 @@ FLASK_SESSION_LIVE_KEYS = ("SESSION_TYPE", "SESSION_PERMANENT", "SESSION_USE_SIG
 #: Every config key a request's snapshot holds, in a fixed order
 WATCHED_KEYS = FLASK_KEYS + FLASK_SESSION_LIVE_KEYS + tuple(f"KITSESSION_{o.upper()}" for o in LIVE_OPTIONS)
 
+#: The app attributes Flask's ``SecureCookieSessionInterface`` reads instead of config keys:
+#: the snapshot holds them under these names, and they win over the config keys they mirror.
+APP_ATTRIBUTES = {"app.secret_key": "SECRET_KEY", "app.permanent_session_lifetime": "PERMANENT_SESSION_LIFETIME"}
+
 #: With ``SESSION_REFRESH_EACH_REQUEST`` Flask slides a permanent session's expiry forever;
 #: KitSession slides its idle deadline but keeps an absolute cap: this, or the
 #: lifetime itself when that is longer (``KITSESSION_MAX_AGE`` sets it outright).
 REFRESH_ABSOLUTE_LIFETIME = days_to_max_age(90)
 
+_APP_KEYS = tuple(APP_ATTRIBUTES)
 _SAMESITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 _LIFETIME_OPTIONS = ("max_age", "idle_timeout", "rolling")
 
@@ -84,11 +94,13 @@ class ConfigWatch:
     the set of keys held is re-scanned when the config's size changes or a
     held key disappeared.  :meth:`snapshot` returns ``(keys, values)``.  The
     scan's result is one tuple, replaced whole, so concurrent requests never
-    pair one scan's keys with another's values.
+    pair one scan's keys with another's values.  Given the ``app``, the snapshot also
+    holds ``app.secret_key`` and ``app.permanent_session_lifetime`` (:data:`APP_ATTRIBUTES`).
     """
 
-    def __init__(self, config: Mapping[str, t.Any]) -> None:
+    def __init__(self, config: Mapping[str, t.Any], app: t.Any = None) -> None:
         self.config = config
+        self.app = app
         self._scan = self._rescan()
 
     def _rescan(self) -> tuple[int, tuple[str, ...], Callable[[Mapping[str, t.Any]], t.Any]]:
@@ -116,7 +128,10 @@ class ConfigWatch:
         except KeyError:
             size, keys, getter = self._rescan()
             values = getter(config)
-        return keys, values
+        app = self.app
+        if app is None:
+            return keys, values
+        return keys + _APP_KEYS, (*values, app.secret_key, app.permanent_session_lifetime)
 
 
 def frozen(values: tuple[t.Any, ...]) -> tuple[t.Any, ...]:
@@ -138,6 +153,10 @@ class FlaskSettings:
     :ivar partitioned: add ``Partitioned`` to the cookie (``SESSION_COOKIE_PARTITIONED``).
     :ivar available: sessions can be used; ``False`` when there is no usable
         ``SECRET_KEY`` and signing was not turned off (Flask's null session).
+    :ivar user_id_from_data: writes to ``flask.session`` link the session to the user its
+        ``id`` / ``user_id`` / ``userId`` key names (``KITSESSION_USER_ID_FROM_DATA``; off by
+        default: only a ``with_new_session`` view, ``session.user_id = ...`` or a login
+        integration links a user, so ``session["id"] = item_id`` is never a login).
     :ivar warning: what to log (once per app, on a request) about a missing ``SECRET_KEY``.
     :ivar removal_cookie: the manager's ``Set-Cookie`` value that clears the cookie
         (before :meth:`finish_cookie`), to tell it from a cookie that sets one.
@@ -150,6 +169,7 @@ class FlaskSettings:
     available: bool
     removal_cookie: str
     warning: str | None = None
+    user_id_from_data: bool = False
 
     def finish_cookie(self, value: str) -> str:
         """``value`` with the attributes the manager does not write (``Partitioned``)."""
@@ -162,6 +182,17 @@ def _seconds(key: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(key, f"must be a timedelta or a number of seconds, got {value!r}")
     return float(value)
+
+
+def _fallbacks(value: object) -> list[t.Any]:
+    """``SECRET_KEY_FALLBACKS`` as a list of keys: a lone str or bytes is one key, never its characters."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(key, (str, bytes)) and key for key in value):
+        raise ConfigurationError("SECRET_KEY_FALLBACKS", f"must be a list of keys (str or bytes), got {value!r}")
+    return list(value)
 
 
 def flask_samesite(value: object) -> str | None:
@@ -197,6 +228,9 @@ def build_settings(
     :raises ConfigurationError: a bad value, naming its key or option (a ``ValueError``).
     """
     config = {key: watched.get(key) for key in WATCHED_KEYS}
+    for attribute, key in APP_ATTRIBUTES.items():
+        if attribute in watched:
+            config[key] = watched[attribute]
     explicit = explicit_options(defaults, config)
     options: dict[str, t.Any] = {}
 
@@ -230,11 +264,14 @@ def build_settings(
     use_signer = config["SESSION_USE_SIGNER"]
     secret = config["SECRET_KEY"]
     if secret:
-        options["keys"] = [secret, *(config["SECRET_KEY_FALLBACKS"] or ())]
+        options["keys"] = [secret, *_fallbacks(config["SECRET_KEY_FALLBACKS"])]
     if use_signer is False:
         options["signed"] = False
     options.update(explicit)
     options.pop("permanent", None)
+    user_id_from_data = options.pop("user_id_from_data", False)
+    if not isinstance(user_id_from_data, bool):
+        raise ConfigurationError("user_id_from_data", f"must be True or False, got {user_id_from_data!r}")
     available = True
     warning = None
     if not options.get("keys") and options.get("signed") is not False:
@@ -264,4 +301,5 @@ def build_settings(
         available=available,
         removal_cookie=manager.remove_session_cookie(),
         warning=warning,
+        user_id_from_data=user_id_from_data,
     )

@@ -17,7 +17,7 @@ from flask.sessions import SessionMixin
 
 from .._lifecycle import RequestLifecycle
 from ..cookies import read_cookies
-from ..session import Session
+from ..session import Session, user_id_from_data
 
 if t.TYPE_CHECKING:
     from .session_compat import FlaskSessionMigration
@@ -44,11 +44,16 @@ class FlaskSession(SessionMixin):
     that hands out a mutable value (a list or dict) makes the save compare the
     serialised data, so nested in-place changes are saved too.
     ``permanent`` has Flask's meaning and is kept in the data as Flask keeps it
-    (``"_permanent"``).
+    (``"_permanent"``).  It also has the :class:`~kitsession_wsgi.Session` attributes of the
+    request's session (``data``, ``user_id``, ``handle``, ``transport``, ...): it is what a
+    ``with_new_session`` or ``with_delete_session`` view receives as ``session``, the same
+    object as ``flask.session``.
 
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
        ``permanent`` is Flask's: a non-permanent session has a browser-session cookie.
+    .. versionchanged:: 0.3
+       The :class:`~kitsession_wsgi.Session` attributes; the decorators' ``session`` argument.
     """
 
     def __init__(self, manager: SessionManager, environ: dict[str, t.Any],
@@ -65,6 +70,12 @@ class FlaskSession(SessionMixin):
         #: restores :data:`REQUEST_SESSION` when the request ends (set by ``open_session``)
         self.context_token: contextvars.Token[FlaskSession | None] | None = None
         self.accessed = False
+        #: the loaded session whose user writes to the data do not change (the user rule is off)
+        self._pinned: Session | None = None
+        #: at load: its user, whether its data named a user, whether it had data
+        self._user_at_load: t.Any = None
+        self._named_at_load = False
+        self._had_data = False
 
     # -- the core session -------------------------------------------------------------
 
@@ -76,8 +87,33 @@ class FlaskSession(SessionMixin):
         if core is None:
             core = lifecycle.session
             self.accessed = True
-            self._permanent_at_load = lifecycle.data.get("_permanent")
+            data = lifecycle.data
+            self._permanent_at_load = data.get("_permanent")
+            if self.settings is not None and not self.settings.user_id_from_data:
+                self._pin_user(core, data)
         return core
+
+    def _pin_user(self, core: Session, data: dict[str, t.Any]) -> None:
+        """Writes to the data no longer link a user: the user stays as loaded (an explicit set)."""
+        self._pinned = core
+        self._user_at_load = core.user_id
+        self._named_at_load = user_id_from_data(data, strict=False) is not None
+        self._had_data = bool(data)
+        core.user_id = core.user_id
+
+    def settle_user(self) -> None:
+        """Before the commit, with the user rule off: data that no longer names the session's user
+        (the key that named it removed, or the data emptied) still ends the link, as the core's
+        rule does, so ``session.pop("user_id")`` logs out; nothing written to the data links one."""
+        pinned = self._pinned
+        lifecycle = self.lifecycle
+        if pinned is None or lifecycle.current is not pinned or pinned.user_id is None:
+            return
+        if pinned.user_id != self._user_at_load or not lifecycle.may_have_changed():
+            return
+        data = lifecycle.data
+        if (not data and self._had_data) or (self._named_at_load and user_id_from_data(data, strict=False) is None):
+            pinned.user_id = None
 
     def _migrated(self) -> Session | None:
         """A Flask-Session session the cookie names, moved into a new KitSession session (opt-in)."""
@@ -86,11 +122,70 @@ class FlaskSession(SessionMixin):
         if not isinstance(header, str):
             return None
         manager = self.lifecycle.manager
-        data = self._migration.take(read_cookies(header, manager.name), current_app.config.get("SECRET_KEY"))
+        data = self._migration.take(read_cookies(header, manager.name), current_app.secret_key)
         if data is None:
             return None
         logger.info("moved a Flask-Session session into KitSession")
         return manager.new_session(data=data)
+
+    # -- the core session's attributes, for the argument of with_new_session / with_delete_session --
+
+    @property
+    def data(self) -> dict[str, t.Any]:
+        """:attr:`Session.data <kitsession_wsgi.Session.data>` of the request's session."""
+        return self.core.data
+
+    @data.setter
+    def data(self, value: t.Mapping[str, t.Any]) -> None:
+        self.core.data = value
+
+    @property
+    def user_id(self) -> t.Any:
+        """:attr:`Session.user_id <kitsession_wsgi.Session.user_id>` (settable: links the session to a user)."""
+        return self.core.user_id
+
+    @user_id.setter
+    def user_id(self, value: t.Any) -> None:
+        self.core.user_id = value
+
+    @property
+    def user(self) -> t.Any:
+        """:attr:`Session.user <kitsession_wsgi.Session>`: the loaded user, if a user loader is registered."""
+        return self.core.user
+
+    @user.setter
+    def user(self, value: t.Any) -> None:
+        self.core.user = value
+
+    @property
+    def id(self) -> str | None:
+        """The secret id of the request's session (``None`` until a new one is saved)."""
+        return self.core.id
+
+    @property
+    def handle(self) -> str | None:
+        """The public handle of the request's session."""
+        return self.core.handle
+
+    @property
+    def is_new(self) -> bool:
+        return self.core.is_new
+
+    @property
+    def created_at(self) -> float:
+        return self.core.created_at
+
+    @property
+    def updated_at(self) -> float:
+        return self.core.updated_at
+
+    @property
+    def expires_at(self) -> float:
+        return self.core.expires_at
+
+    @property
+    def transport(self) -> str | None:
+        return self.core.transport
 
     @property
     def loaded(self) -> bool:
