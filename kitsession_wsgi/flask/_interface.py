@@ -86,14 +86,34 @@ class KitSessionInterface(SessionInterface):
             if (set_cookie is not None or raw_permanent != session.permanent_at_load
                     or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):
                 set_cookie = self._cookie(session, lifecycle.session, settings, set_cookie)
+            if settings.refresh:
+                # What the next request that leaves the session alone needs to re-send its cookie.
+                lifecycle.remember_refresh_facts(raw_permanent)
         # The lifecycle's manager read the request (and just committed): it answers for its
         # transport, not ``state.manager``, which would take a second config snapshot.
         add_response_headers(response.headers, set_cookie, lifecycle.bearer_headers())
 
     def _refresh_unread(self, app: Flask, session: FlaskSession, settings: FlaskSettings, response: Response) -> None:
         """Flask re-sends a permanent session's cookie on every response with
-        ``SESSION_REFRESH_EACH_REQUEST``, even when the view never read the session."""
+        ``SESSION_REFRESH_EACH_REQUEST``, even when the view never read the session.
+
+        In steady state this costs no store call: what the cookie needs (the session's
+        id, deadline and ``"_permanent"``) was remembered for this exact verified header
+        by an earlier request (``RequestLifecycle.refresh_facts``), and the cookie is
+        re-sent from it with the deadline the store last held, as the full path would
+        send it while no touch is due.  The session is loaded (a store read, and the
+        touch) only on first sight of the header and about once per touch interval.
+        """
         if not (settings.refresh and _carries_cookie(session.environ, settings.manager.name)):
+            return
+        lifecycle = session.lifecycle
+        facts = lifecycle.refresh_facts()
+        if facts is not None:
+            if settings.permanent if facts.note is None else facts.note:
+                manager = lifecycle.manager
+                cookie = manager.set_session_cookie(facts.session_id, expires_at=facts.expires_at)
+                bearer = [("Vary", "Authorization")] if manager.bearer else []
+                add_response_headers(response.headers, settings.finish_cookie(cookie), bearer)
             return
         accessed = session.accessed
         try:
@@ -103,7 +123,8 @@ class KitSessionInterface(SessionInterface):
         finally:
             session.accessed = accessed
         if not session.permanent_now() or core.is_new:
-            session.lifecycle.release()
+            lifecycle.remember_refresh_facts(lifecycle.data.get("_permanent"))
+            lifecycle.release()
             return
         self.save_session(app, session, response)
 
