@@ -204,3 +204,28 @@ def test_the_middleware_costs_no_store_call_for_an_untouched_request() -> None:
         response = client.get("/static")
         assert sum(store.calls.values()) == 0
         assert response.headers.getlist("Set-Cookie") == []
+
+
+def test_the_user_loader_hook_exists_only_with_a_loader_registered_before_or_after_init_app() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=SECRET)
+    extension = KitSession(app, store=CountingStore())
+    assert not app.before_request_funcs.get(None), "no per-request hook without a user loader"
+
+    @app.get("/login")
+    def login() -> str:
+        session["user_id"] = 7
+        return "ok"
+
+    @app.get("/who")
+    def who() -> str:
+        from flask import g
+
+        return str(g.user)
+
+    extension.user_loader(lambda user_id: {"id": user_id})  # after init_app, as a decorator often is
+    extension.user_loader(lambda user_id: {"id": user_id, "again": True})  # replaced, not hooked twice
+    assert len(app.before_request_funcs[None]) == 1
+    client = app.test_client()
+    client.get("/login")
+    assert client.get("/who").text == str({"id": 7, "again": True})
