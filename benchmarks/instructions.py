@@ -9,6 +9,7 @@ keeps the two processes alike).  Needs no client-request library.
     .venv/bin/python benchmarks/instructions.py                  # every scenario
     .venv/bin/python benchmarks/instructions.py flask-read raw    # some
     .venv/bin/python benchmarks/instructions.py --list
+    .venv/bin/python benchmarks/instructions.py --wall            # interleaved clock ratios
 
 Scenarios (MemoryStore, a returning client whose session holds the ~200-byte payload):
 
@@ -55,14 +56,12 @@ def build(scenario: str) -> Any:
         return Caller(raw, environ_for("/read"))
     if scenario.startswith("bare"):
         app, _ = flask_app("bare", secret=False)
-        app.add_url_rule("/plain", "plain", lambda: "ok")
         return Caller(app, environ_for("/plain" if scenario == "bare-plain" else "/read"))
     if scenario.startswith("flask"):
         from kitsession_wsgi import MemoryStore
         from kitsession_wsgi.flask import KitSession
 
         app, _ = flask_app("kit", secret=True)
-        app.add_url_rule("/plain", "plain", lambda: "ok")
         if scenario.endswith("-norefresh"):
             app.config["SESSION_REFRESH_EACH_REQUEST"] = False
         if scenario.endswith("-permanent"):
@@ -103,6 +102,41 @@ def child(scenario: str, count: int) -> None:
         call()
 
 
+def wall_ratios(scenarios: list[str], rounds: int = 8, count: int = 300, reps: int = 5) -> None:
+    """Interleaved on the clock: each scenario against its baseline (bare Flask for Flask rows,
+    the raw callable for the middleware's), A B A B in one process; the median of
+    ``reps`` repetitions of the median sub-round ratio (and, for the middleware, the
+    microseconds over the raw callable)."""
+    import gc
+    import statistics
+    import time
+
+    def timed(call: Any) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            call()
+        return (time.perf_counter() - start) / count
+
+    print("| scenario | x baseline (interleaved) | us over baseline |\n|---|---:|---:|")
+    for scenario in scenarios:
+        baseline = build("raw" if scenario.startswith("mw") else
+                         "bare-plain" if scenario.startswith("flask-untouched") else "bare")
+        call = build(scenario)
+        for _ in range(WARMUP):
+            baseline()
+            call()
+        ratios, extra = [], []
+        gc.disable()
+        try:
+            for _ in range(reps):
+                pairs = [(timed(baseline), timed(call)) for _ in range(rounds)]
+                ratios.append(statistics.median(b / a for a, b in pairs))
+                extra.append(statistics.median((b - a) * 1e6 for a, b in pairs))
+        finally:
+            gc.enable()
+        print(f"| {scenario} | {statistics.median(ratios):.2f}x | {statistics.median(extra):+.1f} |", flush=True)
+
+
 def instructions(scenario: str, count: int) -> int:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     result = subprocess.run(
@@ -121,6 +155,8 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=200, help="requests in the shorter run")
     parser.add_argument("--requests", type=int, default=1000, help="extra requests in the longer run")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--wall", action="store_true",
+                        help="interleaved wall-clock ratios instead (flask-untouched* against bare-plain)")
     parser.add_argument("--child", nargs=2, metavar=("SCENARIO", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -128,6 +164,9 @@ def main() -> None:
         return
     if args.list:
         print("\n".join(SCENARIOS))
+        return
+    if args.wall:
+        wall_ratios(args.scenarios or [s for s in SCENARIOS if s.startswith(("flask", "mw"))])
         return
     print("| scenario | instructions per request |\n|---|---:|")
     for scenario in args.scenarios or SCENARIOS:
