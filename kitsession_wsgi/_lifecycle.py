@@ -200,6 +200,10 @@ class RequestLifecycle:
         if self._session is not None:
             self.manager.remember_refresh_facts(self.source, self._session, note)
 
+    def forget_refresh_facts(self) -> None:
+        """:meth:`~kitsession_wsgi.SessionManager.forget_refresh_facts` for this request."""
+        self.manager.forget_refresh_facts(self.source)
+
     # -- an adapter's own view of the data --------------------------------------------
 
     @property

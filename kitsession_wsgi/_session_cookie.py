@@ -115,7 +115,7 @@ class RefreshFacts(NamedTuple):
     """What a cookie's re-sending needs to know about its session, remembered per verified
     ``Cookie`` header, so a request that never touches the session costs no store read.
 
-    Learned when a request of that exact header loaded or committed the session; used by
+    Learned when a request of that exact header that left the session alone loaded it; used by
     :meth:`SessionCookie.refresh_facts` only until ``trusted_until``: the session's stored
     deadline, its absolute end, or the moment an expiry-only write (a touch) becomes due,
     whichever is first (without an idle timeout, :data:`STEADY_SECONDS` after it was
@@ -223,6 +223,10 @@ class SessionCookie:
             trusted_until = min(trusted_until, now + STEADY_SECONDS)
         put_bounded(self._facts, header, RefreshFacts(session.id, session.expires_at, note, trusted_until),
                     options.cookie_cache_size)
+
+    def forget_refresh_facts(self, header: str) -> None:
+        """Drop the facts remembered for ``header``: the next untouched request asks the store."""
+        self._facts.pop(header, None)
 
     def refresh_facts(self, header: str) -> RefreshFacts | None:
         """The facts remembered for ``header``, while they are trusted (``None``: ask the store)."""

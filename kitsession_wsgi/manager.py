@@ -232,6 +232,13 @@ class SessionManager:
         if header:
             self._cookie.remember_refresh_facts(header, session, note)
 
+    def forget_refresh_facts(self, headers_or_environ: Any) -> None:
+        """Forget what :meth:`remember_refresh_facts` remembered for this request's ``Cookie``
+        header (the adapter's note changed: a session made permanent or not)."""
+        header = cookie_header(headers_or_environ)
+        if header:
+            self._cookie.forget_refresh_facts(header)
+
     def refresh_facts(self, headers_or_environ: Any) -> RefreshFacts | None:
         """What :meth:`remember_refresh_facts` remembered for this request's ``Cookie`` header,
         while it is trusted; ``None`` means "load the session" (first sight of the header, a

@@ -81,7 +81,7 @@ def test_untouched_requests_cost_no_store_call_under_flask_defaults() -> None:
     store, clock = CountingStore(), FakeClock()
     client = make_app(store, clock).test_client()
     client.get("/login")
-    client.get("/read")  # the first request with the cookie reads the store once
+    client.get("/static")  # the first untouched request with the cookie reads the store once
     assert untouched_calls(client, store) == [0] * 5
     response = client.get("/static")
     assert set_cookies(response) == [], "a browser-session cookie is not re-sent"
@@ -93,7 +93,7 @@ def test_untouched_requests_resend_a_permanent_cookie_without_a_store_call() -> 
     client = app.test_client()
     client.get("/login")
     client.get("/permanent/on")
-    client.get("/read")
+    client.get("/static")
     assert untouched_calls(client, store) == [0] * 5
     with app.test_request_context():
         manager = get_manager()
@@ -132,7 +132,6 @@ def test_refresh_off_costs_nothing() -> None:
     store, clock = CountingStore(), FakeClock()
     client = make_app(store, clock, SESSION_REFRESH_EACH_REQUEST=False, SESSION_PERMANENT=True).test_client()
     client.get("/login")
-    client.get("/read")
     assert untouched_calls(client, store) == [0] * 5
     assert set_cookies(client.get("/static")) == []
 
@@ -142,10 +141,10 @@ def test_making_the_session_non_permanent_stops_the_resending_at_once() -> None:
     client = make_app(store, clock).test_client()
     client.get("/login")
     client.get("/permanent/on")
-    client.get("/read")
+    client.get("/static")
     assert len(set_cookies(client.get("/static"))) == 1
-    client.get("/permanent/off")
-    client.get("/read")
+    client.get("/permanent/off")  # forgets what the untouched requests re-sent
+    assert set_cookies(client.get("/static")) == [], "not re-sent, not even once, after permanent=False"
     store.reset()
     assert set_cookies(client.get("/static")) == []
     assert sum(store.calls.values()) == 0
@@ -156,13 +155,15 @@ def test_a_revoked_session_is_not_made_live_by_untouched_requests() -> None:
     app = make_app(store, clock, SESSION_PERMANENT=True)
     client = app.test_client()
     client.get("/login")
-    client.get("/read")
+    client.get("/static")
     handle = next(iter(store.get_all())).key
     expires_at = store.get(handle).expires_at  # type: ignore[union-attr]
     with app.test_request_context():
         assert get_manager().remove_session_by_handle(handle)  # "sign out this device", elsewhere
     for _ in range(3):
+        store.reset()
         (cookie,) = set_cookies(client.get("/static"))
+        assert sum(store.calls.values()) == 0
         # re-sent with the deadline the store held, never a later one, and nothing written
         assert expires_of(cookie) <= expires_at + 1
         assert store.get(handle) is None
