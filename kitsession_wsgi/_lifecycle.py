@@ -26,6 +26,7 @@ from .session import Session
 from .stores.base import UserId
 
 if TYPE_CHECKING:
+    from ._session_cookie import RefreshFacts
     from .manager import SessionManager
 
 __all__ = ["RequestLifecycle"]
@@ -198,6 +199,21 @@ class RequestLifecycle:
         if self._session is None or not self.manager.bearer:
             return []
         return self.manager.bearer_headers(self._session)
+
+    # -- re-sending the cookie of a session the request never touched ---------------
+
+    def refresh_facts(self) -> RefreshFacts | None:
+        """:meth:`~kitsession_wsgi.SessionManager.refresh_facts` for this request (no store call)."""
+        return self.manager.refresh_facts(self.source)
+
+    def remember_refresh_facts(self, note: Any = None) -> None:
+        """:meth:`~kitsession_wsgi.SessionManager.remember_refresh_facts` for the loaded session."""
+        if self._session is not None:
+            self.manager.remember_refresh_facts(self.source, self._session, note)
+
+    def forget_refresh_facts(self) -> None:
+        """:meth:`~kitsession_wsgi.SessionManager.forget_refresh_facts` for this request."""
+        self.manager.forget_refresh_facts(self.source)
 
     # -- an adapter's own view of the data --------------------------------------------
 

@@ -26,7 +26,8 @@ from .errors import ConfigurationError
 from .session import Session
 from .signing import MAC_LENGTH, MAX_ID_LENGTH, SIGNED_PREFIX
 
-__all__ = ["TOKEN_HEADER", "CookieIdentity", "SessionCookie", "authorization_header", "bearer_credentials"]
+__all__ = ["STEADY_SECONDS", "TOKEN_HEADER", "CookieIdentity", "RefreshFacts", "SessionCookie", "authorization_header",
+           "bearer_credentials"]
 
 logger = logging.getLogger("kitsession_wsgi")
 
@@ -41,6 +42,10 @@ MAX_COOKIE_VALUES = 20
 MAX_VERIFIED_CANDIDATES = 8
 #: ``s:`` + id + ``.`` + 43 characters of MAC: longer values are refused before any HMAC.
 MAX_SIGNED_LENGTH = len(SIGNED_PREFIX) + MAX_ID_LENGTH + 1 + MAC_LENGTH
+
+#: Without an idle timeout there are no touches to pace re-reads: remembered refresh
+#: facts are then trusted this many seconds after they were learned.
+STEADY_SECONDS = 60.0
 
 #: The response header that hands a header session its new token (a new session, or
 #: one whose token verified with an old key and was re-signed with the current one).
@@ -129,6 +134,25 @@ class CookieIdentity(NamedTuple):
     resign: bool
 
 
+class RefreshFacts(NamedTuple):
+    """What a cookie's re-sending needs to know about its session, remembered per verified
+    ``Cookie`` header, so a request that never touches the session costs no store read.
+
+    Learned when a request of that exact header that left the session alone loaded it; used by
+    :meth:`SessionCookie.refresh_facts` only until ``trusted_until``: the session's stored
+    deadline, its absolute end, or the moment an expiry-only write (a touch) becomes due,
+    whichever is first (without an idle timeout, :data:`STEADY_SECONDS` after it was
+    learned).  So a client costs at most about one store read per touch interval.
+    """
+
+    session_id: str
+    #: the session's ``expires_at`` as last read or written: a re-sent cookie's expiry
+    expires_at: float
+    #: what the adapter noted with it (Flask: the session's raw ``"_permanent"``)
+    note: Any
+    trusted_until: float
+
+
 class SessionCookie:
     """Reads and writes the session cookie (and bearer token) that ``options`` describe.
 
@@ -144,6 +168,8 @@ class SessionCookie:
         # token must never be taken for one (and the other way round).
         self._token_cache: dict[str, CookieIdentity] = {}
         self._rejections = RejectionLog()
+        # Verified Cookie headers -> what re-sending their cookie needs (RefreshFacts).
+        self._facts: dict[str, RefreshFacts] = {}
         self._check_attributes()
 
     def _check_attributes(self) -> None:
@@ -196,6 +222,48 @@ class SessionCookie:
         size = self.options.cookie_cache_size
         if size and len(header) <= CACHEABLE_HEADER_LENGTH and header not in self._cache:
             put_bounded(self._cache, header, (identity,), size)
+
+    def remember_refresh_facts(self, header: str, session: Session, note: Any) -> None:
+        """Remember what re-sending ``header``'s cookie needs, after a request with it loaded
+        or committed ``session``; forget it when the session ended.
+
+        Only for a header the cookie cache verified and names this session (its exact
+        text: a forged or foreign header never reaches here), and only for a live
+        cookie session.  Cheap when nothing changed: the facts are replaced only when
+        the deadline or the note moved, or they stopped being trusted.
+        """
+        remembered = self._cache.get(header)
+        if remembered is None:
+            return
+        if (session._destroyed or session.id is None or session._transport != "cookie"
+                or remembered[0].key != session.handle):
+            self._facts.pop(header, None)
+            return
+        options = self.options
+        now = options.clock()
+        known = self._facts.get(header)
+        if known is not None and known.expires_at == session.expires_at and known.note == note \
+                and now < known.trusted_until:
+            return
+        trusted_until = min(session.expires_at, session.created_at + options.max_age)
+        if options.idle_timeout is not None and options.touch_interval is not None:
+            # deadline(now) - expires_at >= touch_interval from this moment on: a touch is due
+            trusted_until = min(trusted_until, session.expires_at - options.idle_timeout + options.touch_interval)
+        else:
+            trusted_until = min(trusted_until, now + STEADY_SECONDS)
+        put_bounded(self._facts, header, RefreshFacts(session.id, session.expires_at, note, trusted_until),
+                    options.cookie_cache_size)
+
+    def forget_refresh_facts(self, header: str) -> None:
+        """Drop the facts remembered for ``header``: the next untouched request asks the store."""
+        self._facts.pop(header, None)
+
+    def refresh_facts(self, header: str) -> RefreshFacts | None:
+        """The facts remembered for ``header``, while they are trusted (``None``: ask the store)."""
+        facts = self._facts.get(header)
+        if facts is None or self.options.clock() >= facts.trusted_until:
+            return None
+        return facts
 
     def token_identity(self, credentials: str) -> CookieIdentity | None:
         """The verified identity a bearer token names, or ``None``.

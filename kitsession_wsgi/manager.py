@@ -41,7 +41,8 @@ from ._locks import SessionLocks
 from ._markers import REPLACED_MARKER_SECONDS
 from ._options import SessionOptions, days_to_max_age
 from ._remover import SessionRemover
-from ._session_cookie import TOKEN_HEADER, SessionCookie
+from ._session_cookie import TOKEN_HEADER, RefreshFacts, SessionCookie, authorization_header, bearer_credentials
+from .cookies import cookie_header
 from ._writer import SessionWriter
 from .errors import ConfigurationError
 from .serialization import Serializer
@@ -49,7 +50,8 @@ from .session import Session, require_user_id, validate_user_id
 from .signing import CookieSigner
 from .stores.base import SessionStore, UserId
 
-__all__ = ["REPLACED_MARKER_SECONDS", "TOKEN_HEADER", "SessionManager", "days_to_max_age", "session_key"]
+__all__ = ["REPLACED_MARKER_SECONDS", "TOKEN_HEADER", "RefreshFacts", "SessionManager", "days_to_max_age",
+           "session_key"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -202,6 +204,55 @@ class SessionManager:
         :raises StoreUnavailable: the store cannot be reached.
         """
         return self._loader.for_request(headers_or_environ)
+
+    def remember_refresh_facts(self, headers_or_environ: Any, session: Session, note: Any = None) -> None:
+        """Remember, for the request's exact ``Cookie`` header, what re-sending its cookie
+        needs (the session's id and deadline, and the adapter's ``note``): a later request
+        with that header that never touches the session then needs no store read to
+        re-send it (:meth:`refresh_facts`).  Called by an adapter after a request loaded
+        or committed ``session``; a session that ended is forgotten.
+
+        Nothing here serves data or keeps a session alive, which is why it is safe
+        (rule 4 in docs/design.rst, expiry enforced on the server on every read):
+
+        * the facts are only what a re-sent ``Set-Cookie`` carries.  A request that
+          reads the session still reads the store, which alone decides whether the
+          session lives; the cookie cache never holds data;
+        * a re-sent cookie's expiry is the deadline the store held when the facts were
+          learned, never later, and the re-sending writes nothing: a session revoked,
+          logged out or expired meanwhile (in any process) is not made live again by
+          its cookie being re-sent; the next real read finds it gone and clears the cookie;
+        * they are trusted only until a touch would be due (or the deadline), so a
+          client that keeps coming costs about one store read (and the touch) per
+          touch interval and process, and what another process changed (a session made
+          non-permanent) is seen within that interval.
+
+        Only a header the verified-cookie cache holds for this session is remembered
+        (never a forged one), and nothing with ``cookie_cache_size=0``.
+        """
+        header = cookie_header(headers_or_environ)
+        if header:
+            self._cookie.remember_refresh_facts(header, session, note)
+
+    def forget_refresh_facts(self, headers_or_environ: Any) -> None:
+        """Forget what :meth:`remember_refresh_facts` remembered for this request's ``Cookie``
+        header (the adapter's note changed: a session made permanent or not)."""
+        header = cookie_header(headers_or_environ)
+        if header:
+            self._cookie.forget_refresh_facts(header)
+
+    def refresh_facts(self, headers_or_environ: Any) -> RefreshFacts | None:
+        """What :meth:`remember_refresh_facts` remembered for this request's ``Cookie`` header,
+        while it is trusted; ``None`` means "load the session" (first sight of the header, a
+        touch is due, the deadline passed, or the request is read from a bearer token).
+
+        Costs no store call: :meth:`set_session_cookie` with ``facts.session_id`` and
+        ``expires_at=facts.expires_at`` re-sends the cookie.
+        """
+        if self.bearer and bearer_credentials(authorization_header(headers_or_environ)) is not None:
+            return None
+        header = cookie_header(headers_or_environ)
+        return self._cookie.refresh_facts(header) if header else None
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""

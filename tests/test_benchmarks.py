@@ -90,6 +90,10 @@ def test_round_trip_rules_are_reported(smoke: tuple[subprocess.CompletedProcess[
     # one get for a read, nothing for anonymous requests or forged cookies, no write when unchanged
     assert "read 1 (get);" in memory
     assert "anon 0;" in memory and "bad sig 0;" in memory
+    # a request that carries the cookie but never touches the session: no store call, under
+    # Flask's defaults, with a permanent session, and with SESSION_REFRESH_EACH_REQUEST=False
+    assert "untouched 0" in memory and "untouched permanent 0" in memory and "untouched refresh off 0" in memory
+    assert "untouched 0" in rows["kitsession SessionMiddleware around a bare WSGI callable, MemoryStore"]
 
 
 def test_missing_peers_are_skipped_with_a_reason(smoke: tuple[subprocess.CompletedProcess[str], str]) -> None:

@@ -149,9 +149,9 @@ class Scenario:
 
 
 def flask_app(name: str, *, secret: bool, session_getter: Callable[[], Any] | None = None) -> tuple[Any, dict[str, int]]:
-    """A Flask app with the three routes every Flask scenario shares.
+    """A Flask app with the four routes every Flask scenario shares.
 
-    ``/read`` reads one scalar; ``/write`` sets ``n`` to a new value every time;
+    ``/plain`` never touches the session; ``/read`` reads one scalar; ``/write`` sets ``n`` to a new value every time;
     ``/login`` stores the payload.  ``session_getter`` replaces ``flask.session``
     (Beaker puts its session in the environ).  Returns the app and its counter
     (``state["n"]``, the value the last write stored).
@@ -178,6 +178,11 @@ def flask_app(name: str, *, secret: bool, session_getter: Callable[[], Any] | No
             session.save()
         return str(state["n"])
 
+    @app.get("/plain")
+    def plain() -> str:
+        # a static file or a health check: the view never touches the session
+        return "ok"
+
     @app.get("/login")
     def login() -> str:
         session = get()
@@ -190,7 +195,7 @@ def flask_app(name: str, *, secret: bool, session_getter: Callable[[], Any] | No
 
 
 def raw_session_app(flavour: str) -> Any:
-    """A bare WSGI callable with /read, /write and /login over Beaker's or this library's session.
+    """A bare WSGI callable with /plain (no session), /read, /write and /login over Beaker's or this library's session.
 
     ``flavour`` is ``"beaker"`` (``environ["beaker.session"]``) or ``"kit"``
     (``environ["kitsession"]``, this library's middleware).  The counter is
@@ -200,6 +205,9 @@ def raw_session_app(flavour: str) -> Any:
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         path = environ["PATH_INFO"]
+        if path == "/plain":  # never touches the session
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+            return [b"ok"]
         if flavour == "beaker":
             session = environ["beaker.session"]
             data = session

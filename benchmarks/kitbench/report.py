@@ -115,7 +115,9 @@ def counts_section(bench: Bench, counts: dict[str, tuple[str, str]]) -> list[str
            "server commands counted from memcached `stats` / Redis `INFO` differences (memcached: one per "
            "get/gets/set/add/cas/delete/touch, each a round trip here; Redis: commands run inside a Lua script "
            "count too, so a script is one round trip but several commands). anon = no cookie; "
-           "bad sig = tampered signature; unknown id = a correctly signed id the store does not hold.", "",
+           "bad sig = tampered signature; unknown id = a correctly signed id the store does not hold; "
+           "untouched = the cookie and a view that never touches the session (Flask's defaults; a permanent "
+           "session; refresh off), after a warm-up request with it.", "",
            "| scenario | store calls per request | server commands per request |", "|---|---|---|"]
     for scenario in bench.scenarios:
         if scenario.key in counts:

@@ -12,6 +12,9 @@ the report come from the same counts):
 
 * a read makes exactly one store ``get`` and writes nothing;
 * a request with no cookie, or with a bad signature, makes no store call;
+* a request that carries the cookie but never touches the session makes no store call in
+  steady state (Flask's defaults; the MemoryStore row also with a permanent session and
+  with ``SESSION_REFRESH_EACH_REQUEST=False``);
 * a read sends no ``Set-Cookie`` and sends ``Vary: Cookie`` (``Vary:
   Authorization`` for the header transport);
 * after every write cell the store holds exactly the last value written,
@@ -71,13 +74,19 @@ def stored_data(store: Any, handle: str) -> dict[str, Any] | None:
     return None if record is None else json.loads(record.data)
 
 
-def check_round_trip_rules(counts: dict[str, Any], what: str = "read") -> None:
-    """One ``get`` per read, no write, nothing for anonymous requests or bad signatures."""
+def check_round_trip_rules(counts: dict[str, Any], what: str = "read", *, untouched_free: bool = True) -> None:
+    """One ``get`` per read, no write, nothing for anonymous requests or bad signatures, nor
+    (``untouched_free``: the verified-cookie cache is on, where the refresh facts live) for a
+    request that never touches the session."""
     check(sum(counts["read"].values()) == 1 and counts["read"]["get"] == 1,
           f"a {what} made {dict(counts['read'])} store calls, expected exactly one get")
     check(sum(counts["anon"].values()) == 0, f"an anonymous request made {dict(counts['anon'])} store calls")
     check(sum(counts["bad sig"].values()) == 0, f"a bad signature made {dict(counts['bad sig'])} store calls")
     check(not any(counts["read"][w] for w in WRITES), "an unchanged session was written")
+    for label, calls in counts.items():
+        if label.startswith("untouched") and untouched_free:
+            check(sum(calls.values()) == 0, f"a request that never touches the session ({label}) made "
+                                            f"{dict(calls)} store calls")
 
 
 def cookie_probes(app: Any, cookie: str, manager: Any) -> list[tuple[str, Caller]]:
@@ -91,11 +100,39 @@ def cookie_probes(app: Any, cookie: str, manager: Any) -> list[tuple[str, Caller
             ("write", Caller(app, environ_for("/write", cookie))),
             ("anon", Caller(app, environ_for("/read"))),
             ("bad sig", Caller(app, environ_for("/read", f"{name}={tampered}"))),
-            ("unknown id", Caller(app, environ_for("/read", unknown)))]
+            ("unknown id", Caller(app, environ_for("/read", unknown))),
+            ("untouched", Caller(app, environ_for("/plain", cookie)))]
+
+
+def untouched_variants() -> list[tuple[str, Any, Any]]:
+    """Apps whose untouched requests are counted too: a permanent session under Flask's
+    defaults, and ``SESSION_REFRESH_EACH_REQUEST=False``: (label, caller, manager)."""
+    from kitsession_wsgi import MemoryStore
+
+    variants = []
+    for label, config in (("untouched permanent", {"SESSION_PERMANENT": True}),
+                          ("untouched refresh off", {"SESSION_REFRESH_EACH_REQUEST": False,
+                                                     "SESSION_PERMANENT": True})):
+        from kitsession_wsgi.flask import KitSession, get_manager
+
+        app, _ = flask_app(f"kit_{label.replace(' ', '_')}", secret=True)
+        app.config.update(config)
+        KitSession(app, store=MemoryStore())
+        with app.app_context():
+            manager = get_manager()
+        cookie = login_cookie(app)
+        request_with(app, "/read", cookie)  # the first sight of the cookie reads the store
+        variants.append((label, Caller(app, environ_for("/plain", cookie)), manager))
+    return variants
+
+
+def request_with(app: Any, path: str, cookie: str) -> None:
+    Caller(app, environ_for(path, cookie))()
 
 
 def wire_cookie_cells(scenario: Scenario, app: Any, manager: Any, state: dict[str, int],
-                      server_total: Callable[[], int] | None = None) -> None:
+                      server_total: Callable[[], int] | None = None,
+                      variants: list[tuple[str, Any, Any]] | None = None) -> None:
     """Log in through ``app``, then add the read and write cells, their checks and the counters."""
     store = manager.store
     cookie = login_cookie(app)
@@ -123,7 +160,9 @@ def wire_cookie_cells(scenario: Scenario, app: Any, manager: Any, state: dict[st
 
     def count() -> str:
         counts = count_probe(manager, "store", cookie_probes(app, cookie, manager))
-        check_round_trip_rules(counts)
+        for label, caller, variant_manager in variants or ():
+            counts.update(count_probe(variant_manager, "store", [(label, caller)]))
+        check_round_trip_rules(counts, untouched_free=manager.cookie_cache_size > 0)
         scenario.store_calls = {label: sum(c.values()) for label, c in counts.items()}
         return describe_probe(counts)
 
@@ -141,7 +180,7 @@ def build_kit_memory(bench: Bench, scenario: Scenario, *, cache: bool = True) ->
 
     options = {} if cache else {"cookie_cache_size": 0}
     app, manager, state = kit_flask("kit_memory", MemoryStore(), **options)
-    wire_cookie_cells(scenario, app, manager, state)
+    wire_cookie_cells(scenario, app, manager, state, variants=untouched_variants() if cache else None)
 
 
 def build_kit_bearer(bench: Bench, scenario: Scenario) -> None:

@@ -9,6 +9,7 @@ import functools
 import os
 import random
 import typing as t
+import weakref
 from collections.abc import Callable
 
 from flask import Flask, Response, g
@@ -59,6 +60,8 @@ class KitSession:
         self.store = store
         self.options = options
         self._user_loader: Callable[[UserId], t.Any] | None = None
+        # the apps init_app installed sessions on: a loader registered later hooks them too
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
 
@@ -66,9 +69,15 @@ class KitSession:
         """Register ``loader(user_id) -> user``; its result is ``g.user`` and ``session.user``.
 
         The seed's ``prepare``/``getSession`` step: runs before each request of
-        a session that has a user.
+        a session that has a user.  The hook is registered only once there is a
+        loader (before or after :meth:`init_app`): an app without one pays nothing
+        per request for it.
         """
+        first = self._user_loader is None
         self._user_loader = loader
+        if first:
+            for app in self._apps:
+                app.before_request(self._load_user)
         return loader
 
     def manager_options(self, app: Flask) -> dict[str, t.Any]:
@@ -110,7 +119,9 @@ class KitSession:
         app.session_interface = interface
         app.register_error_handler(StoreUnavailable, self._handle_unavailable)
         app.register_error_handler(SessionConflict, self._handle_conflict)
-        app.before_request(self._load_user)
+        if self._user_loader is not None:
+            app.before_request(self._load_user)
+        self._apps.add(app)
         app.teardown_request(_release_lock)
         if cleanup_every is not None:
             app.teardown_request(functools.partial(_maybe_purge, state, cleanup_every))

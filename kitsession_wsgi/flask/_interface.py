@@ -89,14 +89,35 @@ class KitSessionInterface(SessionInterface):
             elif (set_cookie is not None or raw_permanent != session.permanent_at_load
                     or (settings.refresh and (settings.permanent if raw_permanent is None else raw_permanent))):
                 set_cookie = self._cookie(session, lifecycle.session, settings, set_cookie)
+            if raw_permanent != session.permanent_at_load:
+                # What an untouched request would re-send is no longer true: it asks the store again.
+                lifecycle.forget_refresh_facts()
         # The lifecycle's manager read the request (and just committed): it answers for its
         # transport, not ``state.manager``, which would take a second config snapshot.
         add_response_headers(response.headers, set_cookie, lifecycle.bearer_headers())
 
     def _refresh_unread(self, app: Flask, session: FlaskSession, settings: FlaskSettings, response: Response) -> None:
         """Flask re-sends a permanent session's cookie on every response with
-        ``SESSION_REFRESH_EACH_REQUEST``, even when the view never read the session."""
+        ``SESSION_REFRESH_EACH_REQUEST``, even when the view never read the session.
+
+        In steady state this costs no store call: what the cookie needs (the session's
+        id, deadline and ``"_permanent"``) was remembered for this exact verified header
+        by an earlier untouched request (``RequestLifecycle.refresh_facts``; a commit that
+        changes ``permanent`` forgets it), and the cookie is
+        re-sent from it with the deadline the store last held, as the full path would
+        send it while no touch is due.  The session is loaded (a store read, and the
+        touch) only on first sight of the header and about once per touch interval.
+        """
         if not (settings.refresh and _carries_cookie(session.environ, settings.manager.name)):
+            return
+        lifecycle = session.lifecycle
+        facts = lifecycle.refresh_facts()
+        if facts is not None:
+            if settings.permanent if facts.note is None else facts.note:
+                manager = lifecycle.manager
+                cookie = manager.set_session_cookie(facts.session_id, expires_at=facts.expires_at)
+                bearer = [("Vary", "Authorization")] if manager.bearer else []
+                add_response_headers(response.headers, settings.finish_cookie(cookie), bearer)
             return
         accessed = session.accessed
         try:
@@ -105,10 +126,15 @@ class KitSessionInterface(SessionInterface):
             return  # a page that did not use the session is not failed by the store
         finally:
             session.accessed = accessed
+        raw_permanent = lifecycle.data.get("_permanent")
         if not session.permanent_now() or core.is_new:
-            session.lifecycle.release()
+            lifecycle.remember_refresh_facts(raw_permanent)
+            lifecycle.release()
             return
         self.save_session(app, session, response)
+        # Learned here, not on every commit: a read or a write pays nothing for it; a deadline
+        # moved by a later write only makes these facts due sooner (an earlier Expires).
+        lifecycle.remember_refresh_facts(raw_permanent)
 
     @staticmethod
     def _cookie(session: FlaskSession, core: Session, settings: FlaskSettings, committed: str | None) -> str | None:
