@@ -215,7 +215,7 @@ def test_the_user_loader_hook_exists_only_with_a_loader_registered_before_or_aft
 
     @app.get("/login")
     def login() -> str:
-        session["user_id"] = 7
+        session.user_id = 7  # type: ignore[attr-defined]  # an explicit link (data keys link no user under Flask)
         return "ok"
 
     @app.get("/who")
