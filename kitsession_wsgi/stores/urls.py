@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..errors import ConfigurationError
 from .base import SessionStore
@@ -47,14 +47,15 @@ def store_from_url(url: str) -> SessionStore:
 
         if scheme == "mariadb":
             url = "mysql" + url[len(scheme):]
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
+        # ``?table=`` is ours; the rest of the query goes to the database driver.  Split by
+        # hand: urlunsplit would turn ``sqlite:////abs/path`` into a host name.
+        address, _, query_text = url.partition("?")
+        query = parse_qsl(query_text, keep_blank_values=True)
         tables = [value for name, value in query if name == "table"]
         if not tables:
             return PeeweeStore.from_url(url)
-        # ``?table=`` is ours; the rest of the query goes to the database driver.
         rest = urlencode([(name, value) for name, value in query if name != "table"])
-        return PeeweeStore.from_url(urlunsplit(parts._replace(query=rest)), table_name=tables[-1])
+        return PeeweeStore.from_url(f"{address}?{rest}" if rest else address, table_name=tables[-1])
     if scheme == "memcached":
         from .memcached import MemcachedStore
 
