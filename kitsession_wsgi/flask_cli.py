@@ -72,8 +72,8 @@ def _init_db_command() -> None:
     """
     store = get_manager().store
     store.create_tables()
-    table = getattr(store, "table_name", None)
-    click.echo(f"tables ready: {table} and {table}_locks" if table else
+    tables = [name for name in (getattr(store, "table_name", None), getattr(store, "lock_table_name", None)) if name]
+    click.echo(f"tables ready: {', '.join(tables)}" if tables else
                f"{type(store).__name__} needs no tables: nothing to do")
 
 
