@@ -130,3 +130,22 @@ def test_the_table_query_parameter_is_not_passed_to_the_driver(tmp_path: Path) -
     assert isinstance(store, PeeweeStore) and store.table_name == "my_sessions"
     assert isinstance(store.database, peewee.SqliteDatabase)
     assert store.database.database == str(tmp_path / "s.db")  # the file, with no query left on it
+
+
+def test_the_wsgi_middleware_answers_503_for_a_missing_table(tmp_path: Path) -> None:
+    from werkzeug.test import Client
+
+    from kitsession_wsgi import SessionManager
+    from kitsession_wsgi.wsgi import SessionMiddleware
+
+    store = PeeweeStore(peewee.SqliteDatabase(str(tmp_path / "empty.db")), table_name="kt_wsgi_missing")
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        environ["kitsession"].session.data = {"n": 1}
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    client = Client(SessionMiddleware(app, SessionManager(store, secure=False)))
+    assert client.get("/").status_code == 503
+    store.create_tables()  # `init-db` on a running app: no restart needed
+    assert client.get("/").status_code == 200
