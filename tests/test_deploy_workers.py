@@ -97,7 +97,7 @@ def test_gunicorn_two_workers_with_a_memory_store_warn_once_each_with_the_fix(
     process, base, log = start_gunicorn(tmp_path, {})
     stop_processes.append(process)
     pids: set[int] = set()
-    for _ in range(10):  # until both workers served (the kernel spreads new connections)
+    for _ in range(40):  # until both workers served (the kernel spreads new connections)
         pids |= sign_in_and_ask(base, 20)[1]
         if len(pids) == 2:
             break
@@ -114,13 +114,16 @@ def test_gunicorn_two_workers_with_a_sqlite_file_keep_20_of_20_signed_in(
     url = f"sqlite:///{tmp_path / 'sessions.db'}"
     process, base, log = start_gunicorn(tmp_path, {"KITSESSION_STORE": url})
     stop_processes.append(process)
-    signed_in, pids = 0, set()
-    for _ in range(10):
-        signed_in, pids = sign_in_and_ask(base, 20)
+    pids: set[int] = set()
+    rounds = []
+    for _ in range(40):  # until both workers served (under load one worker can win every accept)
+        signed_in, seen = sign_in_and_ask(base, 20)
+        rounds.append(signed_in)
+        pids |= seen
         if len(pids) == 2:
             break
     assert len(pids) == 2, "both workers should have answered"
-    assert signed_in == 20
+    assert set(rounds) == {20}  # 20 of 20 signed in, every round
     assert "MemoryStore" not in log.read_text()
 
 
