@@ -30,6 +30,8 @@ EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "mypy>=1.10",
     "hypothesis>=6.100",
     "waitress>=3.0",
+    # tests/test_deploy_workers.py: two real worker processes
+    "gunicorn>=22.0",
     "playwright>=1.40",
     # web frameworks the SessionMiddleware is tested under (tests/test_frameworks.py)
     "bottle>=0.13",

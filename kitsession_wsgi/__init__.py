@@ -13,6 +13,7 @@ from .errors import (
     SessionConflict,
     SessionDataError,
     StoreUnavailable,
+    TablesMissing,
 )
 from .manager import SessionManager, days_to_max_age, session_key
 from .serialization import JSONSerializer, SessionSerializationError
@@ -39,6 +40,7 @@ __all__ = [
     "SessionStore",
     "SetResult",
     "StoreUnavailable",
+    "TablesMissing",
     "USER_ID_MAX_BYTES",
     "days_to_max_age",
     "session_key",

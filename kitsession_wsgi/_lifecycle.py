@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from . import _process_local
 from .session import Session
 from .stores.base import UserId
 
@@ -54,6 +55,9 @@ class RequestLifecycle:
         # login() / logout(): decided by settle(), against the response's outcome
         self._login_pending = False
         self._logout_pending = False
+        store = manager.store
+        if store.process_local and _process_local.due:  # a MemoryStore under several processes?
+            _process_local.check(store, source)
 
     # -- the session ------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ __all__ = [
     "SessionConflict",
     "SessionDataError",
     "StoreUnavailable",
+    "TablesMissing",
 ]
 
 
@@ -85,6 +86,32 @@ class StoreUnavailable(KitSessionError):
     def __init__(self, message: str, *, store: str = "") -> None:
         self.store = store
         super().__init__(message)
+
+
+class TablesMissing(StoreUnavailable, ConfigurationError):
+    """A store's table does not exist: the store was never set up.
+
+    Both a setup mistake (a :class:`ConfigurationError`, whose fix is one command)
+    and, for the request that meets it, an unavailable store (a
+    :class:`StoreUnavailable`): the adapters answer ``503`` and log it once per
+    outage, as for any store that cannot serve, instead of a driver error and a
+    ``500`` on every request.  A store built from a ``KITSESSION_STORE`` URL
+    creates its tables at ``init_app``; an explicitly built store is set up with
+    ``flask kitsession init-db`` or ``store.create_tables()``.
+
+    :param table: the missing table's name.
+    :param store: the store's class name.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, table: str, *, store: str = "") -> None:
+        self.table = table
+        self.option = "table_name"
+        self.store = store
+        # Exception's own __init__: the two bases' constructors take different arguments.
+        KitSessionError.__init__(
+            self, f"table {table} does not exist: run `flask kitsession init-db` or call store.create_tables()")
 
 
 class SessionConflict(KitSessionError):

@@ -5,7 +5,7 @@ the ``--json`` output alike.
 
 .. versionadded:: 0.1
 .. versionchanged:: 0.2
-   ISO 8601 times instead of Unix seconds; ``stats`` names what it counts, and its
+   ``init-db``; ISO 8601 times instead of Unix seconds; ``stats`` names what it counts, and its
    "expired, waiting for purge" is what ``purge`` removes.
 """
 
@@ -59,6 +59,22 @@ def _describe(session: Session) -> dict[str, t.Any]:
         "updated_at": iso_time(session.updated_at),
         "expires_at": iso_time(session.expires_at),
     }
+
+
+@cli.command("init-db")
+def _init_db_command() -> None:
+    """Create the store's tables if they are missing (SQL stores; idempotent).
+
+    For a store the application builds itself (``KitSession(app, store=PeeweeStore(db))``):
+    constructors have no side effects, so its tables are created here or by
+    ``store.create_tables()``.  A store named by ``KITSESSION_STORE`` already gets them
+    at ``init_app``; memory, memcached and Redis need nothing.
+    """
+    store = get_manager().store
+    store.create_tables()
+    tables = [name for name in (getattr(store, "table_name", None), getattr(store, "lock_table_name", None)) if name]
+    click.echo(f"tables ready: {', '.join(tables)}" if tables else
+               f"{type(store).__name__} needs no tables: nothing to do")
 
 
 @cli.command("purge")

@@ -15,7 +15,15 @@ import peewee
 import pytest
 from playhouse import db_url
 
-from kitsession_wsgi import ConfigurationError, InvalidUserId, SessionManager, SetResult, StoreUnavailable, session_key
+from kitsession_wsgi import (
+    ConfigurationError,
+    InvalidUserId,
+    SessionManager,
+    SetResult,
+    StoreUnavailable,
+    TablesMissing,
+    session_key,
+)
 from kitsession_wsgi.stores.peewee import PeeweeStore
 from kitsession_wsgi.testing import StoreContract, make_record
 from servers import MYSQL_URL, POSTGRES_URL, service_missing
@@ -433,10 +441,14 @@ def test_a_database_proxy_is_resolved_at_first_use(tmp_path: Path) -> None:
     assert store.create(record) and store.get(record.key) is not None
 
 
-def test_a_missing_table_is_a_setup_error_not_an_outage(tmp_path: Path) -> None:
-    store = PeeweeStore(peewee.SqliteDatabase(str(tmp_path / "empty.db")), table_name=unique_table())
-    with pytest.raises(peewee.OperationalError, match="no such table"):
+def test_a_missing_table_is_a_setup_error_naming_the_command(tmp_path: Path) -> None:
+    table = unique_table()
+    store = PeeweeStore(peewee.SqliteDatabase(str(tmp_path / "empty.db")), table_name=table)
+    with pytest.raises(TablesMissing, match=f"table {table} does not exist: run `flask kitsession init-db`") as caught:
         store.get(session_key("x"))
+    # a setup error (ConfigurationError) that adapters answer as an unavailable store (503), not a driver error
+    assert isinstance(caught.value, ConfigurationError) and isinstance(caught.value, StoreUnavailable)
+    assert not isinstance(caught.value.__cause__, peewee.DatabaseError)
 
 
 def test_importing_the_package_does_not_import_peewee() -> None:

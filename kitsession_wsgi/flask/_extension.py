@@ -90,7 +90,13 @@ class KitSession:
     def init_app(self, app: Flask) -> None:
         """Install sessions on ``app``; state goes to ``app.extensions["kitsession"]``.
 
+        A store named by ``KITSESSION_STORE`` (or Flask-Session's ``sqlalchemy``
+        keys) gets its tables here (``create_tables()``, idempotent); a store passed
+        in is the application's to set up (``flask kitsession init-db``).
+
         :raises ConfigurationError: a bad option or config value (names it).
+        :raises StoreUnavailable: the store named by ``KITSESSION_STORE`` cannot be
+            reached to create its tables.
         """
         store = self.store
         cleanup_every = None
@@ -102,6 +108,9 @@ class KitSession:
                 from ..stores.urls import store_from_url
 
                 store = store_from_url(url)
+                # Named by configuration, so set up here, as Flask-Session does (idempotent).
+                # An unreachable database fails the start, loudly, not every request later.
+                store.create_tables()
             elif uses_flask_session(app.config):
                 setup = flask_session_setup(app)
                 store, cleanup_every, migration = setup.store, setup.cleanup_every, setup.migration

@@ -92,7 +92,26 @@ class SessionStore(abc.ABC):
     All methods are synchronous and must be safe to call from several threads.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       :attr:`process_local` and :meth:`create_tables`.
     """
+
+    #: ``True`` for a store whose records only this process sees (the
+    #: :class:`~kitsession_wsgi.MemoryStore`): served by several worker processes it
+    #: signs users out, so the adapters log a warning when a request says so
+    #: (``wsgi.multiprocess``) or the process was forked after the store was built.
+    process_local: bool = False
+
+    def create_tables(self) -> None:
+        """Create what the store needs in its backend (tables, indexes) if it is missing.
+
+        Idempotent.  The Flask extension calls it at ``init_app`` for a store it
+        built from a ``KITSESSION_STORE`` URL, and ``flask kitsession init-db`` for
+        any store; constructors never do (no side effects in constructors).  The
+        default does nothing: memory, memcached and Redis need no set-up.
+
+        :raises StoreUnavailable: the backend cannot be reached.
+        """
 
     def create_id(self) -> str:
         """A new secret session id: 256 random bits, URL-safe text.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -42,7 +43,9 @@ class MemoryStore(SessionStore):
     Records are immutable and their data is JSON text, so nothing handed out
     can change what is stored.  A per-user index makes listing and revoking a
     user's sessions cost O(that user's sessions).  Sessions live as long as the
-    process: use a shared store when you run several worker processes.
+    process: use a shared store when you run several worker processes (a warning
+    is logged once per process when a request's environ says ``wsgi.multiprocess``
+    or the process was forked after the store was built).
 
     **The bound.**  At most ``max_sessions`` records are kept (100,000 by
     default), so traffic that writes a session per request (a flash message or
@@ -85,6 +88,8 @@ class MemoryStore(SessionStore):
         if max_sessions is not None and (not is_int(max_sessions) or max_sessions < 1):
             raise ConfigurationError("max_sessions", f"must be a positive int or None, got {max_sessions!r}")
         self.max_sessions = max_sessions
+        #: the process that built the store: a forked child that serves it holds a copy
+        self.created_in_pid = os.getpid()
         self._lock = threading.RLock()  # re-entrant: a hook of a purge may read
         # Least recently used first.  get() reads without the lock and reorders under it (see get).
         self._records: OrderedDict[str, SessionRecord] = OrderedDict()
@@ -102,6 +107,9 @@ class MemoryStore(SessionStore):
         self._evicted_expired = 0
         self._evicted_lru = 0
         self._last_log: float | None = None
+
+    #: records live in this process only: see :attr:`SessionStore.process_local`
+    process_local = True
 
     def __len__(self) -> int:
         return len(self._records)

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from ..errors import ConfigurationError
 from .base import SessionStore
@@ -23,8 +23,9 @@ def store_from_url(url: str) -> SessionStore:
 
     * ``memory`` (or ``memory://``): a :class:`MemoryStore`;
     * ``sqlite:///path.db``, ``postgresql://user@host:port/db``, ``mysql://user@host:port/db``:
-      a :class:`~kitsession_wsgi.stores.peewee.PeeweeStore` (tables are not created:
-      call ``create_tables()``);
+      a :class:`~kitsession_wsgi.stores.peewee.PeeweeStore` (``?table=name`` names its table,
+      default ``kitsession_sessions``; the URL builds it without creating the tables: the
+      Flask extension's ``init_app`` and ``flask kitsession init-db`` call ``create_tables()``);
     * ``memcached://host:port,host:port``: a :class:`~kitsession_wsgi.stores.memcached.MemcachedStore`;
     * ``redis://host:port/db``: a :class:`~kitsession_wsgi.stores.redis.RedisStore`;
     * ``redis+cluster://host:port[,host:port...]/`` (``rediss+cluster://`` with TLS): a
@@ -32,7 +33,7 @@ def store_from_url(url: str) -> SessionStore:
       startup nodes; one reachable node is enough).
 
     .. versionchanged:: 0.2
-       ``redis+cluster://`` and ``rediss+cluster://``.
+       ``redis+cluster://`` and ``rediss+cluster://``; ``?table=`` on SQL URLs.
 
     :raises ConfigurationError: an unknown scheme or a malformed URL (option ``store``).
     """
@@ -46,7 +47,15 @@ def store_from_url(url: str) -> SessionStore:
 
         if scheme == "mariadb":
             url = "mysql" + url[len(scheme):]
-        return PeeweeStore.from_url(url)
+        # ``?table=`` is ours; the rest of the query goes to the database driver.  Split by
+        # hand: urlunsplit would turn ``sqlite:////abs/path`` into a host name.
+        address, _, query_text = url.partition("?")
+        query = parse_qsl(query_text, keep_blank_values=True)
+        tables = [value for name, value in query if name == "table"]
+        if not tables:
+            return PeeweeStore.from_url(url)
+        rest = urlencode([(name, value) for name, value in query if name != "table"])
+        return PeeweeStore.from_url(f"{address}?{rest}" if rest else address, table_name=tables[-1])
     if scheme == "memcached":
         from .memcached import MemcachedStore
 

@@ -4,7 +4,8 @@ The schema is versionless and only ever created by ``create_tables()`` (``CREATE
 IF NOT EXISTS``), which never alters an existing table; so the store checks an existing
 table's columns on its first call and refuses one of another shape with
 :class:`~kitsession_wsgi.SchemaMismatch` (the README's "Migrating the PeeweeStore table"
-gives the SQL per database).
+gives the SQL per database), and a missing one with :class:`~kitsession_wsgi.TablesMissing`
+(which names the command that creates it) rather than a driver error on every statement.
 
 .. versionadded:: 0.2
 """
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 import peewee  # type: ignore[import-untyped, unused-ignore]
 
-from ...errors import ConfigurationError, SchemaMismatch
+from ...errors import SchemaMismatch, TablesMissing
 from ._statements import dialect_of
 
 __all__ = ["USER_COLUMN_BYTES", "table_models", "tables_fit"]
@@ -88,19 +89,16 @@ def table_models(database: Any, bound_to: Any, *, table_name: str, lock_table_na
 
 def tables_fit(database: Any, columns_of: Columns, *, table_name: str, lock_table_name: str,
                user_model: type[peewee.Model] | None, require_tables: bool) -> bool:
-    """Whether the sessions table exists (``False``: not yet); raise if a table has another shape.
+    """Whether the tables fit (always ``True`` when it returns); raise if one is missing or of another shape.
 
     :raises SchemaMismatch: a column is missing or of the wrong type.
-    :raises ConfigurationError: ``require_tables`` and a table does not exist.
+    :raises TablesMissing: the sessions table does not exist, or ``require_tables``
+        and the locks table does not (it is needed only with the ``lock`` option).
     """
     dialect = dialect_of(database)
     columns = columns_of(database, table_name)
     if not columns:
-        if require_tables:
-            raise ConfigurationError(
-                "table_name", f"table {table_name!r} does not exist: call create_tables()"
-            )
-        return False
+        raise TablesMissing(table_name, store="PeeweeStore")
     text = _BINARY if dialect == "mysql" else _TEXT
     floating = _ColumnNeed(frozenset({_REAL}), "a floating-point type (REAL, DOUBLE PRECISION, DOUBLE)")
     needs = {
@@ -125,9 +123,7 @@ def tables_fit(database: Any, columns_of: Columns, *, table_name: str, lock_tabl
             "expires_at": floating,
         })
     elif require_tables:
-        raise ConfigurationError(
-            "table_name", f"table {lock_table_name!r} does not exist: call create_tables()"
-        )
+        raise TablesMissing(lock_table_name, store="PeeweeStore")
     return True
 
 

@@ -241,7 +241,8 @@ class PeeweeStore(SessionStore):
             (a :class:`~kitsession_wsgi.ConfigurationError`; its message
             names the table, column, expected and found, and points at the
             README's migration recipe).
-        :raises ConfigurationError: a table does not exist (call :meth:`create_tables`).
+        :raises TablesMissing: a table does not exist (a :class:`~kitsession_wsgi.ConfigurationError`:
+            call :meth:`create_tables` or run ``flask kitsession init-db``).
         :raises StoreUnavailable: the database cannot be reached.
 
         .. versionadded:: 0.2
@@ -298,7 +299,8 @@ class PeeweeStore(SessionStore):
         here build equal objects, so no lock is needed.  The statements are
         kept (so later calls skip the check) only once the sessions table
         exists and fits; while it does not exist, each call checks again and
-        its statement fails as it always did ("no such table").
+        raises :class:`~kitsession_wsgi.TablesMissing` (a table created later,
+        by ``init-db`` or a migration tool, is found without a restart).
         """
         database = self._resolve_database()
         statements = render(
