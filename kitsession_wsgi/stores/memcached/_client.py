@@ -268,7 +268,7 @@ def drop_idle_connections(client: Any) -> None:
         pool.destroy(connection)
 
 
-def build_client(servers: Sequence[str | tuple[str, int]], *, connect_timeout: float, timeout: float,
+def build_client(servers: Sequence[str | tuple[str, int]], *, connect_timeout: float | None, timeout: float | None,
                  dead_timeout: float, **client_options: Any) -> MemcacheClient:
     """A pooled client for ``servers``: a ``PooledClient`` for one, a :class:`StrictHashClient` for several.
 
