@@ -22,6 +22,7 @@ from __future__ import annotations
 from blinker import Namespace
 
 __all__ = [
+    "conflict_merged",
     "created",
     "destroyed",
     "evicted",
@@ -29,6 +30,7 @@ __all__ = [
     "invalid_signature",
     "key_rotated",
     "regenerated",
+    "revoked",
     "store_unavailable",
     "unknown_id",
 ]
