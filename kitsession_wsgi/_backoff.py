@@ -35,7 +35,9 @@ __all__ = ["BackoffStore", "guarded", "reset"]
 
 T = TypeVar("T")
 
-_breakers: weakref.WeakKeyDictionary[SessionStore, BackoffStore] = weakref.WeakKeyDictionary()
+# id(store) -> its breaker, while a manager holds the breaker (which holds the store, so the
+# id cannot be reused meanwhile); a dict keyed by the store itself would keep it alive.
+_breakers: weakref.WeakValueDictionary[int, BackoffStore] = weakref.WeakValueDictionary()
 _breakers_lock = threading.Lock()
 
 
@@ -56,12 +58,11 @@ def guarded(store: SessionStore, backoff: float | None, wrap: Callable[[SessionS
     if backoff is None:
         return wrap(store)
     with _breakers_lock:
-        try:
-            breaker = _breakers.get(store)
-        except TypeError:  # a store that cannot be weakly referenced: a breaker of its own
-            return BackoffStore(wrap(store), backoff)
-        if breaker is None:
-            breaker = _breakers[store] = BackoffStore(wrap(store), backoff)
+        breaker = _breakers.get(id(store))
+        if breaker is None or breaker.given is not store:
+            breaker = BackoffStore(wrap(store), backoff)
+            breaker.given = store
+            _breakers[id(store)] = breaker
         breaker.backoff = backoff
         return breaker
 
@@ -69,11 +70,8 @@ def guarded(store: SessionStore, backoff: float | None, wrap: Callable[[SessionS
 def reset(store: SessionStore) -> None:
     """Forget ``store``'s outage: its next call goes to it (a test double that recovers at once)."""
     with _breakers_lock:
-        try:
-            breaker = _breakers.get(store)
-        except TypeError:
-            return
-    if breaker is not None:
+        breaker = _breakers.get(id(store))
+    if breaker is not None and breaker.given is store:
         breaker._closed()
 
 
@@ -92,6 +90,8 @@ class BackoffStore(SessionStore):
 
     def __init__(self, inner: SessionStore, backoff: float) -> None:
         self.inner = inner
+        #: the store this breaker guards (``inner`` may be that store, timed)
+        self.given: SessionStore = inner
         self.backoff = backoff
         #: ``time.monotonic()`` until which calls fail without reaching the store (0: closed)
         self.open_until = 0.0

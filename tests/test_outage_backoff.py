@@ -159,3 +159,21 @@ def test_a_cluster_store_has_no_store_wide_backoff() -> None:
         with pytest.raises(StoreUnavailable):
             manager.get_session("x" * 43)
     assert store.failures["get"] == 2
+
+
+def test_flask_config_keys_reach_the_manager_and_the_store(tmp_path: Any) -> None:
+    pytest.importorskip("flask")
+    pytest.importorskip("peewee")
+    from flask import Flask
+
+    from kitsession_wsgi.flask import KitSession
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="k", KITSESSION_STORE=f"sqlite:///{tmp_path / 's.db'}",
+                      KITSESSION_STORE_TIMEOUT=0.7, KITSESSION_OUTAGE_BACKOFF=3, KITSESSION_METRICS=False)
+    KitSession(app)
+    state = app.extensions["kitsession"]
+    manager = state.manager
+    assert (manager.store_timeout, manager.outage_backoff, manager.metrics) == (0.7, 3.0, False)
+    assert state.store.database.timeout == 0.7  # SQLite's busy timeout
+    state.store.close()
