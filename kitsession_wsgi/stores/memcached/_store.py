@@ -27,7 +27,7 @@ from .._format import storage_id as _storage_id
 from .._toolkit import DriverErrors, RecentReads, is_int, same_user, user_index_key
 from ..base import SessionRecord, SessionStore, SetResult, UserId
 from .._timeouts import DEFAULT_STORE_TIMEOUT, settings_of
-from ._client import HashClient, MemcacheClient, StrictHashClient, build_client, gets, translate
+from ._client import HashClient, MemcacheClient, StrictHashClient, bound_client, build_client, gets, translate
 
 __all__ = ["MemcachedStore"]
 
@@ -160,16 +160,7 @@ class MemcachedStore(SessionStore):
 
         .. versionadded:: 0.3
         """
-        settings = settings_of(self)
-        client: Any = self.client
-        nodes = list(client.clients.values()) if isinstance(client, HashClient) else [client]
-        if isinstance(client, HashClient):
-            settings.fill(client.default_kwargs, ("connect_timeout", "timeout"), seconds)
-        for node in nodes:
-            if "timeout" in settings.fill_attributes(node, ("connect_timeout", "timeout"), seconds):
-                sock = getattr(node, "sock", None)
-                if sock is not None:
-                    sock.settimeout(seconds)
+        bound_client(self.client, seconds, settings_of(self))
 
     @property
     def partial_outages(self) -> bool:
