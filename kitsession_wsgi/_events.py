@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import signals
 from .session import Session
+from .stores.base import UserId
 
 __all__ = ["SessionEvents"]
 
@@ -42,3 +43,9 @@ class SessionEvents:
 
     def invalid_signature(self) -> None:
         signals.invalid_signature.send(self.sender)
+
+    def revoked(self, user_id: UserId | None, count: int) -> None:
+        signals.revoked.send(self.sender, user_id=user_id, count=count)
+
+    def conflict_merged(self, session: Session) -> None:
+        signals.conflict_merged.send(self.sender, session=session)

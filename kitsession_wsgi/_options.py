@@ -185,6 +185,9 @@ class SessionOptions:
         lock_ttl: int | float | timedelta = 30.0,
         rotate_on_user_change: bool = True,
         bearer: bool = False,
+        metrics: bool = True,
+        store_timeout: int | float | timedelta = 2.0,
+        outage_backoff: int | float | timedelta | None = 1.0,
     ) -> None:
         # Each option is documented on SessionManager's docstring: keep the two in step.
         check_store(store)
@@ -237,6 +240,9 @@ class SessionOptions:
         self.lock_ttl = seconds("lock_ttl", lock_ttl) or 0.0
         self.cookie_cache_size = cache_size(cookie_cache_size)
         self.serializer: Serializer = serializer if serializer is not None else JSONSerializer()
+        self.metrics = flag("metrics", metrics)
+        self.store_timeout = seconds("store_timeout", store_timeout) or 0.0
+        self.outage_backoff = seconds("outage_backoff", outage_backoff, allow_none=True)
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""

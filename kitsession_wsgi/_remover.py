@@ -20,7 +20,7 @@ __all__ = ["SessionRemover"]
 class SessionRemover:
     """Removes sessions from ``options.store``, following moves through ``lineage``.
 
-    ``events`` sends the ``destroyed`` signal.
+    ``events`` sends the ``destroyed`` and ``revoked`` signals.
     """
 
     def __init__(self, options: SessionOptions, lineage: Lineage, events: SessionEvents) -> None:
@@ -62,6 +62,8 @@ class SessionRemover:
                 # device is the same, so its new id goes.
                 removed = lineage.remove_successors(handle, user_id=user_id)
                 lineage.end_graced_predecessors(handle, user_id=user_id)
+                if removed:
+                    self.events.revoked(user_id, 1)
                 return removed
             if record.user_id != user_id:
                 return False
@@ -69,10 +71,14 @@ class SessionRemover:
         removed = lineage.remove_successors(handle) or removed
         # An id a regenerate with a grace period left live before this one goes too.
         lineage.end_graced_predecessors(handle)
+        if removed:
+            self.events.revoked(user_id, 1)
         return removed
 
     def remove_all_for_user(self, user_id: UserId, except_key: str | None) -> int:
         """:meth:`~kitsession_wsgi.SessionManager.remove_all_sessions_for_user` (``user_id`` checked)."""
         # First, so that a move to a new id running meanwhile undoes itself (see _lineage).
         self.lineage.note_revocation(user_id, except_key)
-        return self.options.store.delete_all_for_user(user_id, except_key)
+        count = self.options.store.delete_all_for_user(user_id, except_key)
+        self.events.revoked(user_id, count)
+        return count

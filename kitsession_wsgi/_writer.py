@@ -213,6 +213,8 @@ class SessionWriter:
             result = options.store.set(record, expected)
             if result is SetResult.SAVED:
                 session._stored(text, user_id, record.version, now, record.expires_at, send_cookie=options.rolling)
+                if changes is not None:
+                    self.events.conflict_merged(session)
                 return
             if result is SetResult.MISSING:
                 # Removed by another request (logout, revoke): it stays removed.

@@ -160,3 +160,52 @@ def _stats_command(as_json: bool) -> None:
     click.echo(f"other records: {stats['other_records']} "
                "(markers left by logins and sign-outs, removed by purge once expired)")
     click.echo(f"records in the store: {len(records)}")
+
+
+@cli.command("migrate")
+@click.option("--from", "source_url", default=None, metavar="URL",
+              help="the store URL the sessions come from (default: the app's KITSESSION_MIGRATE_FROM)")
+def _migrate_command(source_url: str | None) -> None:
+    """Move every session from another store to the app's, while the app serves.
+
+    Run it once every worker serves through the move (``KITSESSION_MIGRATE_FROM``
+    set to the same URL); afterwards the old store holds nothing and the setting
+    can go.  Safe to run again.
+    """
+    from .errors import ConfigurationError
+    from .stores.migrating import MigratingStore
+
+    manager = get_manager()
+    store = manager.store
+    built = False
+    if source_url is not None:
+        target = store.target if isinstance(store, MigratingStore) else store
+        try:
+            store = MigratingStore.from_url(target, source_url, clock=manager.clock)
+            built = True
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--from") from None
+    elif not isinstance(store, MigratingStore):
+        raise click.UsageError("the app's store is not moving from another one: "
+                               "give --from URL or set KITSESSION_MIGRATE_FROM")
+    bar: t.Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None or done == 1:
+            if bar is not None:
+                bar.render_finish()
+            bar = click.progressbar(length=total, label="moving sessions")
+        bar.update(1)
+
+    try:
+        counts = store.drain(progress)
+    finally:
+        if bar is not None:
+            bar.render_finish()
+        if built:
+            store.source.close()  # opened here; the app's own store stays open
+    click.echo(f"moved {counted(counts.moved, 'session')}, {counts.expired} expired removed, "
+               f"{counts.skipped} already gone or moved, {counts.remaining} left in the old store")
+    if counts.remaining:
+        raise SystemExit(1)

@@ -22,7 +22,8 @@ none knows the manager (one concept per module, dependencies one way):
   marker, and why revocation wins every race (the argument with its code);
 * ``_writer``: the commit decision, versioned saves and merges, touches;
 * ``_remover``: logout, removal by handle, sign-out-everywhere;
-* ``_events``: the signals, sent with the manager as their sender.
+* ``_events``: the signals, sent with the manager as their sender;
+* ``_backoff``: the breaker that stops calling a failing store for ``outage_backoff``.
 
 .. versionadded:: 0.1
 """
@@ -33,6 +34,8 @@ import functools
 from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
+from . import metrics as _metrics
+from ._backoff import guarded
 from ._events import SessionEvents
 from ._keys import session_key
 from ._lineage import Lineage
@@ -91,6 +94,10 @@ class _Option(Generic[T]):
         setattr(manager.options, self.name, value)
 
 
+def _no_wrap(store: SessionStore) -> SessionStore:
+    return store
+
+
 class SessionManager:
     """Server-side sessions over one :class:`~kitsession_wsgi.SessionStore`.
 
@@ -140,11 +147,21 @@ class SessionManager:
         from the header only (its cookie is ignored), never gets a
         ``Set-Cookie``, and learns a new token from the ``Session-Token``
         response header.  ``.. versionadded:: 0.2``
+    :param metrics: record this manager's sessions and store calls in OpenTelemetry
+        (:mod:`kitsession_wsgi.metrics`; nothing is recorded unless a ``MeterProvider``
+        is configured).  ``.. versionadded:: 0.3``
+    :param store_timeout: seconds that bound each store call, connect and read
+        (:meth:`SessionStore.apply_timeout <kitsession_wsgi.SessionStore.apply_timeout>`:
+        the bundled stores set their driver's timeouts, filling in those a user's client
+        lacks).  ``.. versionadded:: 0.3``
+    :param outage_backoff: after a store call raised
+        :class:`~kitsession_wsgi.StoreUnavailable`, seconds during which store calls fail
+        at once without reaching the store; then one request probes it.  ``None`` calls
+        the store every time.  ``.. versionadded:: 0.3``
 
     .. versionadded:: 0.1
     """
 
-    store = _Option[SessionStore]()
     name = _Option[str]()
     signed = _Option[bool]()
     signer = _Option["CookieSigner | None"]()
@@ -168,11 +185,21 @@ class SessionManager:
     lock_ttl = _Option[float]()
     cookie_cache_size = _Option[int]()
     serializer = _Option[Serializer]()
+    metrics = _Option[bool]()
+    store_timeout = _Option[float]()
+    outage_backoff = _Option["float | None"]()
 
     @_with_signature_of(SessionOptions.__init__)
     def __init__(self, store: SessionStore, **arguments: Any) -> None:
         #: the validated options, shared by every part (each is also an attribute: ``manager.max_age``)
         self.options = SessionOptions(store, **arguments)
+        options = self.options
+        apply_timeout = getattr(store, "apply_timeout", None)  # a duck-typed store may lack it
+        if apply_timeout is not None:
+            apply_timeout(options.store_timeout)
+        wrap = _metrics.instrumented if options.metrics else _no_wrap
+        options.store = self._calls = guarded(store, options.outage_backoff, wrap)
+        self._given_store = store
         # The parts, each given what it works with (the manager is only the signals' sender).
         options = self.options
         events = SessionEvents(self)
@@ -182,6 +209,18 @@ class SessionManager:
         self._loader = SessionLoader(options, self._cookie, self._locks, events)
         self._remover = SessionRemover(options, lineage, events)
         self._writer = SessionWriter(options, self._cookie, self._locks, lineage, self._remover, events)
+
+    @property
+    def store(self) -> SessionStore:
+        """The store given to the manager (its calls go through the outage backoff and,
+        with OpenTelemetry configured, the metrics' timing); assigning one makes the
+        manager call it directly."""
+        calls = self.options.store
+        return self._given_store if calls is self._calls else calls
+
+    @store.setter
+    def store(self, store: SessionStore) -> None:
+        self.options.store = store
 
     # -- reading a request ------------------------------------------------------------
 
@@ -367,7 +406,7 @@ class SessionManager:
         """The live session with secret id ``id``, or ``None`` (unknown or expired)."""
         if not isinstance(id, str) or not id:
             return None
-        record = self.store.get(session_key(id))
+        record = self.options.store.get(session_key(id))
         return None if record is None else self._loader.from_record(record, id)
 
     def set_session(self, session: Session, data: dict[str, Any]) -> Session:
@@ -401,12 +440,12 @@ class SessionManager:
 
     def get_all_sessions(self) -> list[Session]:
         """Every live session, oldest first, without ids (``id`` is ``None``)."""
-        return self._loader.listed(self.store.get_all())
+        return self._loader.listed(self.options.store.get_all())
 
     def get_sessions_for_user(self, user_id: UserId) -> list[Session]:
         """The user's live sessions, oldest first, without ids; ``handle`` identifies each."""
         user_id = require_user_id(user_id)
-        return self._loader.listed(self.store.get_all_for_user(user_id))
+        return self._loader.listed(self.options.store.get_all_for_user(user_id))
 
     def regenerate(self, session: Session, *, grace: float = 0) -> Session:
         """Give ``session`` a new id, keeping its data and lifetime.
@@ -427,7 +466,7 @@ class SessionManager:
 
     def purge_expired(self) -> int:
         """Remove expired sessions from the store now; return how many."""
-        return self.store.purge_expired(self.clock())
+        return self.options.store.purge_expired(self.clock())
 
     # -- cookies ----------------------------------------------------------------------
 

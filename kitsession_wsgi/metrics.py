@@ -94,9 +94,7 @@ def instruments() -> Instruments | None:
     """
     global _instruments
     if _instruments is None and otel_metrics is not None:
-        from . import __version__  # here: the package may still be importing when this module is
-
-        meter = otel_metrics.get_meter(METER_NAME, __version__)
+        meter = otel_metrics.get_meter(METER_NAME, _version())
         _instruments = Instruments(
             created=meter.create_counter("kitsession.sessions.created", "{session}", "Sessions stored for the first time"),
             removed=meter.create_counter("kitsession.sessions.removed", "{session}",
@@ -113,6 +111,16 @@ def instruments() -> Instruments | None:
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS),
         )
     return _instruments
+
+
+def _version() -> str:
+    """The installed distribution's version (the package itself imports the manager, which imports this)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kitsession-wsgi")
+    except PackageNotFoundError:
+        return "0"
 
 
 def error_type(exc: BaseException) -> str:
@@ -360,6 +368,9 @@ class InstrumentedStore(SessionStore):
             self._failed("release_lock", started, exc)
             raise
         self._duration.record(time.perf_counter() - started, self._attributes["release_lock"])
+
+    def apply_timeout(self, seconds: float) -> None:
+        self.inner.apply_timeout(seconds)
 
     def close(self) -> None:
         self.inner.close()

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from werkzeug.http import parse_date
 
 from kitsession_wsgi import MemoryStore, Session, SessionManager, StoreUnavailable
+from kitsession_wsgi import _backoff as backoff
 from kitsession_wsgi.stores.base import SessionRecord, SetResult, UserId
 
 
@@ -172,6 +173,9 @@ class FlakyStore(CountingStore):
         unknown = methods - set(STORE_METHODS)
         assert not unknown, f"not store contract methods: {sorted(unknown)}"
         self._failing = methods
+        # The store changed its mind at once: the manager's outage backoff (which would
+        # refuse calls for a second after a failure) forgets the last failure.
+        backoff.reset(self)
 
     def _check(self, method: str) -> None:
         if method in self._failing:

@@ -148,7 +148,7 @@ def outage_store(private_server: PrivatePostgres | PrivateMariaDB) -> Iterator[P
 def test_outage_raises_store_unavailable_and_recovers_without_a_new_store(
     private_server: PrivatePostgres | PrivateMariaDB, outage_store: PeeweeStore
 ) -> None:
-    manager = SessionManager(outage_store, keys=["fault-key"])
+    manager = SessionManager(outage_store, keys=["fault-key"], outage_backoff=None)  # the store's own reconnect, not the backoff
     session = manager.create_session(user_id=7, data={"cart": [1]})
     assert session.id is not None
     key = session_key(session.id)
@@ -180,7 +180,7 @@ def test_outage_raises_store_unavailable_and_recovers_without_a_new_store(
 def test_every_thread_recovers_after_a_restart(
     private_server: PrivatePostgres | PrivateMariaDB, outage_store: PeeweeStore
 ) -> None:
-    manager = SessionManager(outage_store)
+    manager = SessionManager(outage_store, outage_backoff=None)  # the store's own reconnect, not the backoff
     session = manager.create_session(data={"n": 1})
     assert session.id is not None
     key = session_key(session.id)

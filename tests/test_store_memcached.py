@@ -117,7 +117,7 @@ def test_from_servers_builds_a_pooled_no_delay_client_for_one_server(memcached_s
     assert isinstance(client, PooledClient)
     assert client.server == ("127.0.0.1", memcached_server.port)
     assert client.no_delay is True and client.ignore_exc is False and client.default_noreply is False
-    assert client.connect_timeout == 1.0 and client.timeout == 1.0
+    assert client.connect_timeout == 2.0 and client.timeout == 2.0  # store_timeout's default
     assert client.client_pool.max_size == 3 and client.client_pool.idle_timeout == 30
 
 

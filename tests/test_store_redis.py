@@ -60,7 +60,7 @@ class TestRedisDecodedResponsesContract(StoreContract):
 def test_from_url_gives_the_client_short_timeouts_and_one_retry(redis_server: PrivateServer) -> None:
     store = RedisStore.from_url(f"redis://{redis_server.address}/2")
     kwargs = store.client.connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == 1.0 and kwargs["socket_connect_timeout"] == 1.0
+    assert kwargs["socket_timeout"] == 2.0 and kwargs["socket_connect_timeout"] == 2.0  # store_timeout's default
     assert kwargs["retry"].get_retries() == 1 and kwargs["db"] == 2
 
 

@@ -42,6 +42,10 @@ class KitSession:
     :param store: a :class:`~kitsession_wsgi.SessionStore`; by default the store
         named by ``KITSESSION_STORE`` in the app config or the environment (a URL, see
         :func:`kitsession_wsgi.stores.urls.store_from_url`) or a :class:`MemoryStore`.
+        ``KITSESSION_MIGRATE_FROM`` (a store URL, in the config or the environment)
+        serves that store through a
+        :class:`~kitsession_wsgi.stores.migrating.MigratingStore` that moves its
+        sessions to this one (``flask kitsession migrate`` drains it).
     :param options: :class:`~kitsession_wsgi.SessionManager` options,
         ``permanent`` (the default ``session.permanent``) and ``retry_after``
         (seconds in the ``Retry-After`` of the 503 answered when the store is down).
@@ -50,6 +54,8 @@ class KitSession:
     .. versionadded:: 0.1
     .. versionchanged:: 0.2
        Flask's session settings are honoured; the ``permanent`` option.
+    .. versionchanged:: 0.3
+       ``KITSESSION_MIGRATE_FROM``.
     """
 
     def __init__(self, app: Flask | None = None, store: SessionStore | None = None, **options: t.Any) -> None:
@@ -117,6 +123,12 @@ class KitSession:
             else:
                 refuse_keys_without_type(app.config)
                 store = MemoryStore()
+        # Moving to this store from another while serving (see docs/operations.md).
+        migrate_from = app.config.get("KITSESSION_MIGRATE_FROM") or os.environ.get("KITSESSION_MIGRATE_FROM")
+        if migrate_from:
+            from ..stores.migrating import MigratingStore
+
+            store = MigratingStore.from_url(store, migrate_from)
         if "KITSESSION_RETRY_AFTER" in app.config:
             retry_after = validate_retry_after(app.config["KITSESSION_RETRY_AFTER"])
         else:

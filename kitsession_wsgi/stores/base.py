@@ -175,5 +175,16 @@ class SessionStore(abc.ABC):
         """Free the lock for ``key`` if ``token`` still holds it (an expired lock taken over stays)."""
         raise NotImplementedError(f"{type(self).__name__} does not support session locks")
 
+    def apply_timeout(self, seconds: float) -> None:
+        """Bound each call (connect and read) by ``seconds``: the manager's ``store_timeout``.
+
+        A bundled store sets its driver's timeouts: those of a client it built from a
+        URL, and those a client given by the user leaves unset (a timeout the user set
+        on their client is kept).  The default does nothing: a third-party store bounds
+        its own calls.
+
+        .. versionadded:: 0.3
+        """
+
     def close(self) -> None:
         """Release connections; the default does nothing."""

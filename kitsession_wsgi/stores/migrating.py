@@ -322,6 +322,11 @@ class MigratingStore(SessionStore):
         """Free ``target``'s lock."""
         self.target.release_lock(key, token)
 
+    def apply_timeout(self, seconds: float) -> None:
+        """Bound the calls of both stores."""
+        self.target.apply_timeout(seconds)
+        self.source.apply_timeout(seconds)
+
     def close(self) -> None:
         """Close both stores."""
         try:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from ...errors import ConfigurationError, SessionDataError, StoreUnavailable
+from .._timeouts import TimeoutSettings
 from .._toolkit import is_number
 
 try:
@@ -35,7 +36,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
         "kitsession_wsgi.stores.memcached needs pymemcache: pip install 'kitsession-wsgi[memcached]'"
     ) from exc
 
-__all__ = ["HashClient", "MemcacheClient", "MemcachedNodeDown", "StrictHashClient", "build_client",
+__all__ = ["HashClient", "MemcacheClient", "MemcachedNodeDown", "StrictHashClient", "bound_client", "build_client",
            "drop_idle_connections", "gets", "translate"]
 
 
@@ -271,7 +272,7 @@ def drop_idle_connections(client: Any) -> None:
         pool.destroy(connection)
 
 
-def build_client(servers: Sequence[str | tuple[str, int]], *, connect_timeout: float, timeout: float,
+def build_client(servers: Sequence[str | tuple[str, int]], *, connect_timeout: float | None, timeout: float | None,
                  dead_timeout: float, **client_options: Any) -> MemcacheClient:
     """A pooled client for ``servers``: a ``PooledClient`` for one, a :class:`StrictHashClient` for several.
 
@@ -295,6 +296,20 @@ def build_client(servers: Sequence[str | tuple[str, int]], *, connect_timeout: f
             raise ConfigurationError("ignore_exc", "an outage is not a missing session")
         return PooledClient(servers[0], **options)  # type: ignore[no-any-return]
     return StrictHashClient(list(servers), dead_timeout=dead_timeout, **options)
+
+
+def bound_client(client: Any, seconds: float, settings: TimeoutSettings) -> None:
+    """Set ``connect_timeout`` and ``timeout`` on a pymemcache client (each node of a
+    ``HashClient``, and its defaults for nodes added later) through ``settings``; an open
+    plain ``Client``'s socket gets the new read timeout too."""
+    nodes = list(client.clients.values()) if isinstance(client, HashClient) else [client]
+    if isinstance(client, HashClient):
+        settings.fill(client.default_kwargs, ("connect_timeout", "timeout"), seconds)
+    for node in nodes:
+        if "timeout" in settings.fill_attributes(node, ("connect_timeout", "timeout"), seconds):
+            sock = getattr(node, "sock", None)
+            if sock is not None:
+                sock.settimeout(seconds)
 
 
 def gets(client: MemcacheClient, key: str) -> tuple[Any, Any]:

@@ -25,7 +25,8 @@ from .._format import decode_record, encode_record
 from .._format import storage_id as _storage_id
 from .._toolkit import DriverErrors, RecentReads, is_int, same_user, user_index_key
 from ..base import SessionRecord, SessionStore, SetResult, UserId
-from ._client import HashClient, MemcacheClient, StrictHashClient, build_client, gets, translate
+from .._timeouts import DEFAULT_STORE_TIMEOUT, settings_of
+from ._client import HashClient, MemcacheClient, StrictHashClient, bound_client, build_client, gets, translate
 from ._global_index import GlobalIndex, index_entries
 
 __all__ = ["MemcachedStore"]
@@ -118,8 +119,8 @@ class MemcachedStore(SessionStore):
         key_prefix: str = "kitsession:",
         max_item_bytes: int = 1024 * 1024,
         index_buckets: int = 16,
-        connect_timeout: float = 1.0,
-        timeout: float = 1.0,
+        connect_timeout: float | None = None,
+        timeout: float | None = None,
         dead_timeout: float = 1.0,
         **client_options: Any,
     ) -> MemcachedStore:
@@ -128,7 +129,7 @@ class MemcachedStore(SessionStore):
         One server gives a pymemcache ``PooledClient``, several a
         :class:`StrictHashClient` with a ``PooledClient`` per node; all
         with ``no_delay=True``, confirmed writes and the given timeouts
-        (seconds).  ``dead_timeout`` is how long a failed cluster node fails
+        (seconds; by default the manager's ``store_timeout``, see :meth:`apply_timeout`).  ``dead_timeout`` is how long a failed cluster node fails
         fast before it is tried again.  Other keyword arguments go to
         pymemcache's ``PooledClient`` (``max_pool_size``,
         ``pool_idle_timeout``, ``tls_context``, ``socket_keepalive``, ...).
@@ -141,7 +142,26 @@ class MemcachedStore(SessionStore):
         """
         client = build_client(servers, connect_timeout=connect_timeout, timeout=timeout, dead_timeout=dead_timeout,
                               **client_options)
-        return cls(client, key_prefix=key_prefix, max_item_bytes=max_item_bytes, index_buckets=index_buckets)
+        store = cls(client, key_prefix=key_prefix, max_item_bytes=max_item_bytes, index_buckets=index_buckets)
+        store.apply_timeout(DEFAULT_STORE_TIMEOUT)
+        return store
+
+    def apply_timeout(self, seconds: float) -> None:
+        """Bound connects and reads by ``seconds`` (pymemcache's ``connect_timeout`` and ``timeout``).
+
+        Set on the client (each node of a ``HashClient``, and its defaults for nodes added
+        later) where it has none, or a longer one; a shorter one is kept.  Connections
+        opened from now on get it, and an open plain ``Client``'s socket too.
+
+        .. versionadded:: 0.3
+        """
+        bound_client(self.client, seconds, settings_of(self))
+
+    @property
+    def partial_outages(self) -> bool:
+        """Whether one node can fail while the others serve (a cluster client): then no
+        store-wide outage backoff; the client's ``dead_timeout`` skips the failed node."""
+        return isinstance(self.client, HashClient)
 
     # -- keys and values --------------------------------------------------------------
 

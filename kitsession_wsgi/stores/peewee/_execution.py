@@ -148,8 +148,11 @@ class Executor:
                 # A server restart leaves every thread's connection dead; one
                 # retry on a new connection hides that from the request.  Inside
                 # the application's transaction there is no new connection to take.
+                # A connect that failed is not tried again: it would wait out its
+                # timeout a second time (store_timeout bounds the call, not each try).
+                never_connected = database.is_closed()
                 self.discard_connection(database)
-                if reconnected or database.in_transaction():
+                if reconnected or never_connected or database.in_transaction():
                     raise StoreUnavailable(
                         f"{statements.dialect} session store unavailable: {message.strip()}",
                         store=self.store_name,
@@ -197,7 +200,10 @@ class Executor:
         except _CONNECTION_ERRORS as exc:
             if _is_sqlite_programming_error(str(exc)):
                 raise
+            never_connected = database.is_closed()  # a second connect would wait out its timeout again
             self.discard_connection(database)
+            if never_connected:
+                raise StoreUnavailable(f"session store unavailable: {exc}", store=self.store_name) from exc
         with self.connection_errors(database):
             return columns()
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ import peewee  # type: ignore[import-untyped, unused-ignore]
 from playhouse import db_url  # type: ignore[import-untyped, unused-ignore]
 
 from ...errors import ConfigurationError, InvalidUserId, SessionDataError
+from .._timeouts import DEFAULT_STORE_TIMEOUT, settings_of
 from .._toolkit import RecentReads, is_int, is_number, is_storable_text
 from ..base import SessionRecord, SessionStore, SetResult, UserId
 from ._execution import Executor
@@ -29,6 +31,21 @@ _SQLITE_DEFAULT_PRAGMAS = {"journal_mode": "wal", "synchronous": "normal", "fore
 #: rows of recent reads kept for the save that usually follows (see PeeweeStore.set)
 _RECENT_READS = 256
 _RECENT_ROW_DATA = 64 * 1024
+
+
+def _statement_timeout(options: object) -> int | None:
+    """The ``statement_timeout`` (milliseconds) a libpq ``options`` string sets, if any."""
+    if not isinstance(options, str):
+        return None
+    found = re.search(r"statement_timeout=(\d+)\b", options)
+    return int(found.group(1)) if found else None
+
+
+def _with_statement_timeout(options: object, milliseconds: int) -> str:
+    """A libpq ``options`` string with ``statement_timeout`` set to ``milliseconds``."""
+    text = options if isinstance(options, str) else ""
+    text = re.sub(r"\s*-c\s*statement_timeout=\S*", "", text).strip()
+    return f"{text} -c statement_timeout={milliseconds}".strip()
 
 
 class PeeweeStore(SessionStore):
@@ -157,8 +174,8 @@ class PeeweeStore(SessionStore):
 
         ``sqlite:///path/sessions.db``, ``postgresql://user:pw@host:5432/db``,
         ``mysql://user:pw@host:3306/db``.  SQLite connections default to WAL
-        journaling, ``synchronous=NORMAL``, foreign keys on and a 5 second busy
-        timeout; PostgreSQL connections to a 10 second connect timeout.
+        journaling, ``synchronous=NORMAL`` and foreign keys on; every connection's
+        timeouts are the manager's ``store_timeout`` (:meth:`apply_timeout`).
         ``connect_params`` go to the peewee database and override these
         defaults (``pragmas`` are merged).  Nothing connects until the first call.
 
@@ -171,9 +188,6 @@ class PeeweeStore(SessionStore):
         scheme = url.split(":", 1)[0].lower()
         if scheme.startswith("sqlite"):
             connect_params["pragmas"] = {**_SQLITE_DEFAULT_PRAGMAS, **dict(connect_params.get("pragmas") or {})}
-            connect_params.setdefault("timeout", 5)
-        elif scheme.startswith(("postgres", "cockroach")):
-            connect_params.setdefault("connect_timeout", 10)
         database = db_url.connect(url, **connect_params)
         if isinstance(database, peewee.SqliteDatabase) and (
             database.database in ("", ":memory:") or "mode=memory" in str(database.database)
@@ -188,7 +202,41 @@ class PeeweeStore(SessionStore):
             locked_retry_timeout=locked_retry_timeout,
         )
         store._owns_database = True
+        store.apply_timeout(DEFAULT_STORE_TIMEOUT)
         return store
+
+    def apply_timeout(self, seconds: float) -> None:
+        """Bound connects and statements by ``seconds``, in the database's connect parameters.
+
+        SQLite: the busy timeout (how long a statement waits for another connection's
+        lock).  PostgreSQL: libpq's ``connect_timeout`` (whole seconds, and at least 2:
+        libpq's own floor) and ``statement_timeout`` (a server that answers but is
+        slow).  MariaDB/MySQL: PyMySQL's ``connect_timeout``, ``read_timeout`` and
+        ``write_timeout`` (socket timeouts: they hold for a stopped server too).  Each
+        is set where unset or longer; a shorter one is kept.  Connections opened from
+        now on get it.  A PostgreSQL server that stops answering in the middle of a
+        statement on an open connection is not bounded by the client (libpq has no
+        read timeout); the outage backoff keeps other requests from waiting on it.
+
+        .. versionadded:: 0.3
+        """
+        if isinstance(self.database, peewee.DatabaseProxy) and self.database.obj is None:
+            return  # not initialised yet: nothing to bound (its first call raises ConfigurationError)
+        database = self._resolve_database()
+        settings = settings_of(self)
+        params = database.connect_params
+        if isinstance(database, peewee.SqliteDatabase):
+            current = {"timeout": database.timeout}
+            if settings.fill(current, ("timeout",), seconds):
+                database.timeout = current["timeout"]
+        elif isinstance(database, peewee.PostgresqlDatabase):
+            settings.fill(params, ("connect_timeout",), max(2, math.ceil(seconds)))
+            statement = {"statement_timeout": _statement_timeout(params.get("options"))}
+            milliseconds = math.ceil(seconds * 1000)
+            if settings.fill(statement, ("statement_timeout",), milliseconds):
+                params["options"] = _with_statement_timeout(params.get("options"), milliseconds)
+        elif isinstance(database, peewee.MySQLDatabase):
+            settings.fill(params, ("connect_timeout", "read_timeout", "write_timeout"), seconds)
 
     def _resolve_database(self) -> Any:
         database = self.database

@@ -52,5 +52,8 @@ def translate(exc: Exception, action: str) -> Exception | None:
 
 
 def quick_retry() -> Retry:
-    """One quick retry (enough to replace a connection a restarted server closed) instead of redis-py's ten."""
-    return Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1)
+    """One quick retry (enough to replace a connection a restarted server closed) instead of
+    redis-py's ten, and none after a timeout."""
+    # Only a refused or closed connection is retried: a timeout retried would wait again,
+    # past store_timeout.
+    return Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1, supported_errors=(RedisConnectionError,))

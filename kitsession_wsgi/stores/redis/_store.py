@@ -13,6 +13,7 @@ from ...errors import ConfigurationError, StoreUnavailable
 from .._toolkit import DriverErrors
 from ._base import Client, RedisBase
 from ._cluster import ClusterLayout
+from .._timeouts import DEFAULT_STORE_TIMEOUT, settings_of
 from ._driver import ClusterNode, RedisCluster, is_unavailable, quick_retry, redis
 from ._standalone import StandaloneLayout
 
@@ -52,9 +53,10 @@ class RedisStore(RedisBase):
     def from_url(cls, url: str, *, prefix: str = "sess:", **client_options: Any) -> RedisStore:
         """A store on the Redis at ``url`` (``redis://host:port/db``, ``rediss://``, ``unix://``).
 
-        The client gets 1-second connect and read timeouts and one quick retry
-        (enough to replace a connection a restarted server closed) instead of
-        redis-py's ten; ``client_options`` override them.  A
+        The client gets connect and read timeouts of the manager's ``store_timeout``
+        (:meth:`apply_timeout`) and one quick retry (enough to replace a connection a
+        restarted server closed; none after a timeout) instead of redis-py's ten;
+        ``client_options`` override them.  A
         ``redis+cluster://`` or ``rediss+cluster://`` URL goes to
         :meth:`from_cluster_url`.
 
@@ -64,13 +66,10 @@ class RedisStore(RedisBase):
             raise ConfigurationError("url", f"must be a Redis URL, got {url!r}")
         if url.split(":", 1)[0].lower() in ("redis+cluster", "rediss+cluster"):
             return cls.from_cluster_url(url, prefix=prefix, **client_options)
-        options: dict[str, Any] = {
-            "socket_timeout": 1.0,
-            "socket_connect_timeout": 1.0,
-            "retry": quick_retry(),
-            **client_options,
-        }
-        return cls(redis.Redis.from_url(url, **options), prefix=prefix)
+        options: dict[str, Any] = {"retry": quick_retry(), **client_options}
+        store = cls(redis.Redis.from_url(url, **options), prefix=prefix)
+        store.apply_timeout(DEFAULT_STORE_TIMEOUT)
+        return store
 
     @classmethod
     def from_cluster_url(cls, url: str, *, prefix: str = "sess:", wait_replicas: int = 0,
@@ -136,6 +135,34 @@ class RedisStore(RedisBase):
             # RedisCluster asks a startup node for the slot map as it is built.
             client = RedisCluster(startup_nodes=nodes, **options)
         return cls(client, prefix=prefix, wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
+
+    def apply_timeout(self, seconds: float) -> None:
+        """Bound connects and reads by ``seconds`` (``socket_connect_timeout``, ``socket_timeout``).
+
+        Set in the client's connection arguments (its pool's; a cluster client's node
+        arguments) where they are unset or longer (redis-py's defaults are 5 s); shorter
+        ones are kept.  Where the bound is set, the client's retry policy (redis-py's
+        default retries a timeout ten times) becomes one quick retry of a refused or
+        closed connection and none of a timeout, so one call waits once.  Connections opened from now on get it.
+
+        .. versionadded:: 0.3
+        """
+        settings = settings_of(self)
+        client: Any = self.client
+        names = ("socket_timeout", "socket_connect_timeout")
+        if self.is_cluster:
+            kwargs = getattr(getattr(client, "nodes_manager", None), "connection_kwargs", None)
+            if isinstance(kwargs, dict):
+                settings.fill(kwargs, names, seconds)
+            return
+        if settings.fill(client.connection_pool.connection_kwargs, names, seconds):
+            client.set_retry(quick_retry())
+
+    @property
+    def partial_outages(self) -> bool:
+        """Whether one node can fail while the others serve (a cluster): then no
+        store-wide outage backoff."""
+        return self.is_cluster
 
 
 @functools.cache
