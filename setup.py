@@ -43,6 +43,8 @@ EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "cachelib>=0.13",
     "flask-sqlalchemy>=3.1",
     "sqlalchemy>=2.0",
+    # Flask-Login without glue (tests/test_flask_login.py)
+    "flask-login>=0.6.3",
     # tests/test_metrics.py reads the metrics back through the SDK's in-memory reader
     "opentelemetry-sdk>=1.23",
 ]

@@ -52,7 +52,7 @@ MANAGER_OPTIONS = (
     "bearer",
 )
 #: options of the extension itself (not passed to the manager)
-EXTENSION_OPTIONS = ("retry_after", "store", "permanent")
+EXTENSION_OPTIONS = ("retry_after", "store", "permanent", "flask_login")
 #: options read on every request (``store`` and ``retry_after`` are read once, by ``init_app``)
 LIVE_OPTIONS = MANAGER_OPTIONS + ("permanent",)
 
