@@ -45,6 +45,7 @@ EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "sqlalchemy>=2.0",
     # Flask-Login without glue (tests/test_flask_login.py)
     "flask-login>=0.6.3",
+    "semantic-version>=2.10",  # imported by Flask-Login's own suite (tests/test_flask_login_suite.py)
     # tests/test_metrics.py reads the metrics back through the SDK's in-memory reader
     "opentelemetry-sdk>=1.23",
 ]
