@@ -247,3 +247,35 @@ def test_other_apps_are_untouched(store: SessionStore) -> None:
     assert client.get_cookie("session") is not None  # Flask's own cookie session
     assert live_records(store) == []
     assert linked.test_client().post("/login/4").status_code == 200
+
+
+def test_a_second_login_as_another_user_moves_the_link_to_a_new_id(store: SessionStore) -> None:
+    app = make_app(store)
+    client = app.test_client()
+    client.post("/login/1")
+    first = cookie_value(client)
+    client.post("/login/2")
+    assert cookie_value(client) != first
+    assert client.get("/me").get_json()["linked"] == "2"
+    assert [str(record.user_id) for record in live_records(store)] == ["2"]
+    assert replay(app, {"session": first or ""}) is None
+
+
+def test_logout_user_under_with_delete_session(store: SessionStore) -> None:
+    from kitsession_wsgi.flask import with_delete_session
+
+    app = make_app(store)
+
+    @app.post("/logout-decorated")
+    @with_delete_session
+    def logout_decorated(session: Any) -> Any:
+        logout_user()
+        return "bye"
+
+    client = app.test_client()
+    client.post("/login/7")
+    held = cookie_value(client)
+    assert client.post("/logout-decorated").status_code == 200
+    assert cookie_value(client) is None
+    assert live_records(store) == []
+    assert replay(app, {"session": held or ""}) is None
