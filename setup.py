@@ -47,6 +47,9 @@ EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "cachelib>=0.13",
     "flask-sqlalchemy>=3.1",
     "sqlalchemy>=2.0",
+    # Flask-Login without glue (tests/test_flask_login.py)
+    "flask-login>=0.6.3",
+    "semantic-version>=2.10",  # imported by Flask-Login's own suite (tests/test_flask_login_suite.py)
     # tests/test_metrics.py reads the metrics back through the SDK's in-memory reader
     "opentelemetry-sdk>=1.23",
 ]

@@ -19,6 +19,7 @@ from ..errors import ConfigurationError, SessionConflict, StoreUnavailable
 from ..stores.base import SessionStore, UserId
 from ..stores.memory import MemoryStore
 from ._decorators import current_session
+from ._flask_login import connect_flask_login, flask_login_available
 from ._interface import KitSessionInterface, error_response
 from ._state import AppState, app_state
 from .cli import cli as _cli
@@ -56,6 +57,8 @@ class KitSession:
        Flask's session settings are honoured; the ``permanent`` option.
     .. versionchanged:: 0.3
        ``KITSESSION_MIGRATE_FROM``.
+       ``flask_login`` (``KITSESSION_FLASK_LOGIN``, on when Flask-Login is installed): its
+       ``login_user()`` / ``logout_user()`` drive the session (see ``docs/flask-login.md``).
     """
 
     def __init__(self, app: Flask | None = None, store: SessionStore | None = None, **options: t.Any) -> None:
@@ -147,6 +150,8 @@ class KitSession:
         if cleanup_every is not None:
             app.teardown_request(functools.partial(_maybe_purge, state, cleanup_every))
         app.cli.add_command(_cli)
+        if _flag(app.config, "KITSESSION_FLASK_LOGIN", self.options.get("flask_login", flask_login_available())):
+            connect_flask_login(app)
 
     def _handle_unavailable(self, exc: StoreUnavailable) -> Response:
         return error_response(exc, app_state())
@@ -161,6 +166,17 @@ class KitSession:
         user = None if core.user_id is None else self._user_loader(core.user_id)
         core.user = user
         g.user = user
+
+
+def _flag(config: t.Any, key: str, default: bool) -> bool:
+    """A boolean option from ``config[key]`` (``default`` when absent).
+
+    :raises ConfigurationError: the value is not a bool.
+    """
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(key, f"must be True or False, not {value!r}")
+    return value
 
 
 def _release_lock(exc: BaseException | None) -> None:

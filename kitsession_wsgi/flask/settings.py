@@ -57,7 +57,7 @@ MANAGER_OPTIONS = (
     "bearer", "metrics", "store_timeout", "outage_backoff",
 )
 #: options of the extension itself (not passed to the manager)
-EXTENSION_OPTIONS = ("retry_after", "store", "permanent", "user_id_from_data")
+EXTENSION_OPTIONS = ("retry_after", "store", "permanent", "user_id_from_data", "flask_login")
 #: options read on every request (``store`` and ``retry_after`` are read once, by ``init_app``)
 LIVE_OPTIONS = MANAGER_OPTIONS + ("permanent", "user_id_from_data")
 
