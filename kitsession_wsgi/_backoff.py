@@ -15,8 +15,8 @@ manager therefore calls its store through :class:`BackoffStore`, a circuit break
 
 Only store calls are refused: a request that needs none (an anonymous request whose
 session is never given data, a cookie that fails verification) is never failed.  Only
-``StoreUnavailable`` opens the breaker: a conflict, a missing lock support or bad data
-are answers, not outages.  The state is the store's, shared by every manager over it
+``StoreUnavailable`` opens the breaker, and not its ``TablesMissing`` kind: a conflict, a
+missing lock support, bad data or a missing table are answers, not outages.  The state is the store's, shared by every manager over it
 (:func:`guarded` returns one breaker per store), since an outage is the store's too.
 """
 
@@ -28,7 +28,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import StoreUnavailable
+from .errors import StoreUnavailable, TablesMissing
 from .stores.base import SessionRecord, SessionStore, SetResult, UserId
 
 __all__ = ["BackoffStore", "guarded", "reset"]
@@ -128,6 +128,12 @@ class BackoffStore(SessionStore):
         return result
 
     def _failed(self, exc: StoreUnavailable) -> None:
+        if isinstance(exc, TablesMissing):
+            # The database answered: a missing table is set-up to do (``init-db``), not an
+            # outage to wait out, and the next request after it should find the table.
+            if self.open_until:
+                self._closed()
+            return
         with self._lock:
             self.open_until = time.monotonic() + self.backoff
             self._probing = False
@@ -204,6 +210,13 @@ class BackoffStore(SessionStore):
 
     def apply_timeout(self, seconds: float) -> None:
         self.inner.apply_timeout(seconds)
+
+    def create_tables(self) -> None:
+        self.inner.create_tables()
+
+    @property
+    def process_local(self) -> bool:  # type: ignore[override]  # read from the wrapped store
+        return self.inner.process_local
 
     def close(self) -> None:
         self.inner.close()

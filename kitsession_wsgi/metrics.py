@@ -372,6 +372,13 @@ class InstrumentedStore(SessionStore):
     def apply_timeout(self, seconds: float) -> None:
         self.inner.apply_timeout(seconds)
 
+    def create_tables(self) -> None:
+        self.inner.create_tables()
+
+    @property
+    def process_local(self) -> bool:  # type: ignore[override]  # read from the wrapped store
+        return self.inner.process_local
+
     def close(self) -> None:
         self.inner.close()
 

@@ -145,6 +145,7 @@ def test_the_wsgi_middleware_answers_503_for_a_missing_table(tmp_path: Path) -> 
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
+    # With the default outage backoff on: a missing table is not an outage to wait out.
     client = Client(SessionMiddleware(app, SessionManager(store, secure=False)))
     assert client.get("/").status_code == 503
     store.create_tables()  # `init-db` on a running app: no restart needed

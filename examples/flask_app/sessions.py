@@ -31,9 +31,7 @@ def build_session_store(url: str | None, database: peewee.Database) -> SessionSt
         store = store_from_url(url)
     else:
         store = PeeweeStore(database, table_name="example_sessions", user_model=User)
-    create_tables = getattr(store, "create_tables", None)
-    if callable(create_tables):
-        create_tables(safe=True)
+    store.create_tables()  # idempotent; a no-op for stores that need no tables
     return store
 
 

@@ -42,12 +42,14 @@ def connect_flask_login(app: Flask) -> None:
 
     :raises ImportError: Flask-Login is not installed.
     """
-    from flask_login import user_logged_in, user_logged_out  # type: ignore[import-untyped]
+    from flask_login import user_accessed, user_logged_in, user_logged_out  # type: ignore[import-untyped]
 
     # weak=False: the handlers are module functions, but blinker must not drop them either way.
     user_logged_in.connect(_logged_in, sender=app, weak=False)
     user_logged_out.connect(_logged_out, sender=app, weak=False)
-    app.before_request(_refuse_remember_token)
+    # Flask-Login sends user_accessed as it starts loading the user, before it looks at the
+    # remember cookie: a request that never reads current_user pays nothing (no hook).
+    user_accessed.connect(_refuse_remember_token, sender=app, weak=False)
 
 
 def _logged_in(app: Flask, user: t.Any = None, **extra: t.Any) -> None:
@@ -79,7 +81,7 @@ def _logged_out(app: Flask, user: t.Any = None, **extra: t.Any) -> None:
     current_flask_session().lifecycle.sign_out(carry=("_flashes", "_remember"))
 
 
-def _refuse_remember_token() -> None:
+def _refuse_remember_token(app: Flask, **extra: t.Any) -> None:
     """A ``remember_token`` cookie never signs a browser in: only a live session does.
 
     Flask-Login reads the token only when the session has no user; marking the request's

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import operator
 import typing as t
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -100,7 +101,9 @@ class ConfigWatch:
 
     def __init__(self, config: Mapping[str, t.Any], app: t.Any = None) -> None:
         self.config = config
-        self.app = app
+        # A weak reference: the app holds this (through app.extensions), and a cycle would
+        # keep a deleted app alive until the garbage collector runs (Flask's own suite checks it).
+        self._app = weakref.ref(app) if app is not None else None
         self._scan = self._rescan()
 
     def _rescan(self) -> tuple[int, tuple[str, ...], Callable[[Mapping[str, t.Any]], t.Any]]:
@@ -128,7 +131,7 @@ class ConfigWatch:
         except KeyError:
             size, keys, getter = self._rescan()
             values = getter(config)
-        app = self.app
+        app = self._app() if self._app is not None else None
         if app is None:
             return keys, values
         return keys + _APP_KEYS, (*values, app.secret_key, app.permanent_session_lifetime)

@@ -322,6 +322,15 @@ class MigratingStore(SessionStore):
         """Free ``target``'s lock."""
         self.target.release_lock(key, token)
 
+    def create_tables(self) -> None:
+        """Set up ``target`` (``source`` already holds sessions, so it is set up)."""
+        self.target.create_tables()
+
+    @property
+    def process_local(self) -> bool:  # type: ignore[override]  # read from the wrapped store
+        """Whether either store lives in this process's memory alone."""
+        return self.target.process_local or self.source.process_local
+
     def apply_timeout(self, seconds: float) -> None:
         """Bound the calls of both stores."""
         self.target.apply_timeout(seconds)
