@@ -7,11 +7,25 @@ request creates or logs in a session.  The address is personal data, so by
 default only its network is kept (``record_ip="truncated"``: an IPv4 address
 to its /24, an IPv6 address to its /48), enough to say "Berlin, home network"
 and too little to name a household.
+
+Stored form (:func:`with_device` / :func:`split_device`): the device rides in
+the record's data text, as the first member of its JSON object, under the
+reserved key ``"\\u0000device"`` (a NUL character starts it, so no
+application's own key is mistaken for it in practice)::
+
+    {"\\u0000device":["<user agent>","<ip or null>"],<the data's own members>}
+
+So every store round-trips it with no schema change (it is the data column or
+value they already keep), the text stays one JSON object, and splitting it
+off gives back the data text byte for byte.  The device's times are the
+record's own: ``created_at``, and ``updated_at`` as ``last_seen_at`` (an
+expiry touch moves it, so last-seen costs no write of its own).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +34,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "RECORD_IP_MODES", "USER_AGENT_LIMIT", "Device", "cut_user_agent", "device_from_environ",
-    "record_ip_mode", "recorded_ip",
+    "record_ip_mode", "recorded_ip", "split_device", "stored_device", "with_device",
 ]
 
 #: the values of the ``record_ip`` option
@@ -98,3 +112,45 @@ def device_from_environ(environ: Mapping[str, Any], mode: str, now: float) -> De
         created_at=now,
         last_seen_at=now,
     )
+
+
+_ENVELOPE = '{"\\u0000device":'
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+_DECODER = json.JSONDecoder()
+
+
+def with_device(text: str, user_agent: str, ip: str | None) -> str:
+    """The data ``text`` (one JSON object) with the device as its first member."""
+    device = _ENVELOPE + _ENCODER.encode([user_agent, ip])
+    return device + "}" if text == "{}" else device + "," + text[1:]
+
+
+def split_device(text: str) -> tuple[tuple[str, str | None] | None, str]:
+    """``(user_agent, ip)`` and the data text without them; ``(None, text)`` for text that holds no device.
+
+    Text that starts like the envelope but is damaged is handed back whole, for
+    the core's usual handling of unreadable data.
+    """
+    if not text.startswith(_ENVELOPE):
+        return None, text
+    try:
+        value, end = _DECODER.raw_decode(text, len(_ENVELOPE))
+    except ValueError:
+        return None, text
+    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], str)
+            or not isinstance(value[1], (str, type(None)))):
+        return None, text
+    rest = text[end:end + 1]
+    if rest == "," and end + 1 < len(text):
+        return (value[0], value[1]), "{" + text[end + 1:]
+    if rest == "}" and end + 1 == len(text):
+        return (value[0], value[1]), "{}"
+    return None, text
+
+
+def stored_device(text: str, created_at: float, updated_at: float) -> Device | None:
+    """The :class:`Device` a record's data ``text`` carries, timed by the record (``None`` without one)."""
+    fields, _ = split_device(text)
+    if fields is None:
+        return None
+    return Device(user_agent=fields[0], ip=fields[1], created_at=created_at, last_seen_at=updated_at)

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 from flask import Flask
 
-from kitsession_wsgi import ConfigurationError, Device, MemoryStore, SessionManager
-from kitsession_wsgi._device import USER_AGENT_LIMIT, cut_user_agent, device_from_environ, recorded_ip
+from kitsession_wsgi import ConfigurationError, Device, MemoryStore, SessionManager, SessionRecord, SessionStore
+from kitsession_wsgi._device import (
+    USER_AGENT_LIMIT,
+    cut_user_agent,
+    device_from_environ,
+    recorded_ip,
+    split_device,
+    stored_device,
+    with_device,
+)
 from kitsession_wsgi.flask import KitSession, get_manager
+
+from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 KEY = "k" * 32
 
@@ -88,3 +103,50 @@ def test_flask_refuses_a_bad_record_ip() -> None:
     with pytest.raises(ConfigurationError) as caught:
         KitSession(app, store=MemoryStore())
     assert caught.value.option == "record_ip"
+
+
+# -- the stored form: the device rides in the data text, which every store keeps as it is --
+
+@pytest.mark.parametrize("data", ["{}", '{"a":1}', '{"user_id":5,"cart":[1,2],"s":"\\u00e9"}', '{"\\u0000x":1}'])
+@pytest.mark.parametrize(("user_agent", "ip"), [
+    ("Mozilla/5.0", "203.0.113.0"), ("", None), ('quote " and \\ and é and \ud800', "2001:db8:abcd::"),
+])
+def test_the_device_splits_off_the_data_text_byte_for_byte(data: str, user_agent: str, ip: str | None) -> None:
+    text = with_device(data, user_agent, ip)
+    loaded = json.loads(text)
+    assert list(loaded)[0] == "\x00device"  # still one JSON object, the device its first member
+    assert split_device(text) == ((user_agent, ip), data)
+
+
+@pytest.mark.parametrize("text", [
+    "{}", '{"a":1}', '{"\\u0000device":', '{"\\u0000device":["ua"]}', '{"\\u0000device":["ua",3]}',
+    '{"\\u0000device":["ua",null]', '{"\\u0000device":["ua",null]x', '{"\\u0000device":["ua",null],',
+    '{"\\u0000device":["ua",null]}}', '{"\\u0000device":"ua"}',
+])
+def test_text_without_a_whole_device_is_handed_back(text: str) -> None:
+    assert split_device(text) == (None, text)
+
+
+def test_stored_device_takes_its_times_from_the_record() -> None:
+    assert stored_device(with_device('{"a":1}', "UA", "198.51.100.0"), 10.0, 25.0) == Device(
+        user_agent="UA", ip="198.51.100.0", created_at=10.0, last_seen_at=25.0)
+    assert stored_device('{"a":1}', 10.0, 25.0) is None
+
+
+@pytest.fixture(params=[k for k in STORE_KINDS if k in ("memory", "sqlite", "redis", "memcached")])
+def store(request: pytest.FixtureRequest, tmp_path: Path, store_servers: Any) -> Iterator[SessionStore]:
+    with open_store(request.param, tmp_path, store_servers) as opened:
+        yield opened
+
+
+def test_every_store_round_trips_the_device_and_a_touch_moves_last_seen(store: SessionStore) -> None:
+    text = with_device('{"user_id":"alice","n":1}', "Mozilla/5.0 " + "é" * 244, "2001:db8:abcd::")
+    record = SessionRecord(key="k" * 43, data=text, user_id="alice", created_at=100.0, updated_at=100.0,
+                           expires_at=10_000_000_000.0)
+    assert store.create(record)
+    assert store.touch(record.key, 160.0, 10_000_000_100.0)
+    for got in (store.get(record.key), *store.get_all(), *store.get_all_for_user("alice")):
+        assert got is not None
+        assert stored_device(got.data, got.created_at, got.updated_at) == Device(
+            user_agent="Mozilla/5.0 " + "é" * 244, ip="2001:db8:abcd::", created_at=100.0, last_seen_at=160.0)
+        assert split_device(got.data)[1] == '{"user_id":"alice","n":1}'
