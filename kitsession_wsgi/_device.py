@@ -34,7 +34,7 @@ from .errors import ConfigurationError
 
 __all__ = [
     "RECORD_IP_MODES", "USER_AGENT_LIMIT", "Device", "cut_user_agent", "device_from_environ",
-    "record_ip_mode", "recorded_ip", "split_device", "stored_device", "with_device",
+    "record_ip_mode", "recorded_device", "recorded_ip", "split_device", "stored_device", "stored_text", "with_device",
 ]
 
 #: the values of the ``record_ip`` option
@@ -154,3 +154,20 @@ def stored_device(text: str, created_at: float, updated_at: float) -> Device | N
     if fields is None:
         return None
     return Device(user_agent=fields[0], ip=fields[1], created_at=created_at, last_seen_at=updated_at)
+
+
+def stored_text(text: str, device: tuple[str, str | None] | None) -> str:
+    """The data ``text`` as stored: with ``device`` (``(user agent, ip)``) when there is one."""
+    return text if device is None else with_device(text, device[0], device[1])
+
+
+def recorded_device(environ: Any, mode: str) -> tuple[str, str | None]:
+    """``(user agent, ip)`` of the request ``environ`` describes, as stored (``record_ip`` is ``mode``).
+
+    ``environ`` is whatever the manager read the request from: a WSGI environ,
+    or a header mapping that holds neither (then ``("", None)``).
+    """
+    get = getattr(environ, "get", None)
+    if get is None:
+        return "", None
+    return cut_user_agent(get("HTTP_USER_AGENT")), recorded_ip(get("REMOTE_ADDR"), mode)

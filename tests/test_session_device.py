@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from werkzeug.test import Client
 
 from kitsession_wsgi import ConfigurationError, Device, MemoryStore, SessionManager, SessionRecord, SessionStore
 from kitsession_wsgi._device import (
@@ -21,7 +22,9 @@ from kitsession_wsgi._device import (
     with_device,
 )
 from kitsession_wsgi.flask import KitSession, get_manager
+from kitsession_wsgi.wsgi import SessionMiddleware, request_session, with_new_session
 
+from session_helpers import CountingStore
 from store_kinds import STORE_KINDS, open_store, store_servers  # noqa: F401 (store_servers is a fixture)
 
 KEY = "k" * 32
@@ -150,3 +153,113 @@ def test_every_store_round_trips_the_device_and_a_touch_moves_last_seen(store: S
         assert stored_device(got.data, got.created_at, got.updated_at) == Device(
             user_agent="Mozilla/5.0 " + "é" * 244, ip="2001:db8:abcd::", created_at=100.0, last_seen_at=160.0)
         assert split_device(got.data)[1] == '{"user_id":"alice","n":1}'
+
+
+# -- recorded by the adapters, carried by listings, last seen moved by the touch -----------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def device_app(manager: SessionManager) -> Client:
+    @with_new_session
+    def login(environ: Any, start_response: Any, session: Any) -> list[bytes]:
+        session.user_id = "alice"
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"in"]
+
+    def application(environ: Any, start_response: Any) -> Any:
+        path = environ["PATH_INFO"]
+        if path == "/with-new-session":
+            return login(environ, start_response)
+        session = request_session(environ)
+        if path == "/login":
+            session.login(user_id="alice")
+        elif path == "/visit":
+            session.session.data["n"] = 1
+        elif path == "/read":
+            session.session.data.get("n")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    return Client(SessionMiddleware(application, manager))
+
+
+def get(client: Client, path: str, *, ip: str = "203.0.113.77", agent: str = "Firefox/140") -> None:
+    response = client.get(path, base_url="https://localhost", headers={"User-Agent": agent},
+                          environ_base={"REMOTE_ADDR": ip})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/visit", "/login", "/with-new-session"])
+def test_recorded_when_a_request_creates_or_logs_in_a_session(path: str) -> None:
+    store = MemoryStore()
+    clock = Clock()
+    manager = SessionManager(store, keys=KEY, clock=clock)
+    client = device_app(manager)
+    get(client, path, agent="A" * 300)
+    (session,) = manager.get_all_sessions()
+    assert session.device == Device(user_agent="A" * 256, ip="203.0.113.0", created_at=clock.now,
+                                    last_seen_at=clock.now)
+
+
+def test_a_login_records_the_browser_that_logs_in() -> None:
+    manager = SessionManager(MemoryStore(), keys=KEY, clock=Clock(), record_ip="full")
+    client = device_app(manager)
+    get(client, "/visit", ip="198.51.100.1", agent="before")
+    get(client, "/login", ip="2001:db8:abcd:12::9", agent="after")
+    (session,) = manager.get_sessions_for_user("alice")
+    assert session.device is not None
+    assert (session.device.user_agent, session.device.ip) == ("after", "2001:db8:abcd:12::9")
+
+
+def test_none_records_no_ip_and_writes_keep_the_device() -> None:
+    manager = SessionManager(MemoryStore(), keys=KEY, clock=Clock(), record_ip="none")
+    client = device_app(manager)
+    get(client, "/login")
+    get(client, "/visit", agent="other browser, same cookie")  # a write of the data keeps the device
+    (session,) = manager.get_all_sessions()
+    assert session.data == {"n": 1}  # the device is no data of the application's
+    assert session.device is not None
+    assert (session.device.user_agent, session.device.ip) == ("Firefox/140", None)
+
+
+def test_a_manager_session_without_a_request_has_no_device() -> None:
+    manager = SessionManager(MemoryStore(), keys=KEY)
+    session = manager.new_session(user_id=5)
+    manager.commit(session)
+    assert manager.get_all_sessions()[0].device is None
+
+
+def test_every_listing_carries_the_device(store: SessionStore) -> None:
+    clock = Clock()
+    manager = SessionManager(store, keys=KEY, clock=clock)
+    client = device_app(manager)
+    get(client, "/login", ip="2001:db8:abcd:12::9", agent="Safari")
+    for listed in (manager.get_all_sessions(), manager.get_sessions_for_user("alice")):
+        (session,) = listed
+        assert session.device == Device(user_agent="Safari", ip="2001:db8:abcd::", created_at=clock.now,
+                                        last_seen_at=clock.now)
+
+
+def test_last_seen_moves_with_the_touch_and_costs_no_write_of_its_own() -> None:
+    store = CountingStore()
+    clock = Clock()
+    manager = SessionManager(store, keys=KEY, clock=clock, idle_timeout=3600, touch_interval=60)
+    client = device_app(manager)
+    get(client, "/visit")
+    created = clock.now
+    store.reset()
+    clock.now += 30  # inside the touch interval: no write, last seen stays
+    get(client, "/read")
+    assert store.writes() == 0
+    clock.now += 40  # past it: the one touch the expiry needs, and last seen moves with it
+    get(client, "/read")
+    assert dict(store.calls) == {"get": 2, "touch": 1}
+    (session,) = manager.get_all_sessions()
+    assert session.device is not None
+    assert (session.device.created_at, session.device.last_seen_at) == (created, created + 70)
