@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask import session as flask_session
 from werkzeug.test import Client
 
 from kitsession_wsgi import ConfigurationError, Device, MemoryStore, SessionManager, SessionRecord, SessionStore
@@ -263,3 +264,27 @@ def test_last_seen_moves_with_the_touch_and_costs_no_write_of_its_own() -> None:
     (session,) = manager.get_all_sessions()
     assert session.device is not None
     assert (session.device.created_at, session.device.last_seen_at) == (created, created + 70)
+
+
+def test_the_cli_list_prints_the_device() -> None:
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=KEY)
+    KitSession(app, store=MemoryStore())
+
+    @app.route("/visit")
+    def visit() -> str:
+        flask_session["n"] = 1
+        return "ok"
+
+    app.test_client().get("/visit", base_url="https://localhost", headers={"User-Agent": 'Edge "142"'},
+                          environ_base={"REMOTE_ADDR": "192.0.2.200"})
+    runner = app.test_cli_runner()
+    text = runner.invoke(args=["kitsession", "list"])
+    assert text.exit_code == 0, text.output
+    assert 'ip=192.0.2.0 user_agent="Edge \\"142\\""' in text.output
+    assert "last_seen_at=" in text.output
+    listed = runner.invoke(args=["kitsession", "list", "--json"])
+    (row,) = json.loads(listed.output)
+    assert row["device"]["ip"] == "192.0.2.0"
+    assert row["device"]["user_agent"] == 'Edge "142"'
+    assert row["device"]["last_seen_at"] == row["updated_at"]
