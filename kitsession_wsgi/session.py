@@ -531,6 +531,7 @@ class Session:
         self._data_touched = False
         self._user_id = fresh._user_id
         self._loaded_text = fresh._loaded_text
+        self._device = fresh._device
         self._loaded_user_id = fresh._loaded_user_id
         self._version = fresh._version
         self.updated_at = fresh.updated_at

@@ -182,6 +182,8 @@ def device_app(manager: SessionManager) -> Client:
             session.login(user_id="alice")
         elif path == "/visit":
             session.session.data["n"] = 1
+        elif path == "/locked-visit":
+            session.lock().data["n"] = 1
         elif path == "/read":
             session.session.data.get("n")
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -288,3 +290,13 @@ def test_the_cli_list_prints_the_device() -> None:
     assert row["device"]["ip"] == "192.0.2.0"
     assert row["device"]["user_agent"] == 'Edge "142"'
     assert row["device"]["last_seen_at"] == row["updated_at"]
+
+
+def test_a_locked_reload_keeps_the_device() -> None:
+    manager = SessionManager(MemoryStore(), keys=KEY, clock=Clock(), lock=True)
+    client = device_app(manager)
+    get(client, "/login", agent="Locked/1")
+    get(client, "/locked-visit", agent="other")  # a save after the request's reload under the lock
+    (session,) = manager.get_all_sessions()
+    assert session.data == {"n": 1}
+    assert session.device is not None and session.device.user_agent == "Locked/1"
