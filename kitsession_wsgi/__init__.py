@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ._device import Device
 from .errors import (
     ConfigurationError,
     InvalidUserId,
@@ -25,6 +26,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "ConfigurationError",
+    "Device",
     "InvalidUserId",
     "JSONSerializer",
     "KitSessionError",

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _process_local
+from ._device import recorded_device
 from .session import Session
 from .stores.base import UserId
 
@@ -166,9 +167,16 @@ class RequestLifecycle:
 
     def commit(self) -> str | None:
         """Persist the session, if it was loaded; the ``Set-Cookie`` value, if one is due."""
-        if self._session is None:
+        session = self._session
+        if session is None:
             return None
-        return self.manager.commit(self._session)
+        if session.is_new:
+            # A request creates or logs in this session: record the browser it came from
+            # (a request that names neither agent nor address leaves nothing to record).
+            device = recorded_device(self.source, self.manager.record_ip)
+            if device != ("", None):
+                session._records_device(device)
+        return self.manager.commit(session)
 
     def finish(self, persist: bool) -> str | None:
         """At the response: :meth:`commit` (``persist``) or only :meth:`release` (a 5xx, an exception)."""

@@ -56,6 +56,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._device import stored_text
 from ._events import SessionEvents
 from ._expiry import deadline
 from ._keys import marker_key, predecessor_key, revocation_key, session_key
@@ -120,7 +121,7 @@ class Lineage:
             key = session_key(session_id)
             record = SessionRecord(
                 key=key,
-                data=text,
+                data=stored_text(text, session._device),
                 user_id=user_id,
                 created_at=created_at,
                 updated_at=now,

@@ -10,6 +10,7 @@ import enum
 import logging
 from typing import Any
 
+from ._device import split_device
 from ._events import SessionEvents
 from ._expiry import is_live
 from ._keys import marker_key
@@ -167,12 +168,16 @@ class SessionLoader:
             self.events.expired(handle=record.key)
             logger.info("expired session %s removed", options.log_reference(record.key))
             return None
-        data = readable(options.serializer, record.data)
+        device, text = split_device(record.data)
+        data = readable(options.serializer, text)
         if data is None:
             logger.error("session %s holds unreadable data; removed", options.log_reference(record.key))
             options.store.delete(record.key)
             return None
-        return Session.from_record(record, session_id, data)
+        session = Session.from_record(record, session_id, data)
+        if device is not None:
+            session._records_device(device, text)
+        return session
 
     def listed(self, records: list[SessionRecord]) -> list[Session]:
         """The live, readable sessions among ``records``, oldest first, without ids."""
@@ -182,10 +187,14 @@ class SessionLoader:
         for record in records:
             if not is_live(record, now, options.max_age):
                 continue
-            data = readable(options.serializer, record.data)
+            device, text = split_device(record.data)
+            data = readable(options.serializer, text)
             if data is None:
                 continue
-            sessions.append(Session.from_record(record, None, data))
+            session = Session.from_record(record, None, data)
+            if device is not None:
+                session._records_device(device, text)
+            sessions.append(session)
         sessions.sort(key=lambda s: s.created_at)
         return sessions
 

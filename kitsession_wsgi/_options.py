@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 
+from ._device import record_ip_mode
 from .cookies import ATTRIBUTE_FORBIDDEN_RE, COOKIE_NAME_RE
 from .errors import ConfigurationError
 from .serialization import JSONSerializer, Serializer
@@ -188,6 +189,7 @@ class SessionOptions:
         metrics: bool = True,
         store_timeout: int | float | timedelta = 2.0,
         outage_backoff: int | float | timedelta | None = 1.0,
+        record_ip: str = "truncated",
     ) -> None:
         # Each option is documented on SessionManager's docstring: keep the two in step.
         check_store(store)
@@ -243,6 +245,7 @@ class SessionOptions:
         self.metrics = flag("metrics", metrics)
         self.store_timeout = seconds("store_timeout", store_timeout) or 0.0
         self.outage_backoff = seconds("outage_backoff", outage_backoff, allow_none=True)
+        self.record_ip = record_ip_mode(record_ip)
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""

@@ -13,6 +13,7 @@ import random
 import time
 from typing import Any, NamedTuple
 
+from ._device import split_device, stored_text
 from ._events import SessionEvents
 from ._expiry import deadline, is_live
 from ._lineage import Lineage
@@ -203,7 +204,7 @@ class SessionWriter:
         for attempt in range(options.merge_retries + 1):
             record = SessionRecord(
                 key=session.handle,
-                data=text,
+                data=stored_text(text, session._device),
                 user_id=user_id,
                 created_at=session.created_at,
                 updated_at=now,
@@ -249,7 +250,7 @@ class SessionWriter:
 
     def _applied(self, changes: ChangeSet, current: SessionRecord) -> dict[str, Any]:
         """``current``'s data with this request's changes applied (a merge)."""
-        merged = self._loads_object(current.data)
+        merged = self._loads_object(split_device(current.data)[1])
         merged.update(changes.updated)
         for key in changes.deleted:
             merged.pop(key, None)
@@ -287,12 +288,15 @@ class SessionWriter:
                 return
         options = self.options
         current = options.store.get(old_key)
-        data = None if current is None else readable(options.serializer, current.data)
+        device, text = (None, "") if current is None else split_device(current.data)
+        data = None if current is None else readable(options.serializer, text)
         if current is None or data is None:
             session._vanished()
             return
         self.locks.release(session)
-        if self.lineage.move(session, current, current.data, data, current.user_id, grace):
+        if device is not None:
+            session._records_device(device)
+        if self.lineage.move(session, current, text, data, current.user_id, grace):
             self.events.regenerated(session=session, previous_handle=old_key)
 
     def rotate(self, session: Session, text: str) -> None:

@@ -58,6 +58,8 @@ def _describe(session: Session) -> dict[str, t.Any]:
         "created_at": iso_time(session.created_at),
         "updated_at": iso_time(session.updated_at),
         "expires_at": iso_time(session.expires_at),
+        "device": None if (device := session.device) is None else {
+            "user_agent": device.user_agent, "ip": device.ip, "last_seen_at": iso_time(device.last_seen_at)},
     }
 
 
@@ -98,8 +100,11 @@ def _list_command(user: str | None, str_id: bool, as_json: bool) -> None:
         click.echo(_json.dumps(rows, indent=2))
         return
     for row in rows:
+        device = row["device"]
+        seen = "" if device is None else (f" last_seen_at={device['last_seen_at']} ip={device['ip'] or '-'}"
+                                          f" user_agent={_json.dumps(device['user_agent'])}")
         click.echo(f"{row['handle']}  user={row['user_id']!s:<12} created_at={row['created_at']} "
-                   f"expires_at={row['expires_at']}")
+                   f"expires_at={row['expires_at']}{seen}")
     click.echo(counted(len(rows), "session"))
 
 

@@ -158,6 +158,10 @@ class SessionManager:
         :class:`~kitsession_wsgi.StoreUnavailable`, seconds during which store calls fail
         at once without reaching the store; then one request probes it.  ``None`` calls
         the store every time.  ``.. versionadded:: 0.3``
+    :param record_ip: how much of the client address a session's
+        :class:`~kitsession_wsgi.Device` keeps: ``"truncated"`` (default: an IPv4
+        address to its /24, an IPv6 address to its /48), ``"full"`` or ``"none"``.
+        ``.. versionadded:: 0.3``
 
     .. versionadded:: 0.1
     """
@@ -188,6 +192,7 @@ class SessionManager:
     metrics = _Option[bool]()
     store_timeout = _Option[float]()
     outage_backoff = _Option["float | None"]()
+    record_ip = _Option[str]()
 
     @_with_signature_of(SessionOptions.__init__)
     def __init__(self, store: SessionStore, **arguments: Any) -> None:

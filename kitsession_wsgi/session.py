@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._device import Device
 from .errors import InvalidUserId
 from .stores.base import SessionRecord, UserId
 
@@ -306,6 +307,7 @@ class Session:
         "_lock_token",
         "_transport",
         "_token_due",
+        "_device",
     )
 
     def __init__(
@@ -350,6 +352,7 @@ class Session:
         self._transport: str | None = None
         # a header session whose token changed (new id, new key): the response names it
         self._token_due = False
+        self._device: tuple[str, str | None] | None = None  # (user agent, ip) as stored
 
     @classmethod
     def from_record(cls, record: SessionRecord, session_id: str | None, data: dict[str, Any]) -> Session:
@@ -381,7 +384,18 @@ class Session:
         session._lock_token = None
         session._transport = None
         session._token_due = False
+        session._device = None
         return session
+
+    @property
+    def device(self) -> Device | None:
+        """The browser this session belongs to (:class:`~kitsession_wsgi.Device`), or ``None``.
+
+        Recorded when a request creates or logs in the session; ``None`` without one.
+        """
+        if self._device is None:
+            return None
+        return Device(self._device[0], self._device[1], self.created_at, self.updated_at)
 
     # -- state transitions ------------------------------------------------------------------
     # The manager moves a session between states only through these methods: nothing outside
@@ -400,6 +414,12 @@ class Session:
         session._clear_cookie = clear_cookie
         session._replaced_handle = replaced_handle
         return session
+
+    def _records_device(self, device: tuple[str, str | None], text: str | None = None) -> None:
+        """Its browser is ``device`` (``(user agent, ip)``); ``text``: its stored data text without it."""
+        self._device = device
+        if text is not None:
+            self._loaded_text = text
 
     def _loaded_by(self, transport: str, *, resigned: bool) -> None:
         """Served to a request through ``transport``; ``resigned``: its cookie or token is sent again."""
@@ -511,6 +531,7 @@ class Session:
         self._data_touched = False
         self._user_id = fresh._user_id
         self._loaded_text = fresh._loaded_text
+        self._device = fresh._device
         self._loaded_user_id = fresh._loaded_user_id
         self._version = fresh._version
         self.updated_at = fresh.updated_at

@@ -722,7 +722,8 @@ def test_revoking_one_device_signs_only_that_one_out(app: Flask, client: FlaskCl
     devices_page = client.get("/devices/")
     phone_form = next(f for f in parse(devices_page).forms
                       if f.action == "/devices/revoke" and f.fields["handle"] in {
-                          s.handle for s in user_sessions(app) if s.data["user_agent"] == SAFARI_IPHONE})
+                          s.handle for s in user_sessions(app)
+                          if s.device is not None and s.device.user_agent == SAFARI_IPHONE})
 
     response = client.post("/devices/revoke", data=phone_form.fields, follow_redirects=True)
 

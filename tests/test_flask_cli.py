@@ -120,7 +120,7 @@ def test_list_json_is_parseable_and_complete(world: Fixture) -> None:
     assert set(by_handle) == world.handles(*world.sessions)
     for name, session in world.sessions.items():
         row = by_handle[session.handle]
-        assert set(row) == {"handle", "user_id", "created_at", "updated_at", "expires_at"}
+        assert set(row) == {"handle", "user_id", "created_at", "updated_at", "expires_at", "device"}
         assert row["user_id"] == session.user_id, name
         assert row["created_at"] == iso(session.created_at)
         assert row["expires_at"] == iso(session.created_at + MAX_AGE)

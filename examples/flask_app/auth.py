@@ -97,10 +97,11 @@ def to_login(next_path: str | None = None) -> ResponseReturnValue:
 
 
 def start_user_session(session: Session, user: User, *, keep_signed_in: bool = False) -> None:
-    """Fill a fresh session for ``user``: the device details the devices page shows.
+    """Fill a fresh session for ``user``.
 
-    The user agent and address are recorded once, at login, so the devices
-    page can tell the user's browsers apart.  A new CSRF token goes with the
+    KitSession records the browser (``session.device``: user agent, truncated
+    address, last seen) itself when the login creates the session, so the data
+    holds none of it.  A new CSRF token goes with the
     new session.  ``keep_signed_in`` ("Keep me signed in") makes the session
     permanent in Flask's sense: its cookie carries an expiry and outlives the
     browser; otherwise the cookie ends when the browser closes.  Either way
@@ -109,8 +110,6 @@ def start_user_session(session: Session, user: User, *, keep_signed_in: bool = F
     session.user_id = user.id
     session.data = {
         "email": user.email,
-        "user_agent": request.user_agent.string[:512],
-        "ip": request.remote_addr or "",
         KEEP_SIGNED_IN_KEY: keep_signed_in,
         TOKEN_KEY: new_csrf_token(),
     }

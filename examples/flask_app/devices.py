@@ -53,16 +53,19 @@ class Device:
         is rendered.
         """
         data = session.data
-        user_agent = str(data.get("user_agent", ""))
+        device = session.device  # recorded by KitSession when the browser signed in
+        # (an API token made by create_session, outside a browser's request, keeps its own in its data)
+        user_agent = device.user_agent if device is not None else str(data.get("user_agent", ""))
+        ip = (device.ip or "") if device is not None else str(data.get("ip", ""))
         is_current = session.handle == current_handle
         is_token = data.get("kind") == API_TOKEN_KIND
         return cls(
             handle=session.handle or "",
             browser="API token" if is_token else describe_user_agent(user_agent),
             user_agent=user_agent,
-            ip=str(data.get("ip", "")),
+            ip=ip,
             created_at=session.created_at,
-            last_active=now if is_current else session.updated_at,
+            last_active=now if is_current else (device.last_seen_at if device is not None else session.updated_at),
             expires_at=session.expires_at,
             is_current=is_current,
             is_token=is_token,
