@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, SessionDataError
 
 __all__ = [
     "RECORD_IP_MODES", "USER_AGENT_LIMIT", "Device", "cut_user_agent", "device_from_environ",
@@ -157,7 +157,13 @@ def stored_device(text: str, created_at: float, updated_at: float) -> Device | N
 
 
 def stored_text(text: str, device: tuple[str, str | None] | None) -> str:
-    """The data ``text`` as stored: with ``device`` (``(user agent, ip)``) when there is one."""
+    """The data ``text`` as stored: with ``device`` (``(user agent, ip)``) when there is one.
+
+    :raises SessionDataError: the data has the reserved top-level key ``"\\x00device"`` first,
+        which a later read would take for a device.
+    """
+    if text.startswith(_ENVELOPE):
+        raise SessionDataError('the session data key "\\x00device" is reserved (it stores the device)')
     return text if device is None else with_device(text, device[0], device[1])
 
 

@@ -300,3 +300,14 @@ def test_a_locked_reload_keeps_the_device() -> None:
     (session,) = manager.get_all_sessions()
     assert session.data == {"n": 1}
     assert session.device is not None and session.device.user_agent == "Locked/1"
+
+
+def test_data_with_the_reserved_device_key_first_is_refused_before_any_write() -> None:
+    """Data whose first key is the device's reserved key would read back as a device."""
+    from kitsession_wsgi import MemoryStore, SessionDataError, SessionManager
+
+    store = MemoryStore()
+    manager = SessionManager(store, keys=["k"])
+    with pytest.raises(SessionDataError, match="reserved"):
+        manager.create_session(data={"\x00device": ["agent", None], "note": "x"})
+    assert store.get_all() == []
