@@ -22,7 +22,7 @@ from .session import USER_ID_MAX_BYTES, Session, SessionData
 from .stores.base import SessionRecord, SessionStore, SetResult
 from .stores.memory import MemoryStore
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ConfigurationError",
