@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import operator
 import typing as t
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -96,11 +97,14 @@ class ConfigWatch:
     scan's result is one tuple, replaced whole, so concurrent requests never
     pair one scan's keys with another's values.  Given the ``app``, the snapshot also
     holds ``app.secret_key`` and ``app.permanent_session_lifetime`` (:data:`APP_ATTRIBUTES`).
+    The app is held by a weak reference: the watch lives in ``app.extensions``, and a cycle
+    back to the app would keep it alive after its last reference goes (Flask's own
+    ``test_app_freed_on_zero_refcount`` frees an app with the garbage collector off).
     """
 
     def __init__(self, config: Mapping[str, t.Any], app: t.Any = None) -> None:
         self.config = config
-        self.app = app
+        self._app = None if app is None else weakref.ref(app)
         self._scan = self._rescan()
 
     def _rescan(self) -> tuple[int, tuple[str, ...], Callable[[Mapping[str, t.Any]], t.Any]]:
@@ -128,7 +132,7 @@ class ConfigWatch:
         except KeyError:
             size, keys, getter = self._rescan()
             values = getter(config)
-        app = self.app
+        app = None if self._app is None else self._app()
         if app is None:
             return keys, values
         return keys + _APP_KEYS, (*values, app.secret_key, app.permanent_session_lifetime)
