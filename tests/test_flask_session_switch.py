@@ -406,15 +406,19 @@ def test_sqlalchemy_without_session_sqlalchemy_uses_sqlalchemy_database_uri(tmp_
     shares_sessions(first, second)
 
 
-def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread() -> None:
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+@pytest.mark.parametrize("given_db", [True, False], ids=["SESSION_SQLALCHEMY", "SQLALCHEMY_DATABASE_URI"])
+def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread(uri: str, given_db: bool) -> None:
+    """Every spelling Flask-SQLAlchemy takes for in-memory SQLite (an empty path too, as
+    Flask-Session 0.8's own test writes it), with or without the ``SQLAlchemy`` instance."""
     import threading
 
     from flask_sqlalchemy import SQLAlchemy
 
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="switch", SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI="sqlite://")
-    db = SQLAlchemy(app)
-    app.config["SESSION_SQLALCHEMY"] = db
+    app.config.update(SECRET_KEY="switch", SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI=uri)
+    if given_db:
+        app.config["SESSION_SQLALCHEMY"] = SQLAlchemy(app)
     KitSession(app)
 
     @app.get("/count")
