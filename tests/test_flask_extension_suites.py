@@ -1,11 +1,11 @@
-"""The test suites of Flask-WTF and Flask-Login, with ``KitSession(app, store=MemoryStore())`` on every app.
+"""Flask-WTF's own test suite, with ``KitSession(app, store=MemoryStore())`` on every app it creates.
 
 Each suite comes from the sdist of the INSTALLED version (``tests/sdist_suites.py``), runs once
 without KitSession (the baseline) and once with the plugin
 ``tests/flask_suite/kitsession_flask_plugin.py``.  Flask-WTF keeps its CSRF token in the session
-and its tests build apps as ``class App(Flask): secret_key = ...``; Flask-Login keeps the user id,
-the fresh flag and the remember-me cookie's state in it.  Neither has a test that fails only with
-KitSession: the by-design list is empty, and a new failure names itself here.
+and its tests build apps as ``class App(Flask): secret_key = ...``.  No test fails only with
+KitSession: the by-design list is empty, and a new failure names itself here.  (Flask-Login's
+suite has its own module, with its by-design remember-me list.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from sdist_suites import run_suite, unpacked_sdist
 #: distribution -> (the fewest tests its suite has, tests failing with KitSession by design).
 SUITES: dict[str, tuple[int, set[str]]] = {
     "flask-wtf": (80, set()),
-    "flask-login": (100, set()),
 }
 
 
