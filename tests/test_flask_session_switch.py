@@ -408,10 +408,14 @@ def test_sqlalchemy_without_session_sqlalchemy_uses_sqlalchemy_database_uri(tmp_
 
 @pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
 @pytest.mark.parametrize("given_db", [True, False], ids=["SESSION_SQLALCHEMY", "SQLALCHEMY_DATABASE_URI"])
-def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread(uri: str, given_db: bool) -> None:
+def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread(
+        uri: str, given_db: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every spelling Flask-SQLAlchemy takes for in-memory SQLite (an empty path too, as
-    Flask-Session 0.8's own test writes it), with or without the ``SQLAlchemy`` instance."""
+    Flask-Session 0.8's own test writes it), with or without the ``SQLAlchemy`` instance:
+    no file is created."""
     import threading
+
+    monkeypatch.chdir(tmp_path)
 
     from flask_sqlalchemy import SQLAlchemy
 
@@ -441,6 +445,7 @@ def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread(u
     thread.start()
     thread.join()
     assert answers == ["2"], "another thread sees the same in-memory database"
+    assert list(tmp_path.iterdir()) == [], "an in-memory database is no file"
 
 
 @pytest.mark.parametrize("session_type", ["redis", "memcached", "filesystem", "cachelib", "sqlalchemy"])
