@@ -97,14 +97,13 @@ class ConfigWatch:
     scan's result is one tuple, replaced whole, so concurrent requests never
     pair one scan's keys with another's values.  Given the ``app``, the snapshot also
     holds ``app.secret_key`` and ``app.permanent_session_lifetime`` (:data:`APP_ATTRIBUTES`).
-    The app is held by a weak reference: the watch lives in ``app.extensions``, and a cycle
-    back to the app would keep it alive after its last reference goes (Flask's own
-    ``test_app_freed_on_zero_refcount`` frees an app with the garbage collector off).
     """
 
     def __init__(self, config: Mapping[str, t.Any], app: t.Any = None) -> None:
         self.config = config
-        self._app = None if app is None else weakref.ref(app)
+        # A weak reference: the app holds this (through app.extensions), and a cycle would
+        # keep a deleted app alive until the garbage collector runs (Flask's own suite checks it).
+        self._app = weakref.ref(app) if app is not None else None
         self._scan = self._rescan()
 
     def _rescan(self) -> tuple[int, tuple[str, ...], Callable[[Mapping[str, t.Any]], t.Any]]:
@@ -132,7 +131,7 @@ class ConfigWatch:
         except KeyError:
             size, keys, getter = self._rescan()
             values = getter(config)
-        app = None if self._app is None else self._app()
+        app = self._app() if self._app is not None else None
         if app is None:
             return keys, values
         return keys + _APP_KEYS, (*values, app.secret_key, app.permanent_session_lifetime)
