@@ -42,6 +42,8 @@ EXTRAS["dev"] = EXTRAS["all"] + EXTRAS["docs"] + [
     "asgiref>=3.2",
     "greenlet>=3.0",
     "python-dotenv>=1.0",
+    # Flask-WTF's own suite (tests/test_flask_extension_suites.py, from its sdist)
+    "flask-wtf>=1.2",
     # the switch from Flask-Session 0.8 (tests/test_flask_session_switch.py)
     "flask-session>=0.8,<0.9",
     "cachelib>=0.13",

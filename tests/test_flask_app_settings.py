@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -89,3 +91,17 @@ def test_a_malformed_secret_key_fallbacks_is_a_configuration_error(fallbacks: ob
     app.config.update(SECRET_KEY="current", SECRET_KEY_FALLBACKS=fallbacks)
     with pytest.raises(ConfigurationError, match="SECRET_KEY_FALLBACKS"):
         KitSession(app, store=MemoryStore())
+
+
+def test_an_app_with_kitsession_is_freed_on_zero_refcount() -> None:
+    """No reference cycle through ``app.extensions`` back to the app (Flask's own rule, its issue #3761)."""
+    gc.collect()
+    gc.disable()
+    try:
+        app = flask.Flask(__name__)
+        KitSession(app, store=MemoryStore())
+        freed = weakref.ref(app)
+        del app
+        assert freed() is None
+    finally:
+        gc.enable()

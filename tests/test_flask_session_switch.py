@@ -406,15 +406,23 @@ def test_sqlalchemy_without_session_sqlalchemy_uses_sqlalchemy_database_uri(tmp_
     shares_sessions(first, second)
 
 
-def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread() -> None:
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+@pytest.mark.parametrize("given_db", [True, False], ids=["SESSION_SQLALCHEMY", "SQLALCHEMY_DATABASE_URI"])
+def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread(
+        uri: str, given_db: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every spelling Flask-SQLAlchemy takes for in-memory SQLite (an empty path too, as
+    Flask-Session 0.8's own test writes it), with or without the ``SQLAlchemy`` instance:
+    no file is created."""
     import threading
+
+    monkeypatch.chdir(tmp_path)
 
     from flask_sqlalchemy import SQLAlchemy
 
     app = Flask(__name__)
-    app.config.update(SECRET_KEY="switch", SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI="sqlite://")
-    db = SQLAlchemy(app)
-    app.config["SESSION_SQLALCHEMY"] = db
+    app.config.update(SECRET_KEY="switch", SESSION_TYPE="sqlalchemy", SQLALCHEMY_DATABASE_URI=uri)
+    if given_db:
+        app.config["SESSION_SQLALCHEMY"] = SQLAlchemy(app)
     KitSession(app)
 
     @app.get("/count")
@@ -437,3 +445,77 @@ def test_flask_sqlalchemy_on_in_memory_sqlite_is_one_database_for_every_thread()
     thread.start()
     thread.join()
     assert answers == ["2"], "another thread sees the same in-memory database"
+    assert list(tmp_path.iterdir()) == [], "an in-memory database is no file"
+
+
+@pytest.mark.parametrize("session_type", ["redis", "memcached", "filesystem", "cachelib", "sqlalchemy"])
+def test_flask_session_own_tests_flow(session_type: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """What Flask-Session 0.8's own tests (``tests/conftest.py``'s ``app_utils``) check, per type:
+    no secret key, ``SESSION_PERMANENT=False``; no ``Vary`` on a request that never reads the
+    session, ``Vary: Cookie`` once it does; set, modify, delete; the cookie is ``session``; the
+    value is in the store the type names (read back through the manager, not by raw key)."""
+    from cachelib.file import FileSystemCache
+
+    config: dict[str, Any] = {"SESSION_TYPE": session_type}
+    store_type: type = PeeweeStore
+    if session_type == "redis":
+        import redis
+
+        config["SESSION_REDIS"] = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        store_type = RedisStore
+    elif session_type == "memcached":
+        import pymemcache
+
+        config["SESSION_MEMCACHED"] = pymemcache.Client(request.getfixturevalue("memcached_address"))
+        store_type = MemcachedStore
+    elif session_type == "filesystem":
+        config["SESSION_FILE_DIR"] = str(tmp_path / "sessions")
+    elif session_type == "cachelib":
+        config["SESSION_CACHELIB"] = FileSystemCache(threshold=500, cache_dir=str(tmp_path / "cache"))
+    else:
+        config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///"
+    app = Flask(__name__)
+    app.config.update(config, SESSION_SERIALIZATION_FORMAT="json", SESSION_PERMANENT=False)
+
+    @app.get("/")
+    def hello() -> str:
+        return "hello world"
+
+    @app.post("/set")
+    def set_value() -> str:
+        from flask import request as flask_request
+
+        session["value"] = flask_request.form["value"]
+        return "value set"
+
+    @app.post("/delete")
+    def delete_value() -> str:
+        del session["value"]
+        return "value deleted"
+
+    @app.get("/get")
+    def get_value() -> str:
+        return str(session.get("value", "no value set"))
+
+    KitSession(app)
+    client = app.test_client()
+    assert client.get("/get").text == "no value set"
+    assert "Vary" not in client.get("/").headers
+    assert client.post("/set", data={"value": "42"}).text == "value set"
+    assert client.get("/get").text == "42"
+    assert client.get("/get").headers["Vary"] == "Cookie"
+    assert client.post("/set", data={"value": "43"}).text == "value set"
+    assert client.get("/get").text == "43"
+    assert client.post("/delete").text == "value deleted"
+    assert client.get("/get").text == "no value set"
+
+    set_cookie = [h for h in client.post("/set", data={"value": "44"}).headers.getlist("Set-Cookie")
+                  if h.startswith("session=")]
+    assert set_cookie, "the cookie is named session, as Flask-Session's"
+    with app.test_request_context():
+        from kitsession_wsgi.flask import get_manager
+
+        manager = get_manager()
+        assert isinstance(manager.store, store_type)
+        stored = manager.initialize_session({"Cookie": set_cookie[0].split(";")[0]})
+    assert not stored.is_new and stored.data.get("value") == "44"

@@ -404,7 +404,8 @@ def _sql_store(app: t.Any, db: t.Any, table: t.Any, bind_key: t.Any) -> SessionS
         except (AttributeError, KeyError, RuntimeError) as exc:
             raise ConfigurationError("SESSION_SQLALCHEMY", f"cannot read its engine's URL ({exc}): call "
                                      "db.init_app(app) before KitSession(app)") from exc
-    if url in ("sqlite://", "sqlite:///:memory:"):
+    # Flask-SQLAlchemy's in-memory spellings (SQLAlchemy renders ":memory:" URL-encoded)
+    if url in ("sqlite://", "sqlite:///", "sqlite:///:memory:", "sqlite:///%3Amemory%3A"):
         store = PeeweeStore(_shared_memory_sqlite(), table_name=table)
         store.create_tables()
         return store
