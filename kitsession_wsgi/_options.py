@@ -188,6 +188,7 @@ class SessionOptions:
         metrics: bool = True,
         store_timeout: int | float | timedelta = 2.0,
         outage_backoff: int | float | timedelta | None = 1.0,
+        max_sessions_per_user: int | None = None,
     ) -> None:
         # Each option is documented on SessionManager's docstring: keep the two in step.
         check_store(store)
@@ -243,6 +244,9 @@ class SessionOptions:
         self.metrics = flag("metrics", metrics)
         self.store_timeout = seconds("store_timeout", store_timeout) or 0.0
         self.outage_backoff = seconds("outage_backoff", outage_backoff, allow_none=True)
+        self.max_sessions_per_user = (
+            None if max_sessions_per_user is None else positive_int("max_sessions_per_user", max_sessions_per_user)
+        )
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""

@@ -21,6 +21,7 @@ from ._locks import SessionLocks
 from ._options import SessionOptions
 from ._remover import SessionRemover
 from ._session_cookie import SessionCookie
+from ._session_limit import SessionLimit
 from .errors import SessionConflict, SessionDataError
 from .session import Session, user_id_from_data
 from .stores.base import SessionRecord, SetResult, UserId
@@ -43,17 +44,19 @@ class SessionWriter:
     Its collaborators: ``cookie`` builds the ``Set-Cookie`` values, ``locks`` frees a
     committed session's lock, ``lineage`` stores sessions under fresh ids and moves them,
     ``remover`` ends a session a commit emptied; ``events`` sends the ``regenerated``
-    signal.
+    signal; ``limit`` keeps ``max_sessions_per_user`` after every save that links a
+    session to its user.
     """
 
     def __init__(self, options: SessionOptions, cookie: SessionCookie, locks: SessionLocks, lineage: Lineage,
-                 remover: SessionRemover, events: SessionEvents) -> None:
+                 remover: SessionRemover, events: SessionEvents, limit: SessionLimit) -> None:
         self.options = options
         self.cookie = cookie
         self.locks = locks
         self.lineage = lineage
         self.remover = remover
         self.events = events
+        self.limit = limit
 
     # -- the commit decision ----------------------------------------------------------
 
@@ -195,6 +198,8 @@ class SessionWriter:
                 if derived is not None:
                     session._follow_user(derived)
             self.lineage.insert(session, text, now)
+            if not session._destroyed:
+                self.limit.enforce(session._user_id)
             return
         assert session.handle is not None
         expected = session._version
@@ -212,9 +217,12 @@ class SessionWriter:
             )
             result = options.store.set(record, expected)
             if result is SetResult.SAVED:
+                linked = user_id is not None and user_id != session._loaded_user_id
                 session._stored(text, user_id, record.version, now, record.expires_at, send_cookie=options.rolling)
                 if changes is not None:
                     self.events.conflict_merged(session)
+                if linked:
+                    self.limit.enforce(user_id)
                 return
             if result is SetResult.MISSING:
                 # Removed by another request (logout, revoke): it stays removed.
@@ -317,3 +325,5 @@ class SessionWriter:
         self.locks.release(session)
         if self.lineage.move(session, current, text, data, user_id):
             self.events.regenerated(session=session, previous_handle=previous_handle)
+            if user_id != current.user_id:
+                self.limit.enforce(user_id)
