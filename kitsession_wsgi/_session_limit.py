@@ -25,7 +25,8 @@ and removes the others by activity": with N=1, two logins racing would each keep
 remove the other, and both would end.  The price of one shared ranking: a session of the
 same user that writes (saves, touches) after the login, before the login's listing, is
 more recently active and ranks above it; with N=1 that session is kept and the login ends
-(the user is signed in on the device they just used).
+(the user stays signed in on the device they just used; the login's response sends no
+cookie for its removed id).
 
 Removal goes through ``store.delete`` and follows moves (``remove_successors``), as a
 removal by handle does, so rule 9 in docs/design.rst holds: a session moved to a new id
@@ -60,26 +61,28 @@ class SessionLimit:
         self.lineage = lineage
         self.events = events
 
-    def enforce(self, user_id: UserId | None) -> int:
-        """Remove ``user_id``'s sessions beyond the limit; how many were removed.
+    def enforce(self, user_id: UserId | None, handle: str | None) -> bool:
+        """Remove ``user_id``'s sessions beyond the limit, after a save linked the session
+        ``handle`` to that user and stored it.
 
-        Called after a save linked a session to ``user_id`` and stored it.
+        ``True`` when that session itself was removed: another of the user's sessions was
+        active after it (see the module docstring), and the caller ends it.
         """
         limit = self.options.max_sessions_per_user
         if limit is None or user_id is None:
-            return 0
+            return False
         options = self.options
         now = options.clock()
         live = [record for record in options.store.get_all_for_user(user_id)
                 if record.user_id == user_id and is_live(record, now, options.max_age)]
         if len(live) <= limit:
-            return 0
-        evicted = 0
+            return False
+        itself = False
         for record in ranked(live)[limit:]:
             removed = options.store.delete(record.key)
             removed = self.lineage.remove_successors(record.key, user_id=user_id) or removed
             self.lineage.end_graced_predecessors(record.key, user_id=user_id)
+            itself = itself or record.key == handle
             if removed:
-                evicted += 1
                 self.events.session_evicted(record.key, user_id)
-        return evicted
+        return itself

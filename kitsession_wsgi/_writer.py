@@ -199,7 +199,7 @@ class SessionWriter:
                     session._follow_user(derived)
             self.lineage.insert(session, text, now)
             if not session._destroyed:
-                self.limit.enforce(session._user_id)
+                self._limit(session)
             return
         assert session.handle is not None
         expected = session._version
@@ -222,7 +222,7 @@ class SessionWriter:
                 if changes is not None:
                     self.events.conflict_merged(session)
                 if linked:
-                    self.limit.enforce(user_id)
+                    self._limit(session)
                 return
             if result is SetResult.MISSING:
                 # Removed by another request (logout, revoke): it stays removed.
@@ -254,6 +254,11 @@ class SessionWriter:
         raise SessionConflict(
             f"the session kept changing under this request ({options.merge_retries} merges)", handle=session.handle
         )
+
+    def _limit(self, session: Session) -> None:
+        """Keep ``max_sessions_per_user`` after a save linked ``session`` to its user."""
+        if self.limit.enforce(session._user_id, session.handle):
+            session._vanished()  # another of the user's sessions was active after it
 
     def _applied(self, changes: ChangeSet, current: SessionRecord) -> dict[str, Any]:
         """``current``'s data with this request's changes applied (a merge)."""
@@ -326,4 +331,4 @@ class SessionWriter:
         if self.lineage.move(session, current, text, data, user_id):
             self.events.regenerated(session=session, previous_handle=previous_handle)
             if user_id != current.user_id:
-                self.limit.enforce(user_id)
+                self._limit(session)

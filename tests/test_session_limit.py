@@ -151,14 +151,6 @@ def test_a_login_without_rotation_counts() -> None:
     assert first.handle not in live_handles(manager.store)
 
 
-def test_evictions_are_counted_in_metrics() -> None:
-    metrics = pytest.importorskip("kitsession_wsgi.metrics")
-    if not metrics.AVAILABLE:
-        pytest.skip("opentelemetry-api is not installed")
-    handler = metrics._on_session_evicted  # noqa: SLF001 - the receiver must be connected
-    assert any(receiver is handler for receiver in signals.session_evicted.receivers.values())
-
-
 # -- concurrent logins, on every store ------------------------------------------------------
 
 
@@ -274,3 +266,76 @@ def test_a_paused_login_and_a_second_one(store: SessionStore, pause_after: str, 
     assert second.handle in live  # the last login survives
     expected = sorted([*earlier, first, second], key=lambda s: (s.updated_at, s.handle), reverse=True)[:limit]
     assert live == {s.handle for s in expected}
+
+
+# -- under Flask-Login: the Flask key and the login path ------------------------------------
+
+
+def test_flask_login_logins_beyond_the_limit_sign_out_the_oldest_browser() -> None:
+    pytest.importorskip("flask_login")
+    from flask import Flask
+    from flask_login import LoginManager, UserMixin, current_user, login_user
+    from werkzeug.test import Client
+
+    from kitsession_wsgi.flask import KitSession, get_manager
+
+    class User(UserMixin):
+        def __init__(self, user_id: str) -> None:
+            self.id = user_id
+
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test secret", SESSION_COOKIE_SECURE=False, KITSESSION_MAX_SESSIONS_PER_USER=1)
+    KitSession(app, MemoryStore())
+    LoginManager(app).user_loader(lambda user_id: User(user_id))
+
+    @app.post("/login")
+    def login() -> str:
+        login_user(User("7"))
+        return "ok"
+
+    @app.get("/me")
+    def me() -> str:
+        return str(current_user.get_id()) if current_user.is_authenticated else "anonymous"
+
+    first, second = Client(app), Client(app)
+    assert first.post("/login").status_code == 200
+    assert first.get("/me").text == "7"
+    with app.app_context():
+        assert get_manager().max_sessions_per_user == 1
+        sent = evictions(get_manager())
+    assert second.post("/login").status_code == 200
+    assert second.get("/me").text == "7"
+    assert first.get("/me").text == "anonymous"  # the first browser was signed out
+    assert len(sent) == 1
+    with app.app_context():
+        assert len(get_manager().get_sessions_for_user("7")) == 1
+
+
+def test_a_session_active_between_a_login_and_its_check_outranks_it_with_one_allowed() -> None:
+    """The price of one shared ranking (see ``kitsession_wsgi._session_limit``): the login
+    that ranks below the limit is the one removed, and sends no cookie for a dead id."""
+    manager = manager_for(MemoryStore(), 1)
+    used = manager.create_session(user_id=USER, data={"n": 1})
+    pausing = PausingStore(manager.store, "insert")
+    results: dict[str, Any] = {}
+
+    def login() -> None:
+        pausing.first = threading.get_ident()
+        results["login"] = manager.create_session(user_id=USER)
+
+    pausing.first = -1
+    manager.store = pausing  # type: ignore[misc]
+    thread = threading.Thread(target=login)
+    thread.start()
+    try:
+        assert pausing.paused.wait(WAIT)
+        active = manager.get_session(used.id or "")
+        assert active is not None
+        manager.set_session(active, {"n": 2})  # written after the login's insert
+    finally:
+        pausing.resume.set()
+        thread.join(WAIT)
+    login_session = results["login"]
+    assert live_handles(manager.store) == {used.handle}
+    assert manager.get_session(login_session.id or "") is None
+    assert login_session.is_destroyed
