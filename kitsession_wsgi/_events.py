@@ -49,3 +49,6 @@ class SessionEvents:
 
     def conflict_merged(self, session: Session) -> None:
         signals.conflict_merged.send(self.sender, session=session)
+
+    def session_evicted(self, handle: str, user_id: UserId) -> None:
+        signals.session_evicted.send(self.sender, handle=handle, user_id=user_id)

@@ -190,6 +190,7 @@ class SessionOptions:
         store_timeout: int | float | timedelta = 2.0,
         outage_backoff: int | float | timedelta | None = 1.0,
         record_ip: str = "truncated",
+        max_sessions_per_user: int | None = None,
     ) -> None:
         # Each option is documented on SessionManager's docstring: keep the two in step.
         check_store(store)
@@ -246,6 +247,9 @@ class SessionOptions:
         self.store_timeout = seconds("store_timeout", store_timeout) or 0.0
         self.outage_backoff = seconds("outage_backoff", outage_backoff, allow_none=True)
         self.record_ip = record_ip_mode(record_ip)
+        self.max_sessions_per_user = (
+            None if max_sessions_per_user is None else positive_int("max_sessions_per_user", max_sessions_per_user)
+        )
 
     def log_reference(self, handle: str) -> str:
         """A short keyed hash of a session handle, for log lines (never the id or cookie)."""

@@ -22,6 +22,7 @@ from ._locks import SessionLocks
 from ._options import SessionOptions
 from ._remover import SessionRemover
 from ._session_cookie import SessionCookie
+from ._session_limit import SessionLimit
 from .errors import SessionConflict, SessionDataError
 from .session import Session, user_id_from_data
 from .stores.base import SessionRecord, SetResult, UserId
@@ -44,17 +45,19 @@ class SessionWriter:
     Its collaborators: ``cookie`` builds the ``Set-Cookie`` values, ``locks`` frees a
     committed session's lock, ``lineage`` stores sessions under fresh ids and moves them,
     ``remover`` ends a session a commit emptied; ``events`` sends the ``regenerated``
-    signal.
+    signal; ``limit`` keeps ``max_sessions_per_user`` after every save that links a
+    session to its user.
     """
 
     def __init__(self, options: SessionOptions, cookie: SessionCookie, locks: SessionLocks, lineage: Lineage,
-                 remover: SessionRemover, events: SessionEvents) -> None:
+                 remover: SessionRemover, events: SessionEvents, limit: SessionLimit) -> None:
         self.options = options
         self.cookie = cookie
         self.locks = locks
         self.lineage = lineage
         self.remover = remover
         self.events = events
+        self.limit = limit
 
     # -- the commit decision ----------------------------------------------------------
 
@@ -196,6 +199,8 @@ class SessionWriter:
                 if derived is not None:
                     session._follow_user(derived)
             self.lineage.insert(session, text, now)
+            if not session._destroyed:
+                self._limit(session)
             return
         assert session.handle is not None
         expected = session._version
@@ -213,9 +218,12 @@ class SessionWriter:
             )
             result = options.store.set(record, expected)
             if result is SetResult.SAVED:
+                linked = user_id is not None and user_id != session._loaded_user_id
                 session._stored(text, user_id, record.version, now, record.expires_at, send_cookie=options.rolling)
                 if changes is not None:
                     self.events.conflict_merged(session)
+                if linked:
+                    self._limit(session)
                 return
             if result is SetResult.MISSING:
                 # Removed by another request (logout, revoke): it stays removed.
@@ -247,6 +255,11 @@ class SessionWriter:
         raise SessionConflict(
             f"the session kept changing under this request ({options.merge_retries} merges)", handle=session.handle
         )
+
+    def _limit(self, session: Session) -> None:
+        """Keep ``max_sessions_per_user`` after a save linked ``session`` to its user."""
+        if self.limit.enforce(session._user_id, session.handle):
+            session._vanished()  # another of the user's sessions was active after it
 
     def _applied(self, changes: ChangeSet, current: SessionRecord) -> dict[str, Any]:
         """``current``'s data with this request's changes applied (a merge)."""
@@ -321,3 +334,5 @@ class SessionWriter:
         self.locks.release(session)
         if self.lineage.move(session, current, text, data, user_id):
             self.events.regenerated(session=session, previous_handle=previous_handle)
+            if user_id != current.user_id:
+                self._limit(session)

@@ -22,6 +22,7 @@ none knows the manager (one concept per module, dependencies one way):
   marker, and why revocation wins every race (the argument with its code);
 * ``_writer``: the commit decision, versioned saves and merges, touches;
 * ``_remover``: logout, removal by handle, sign-out-everywhere;
+* ``_session_limit``: ``max_sessions_per_user``, and why it holds under concurrent logins;
 * ``_events``: the signals, sent with the manager as their sender;
 * ``_backoff``: the breaker that stops calling a failing store for ``outage_backoff``.
 
@@ -44,6 +45,7 @@ from ._locks import SessionLocks
 from ._markers import REPLACED_MARKER_SECONDS
 from ._options import SessionOptions, days_to_max_age
 from ._remover import SessionRemover
+from ._session_limit import SessionLimit
 from ._session_cookie import TOKEN_HEADER, RefreshFacts, SessionCookie, authorization_header, bearer_credentials
 from .cookies import cookie_header
 from ._writer import SessionWriter
@@ -162,6 +164,11 @@ class SessionManager:
         :class:`~kitsession_wsgi.Device` keeps: ``"truncated"`` (default: an IPv4
         address to its /24, an IPv6 address to its /48), ``"full"`` or ``"none"``.
         ``.. versionadded:: 0.3``
+    :param max_sessions_per_user: at most this many live sessions per user (``None``: no
+        limit).  A save that links a session to its user (a login) removes that user's
+        least recently active sessions beyond it, each announced with
+        :data:`~kitsession_wsgi.signals.session_evicted`; it holds under concurrent
+        logins (see ``kitsession_wsgi._session_limit``).  ``.. versionadded:: 0.3``
 
     .. versionadded:: 0.1
     """
@@ -193,6 +200,7 @@ class SessionManager:
     store_timeout = _Option[float]()
     outage_backoff = _Option["float | None"]()
     record_ip = _Option[str]()
+    max_sessions_per_user = _Option["int | None"]()
 
     @_with_signature_of(SessionOptions.__init__)
     def __init__(self, store: SessionStore, **arguments: Any) -> None:
@@ -213,7 +221,8 @@ class SessionManager:
         lineage = Lineage(options, self._locks, events)
         self._loader = SessionLoader(options, self._cookie, self._locks, events)
         self._remover = SessionRemover(options, lineage, events)
-        self._writer = SessionWriter(options, self._cookie, self._locks, lineage, self._remover, events)
+        limit = SessionLimit(options, lineage, events)
+        self._writer = SessionWriter(options, self._cookie, self._locks, lineage, self._remover, events, limit)
 
     @property
     def store(self) -> SessionStore:

@@ -18,7 +18,8 @@ name                           kind      attributes
                                           presented session past its expiry)
 ``kitsession.sessions.revoked`` counter   (``remove_all_sessions_for_user``, a removal by
                                           handle: each session counted once)
-``kitsession.sessions.evicted`` counter   ``kitsession.reason`` (a bounded store made room)
+``kitsession.sessions.evicted`` counter   ``kitsession.reason`` (a bounded store made room,
+                                          or ``"max_sessions_per_user"``)
 ``kitsession.conflicts.merged`` counter   (a save merged into a concurrent one)
 ``kitsession.store.errors``     counter   ``kitsession.store``, ``kitsession.operation``,
                                           ``error.type``
@@ -166,6 +167,12 @@ def _on_evicted(sender: object, *, reason: str = "unknown", **_: Any) -> None:
         found.evicted.add(1, {REASON: reason})
 
 
+def _on_session_evicted(sender: object, **_: Any) -> None:
+    found = instruments()
+    if found is not None and _counted(sender):
+        found.evicted.add(1, {REASON: "max_sessions_per_user"})
+
+
 def _on_conflict_merged(sender: object, **_: Any) -> None:
     found = instruments()
     if found is not None and _counted(sender):
@@ -178,6 +185,7 @@ if AVAILABLE:
     signals.destroyed.connect(_on_destroyed, weak=False)
     signals.expired.connect(_on_expired, weak=False)
     signals.evicted.connect(_on_evicted, weak=False)
+    signals.session_evicted.connect(_on_session_evicted, weak=False)
     signals.revoked.connect(_on_revoked, weak=False)
     signals.conflict_merged.connect(_on_conflict_merged, weak=False)
 

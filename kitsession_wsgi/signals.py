@@ -31,6 +31,7 @@ __all__ = [
     "key_rotated",
     "regenerated",
     "revoked",
+    "session_evicted",
     "store_unavailable",
     "unknown_id",
 ]
@@ -69,3 +70,8 @@ revoked = _signals.signal("kitsession.revoked")
 #:
 #: .. versionadded:: 0.3
 conflict_merged = _signals.signal("kitsession.conflict_merged")
+#: ``max_sessions_per_user`` removed one of a user's sessions to stay within the limit
+#: after a login (``handle=``, ``user_id=``); sender: the manager
+#:
+#: .. versionadded:: 0.3
+session_evicted = _signals.signal("kitsession.session_evicted")

@@ -100,6 +100,13 @@ def test_evictions_are_counted_by_reason(meter: Meter) -> None:
     assert meter.delta("kitsession.sessions.evicted", {metrics.REASON: "least_recently_used"}) == 3
 
 
+def test_sessions_evicted_by_the_per_user_limit_are_counted(meter: Meter) -> None:
+    manager = SessionManager(MemoryStore(), max_sessions_per_user=1)
+    for _ in range(3):
+        manager.create_session(user_id=5)
+    assert meter.delta("kitsession.sessions.evicted", {metrics.REASON: "max_sessions_per_user"}) == 2
+
+
 def test_revocations_and_merges_are_counted_from_their_signals(meter: Meter) -> None:
     manager = SessionManager(MemoryStore())
     signals.revoked.send(manager, user_id=5, count=3)

@@ -55,7 +55,7 @@ MANAGER_OPTIONS = (
     "name", "keys", "signed", "secure", "httponly", "path", "domain", "samesite", "max_age",
     "idle_timeout", "rolling", "clock", "on_conflict", "max_data_bytes", "touch_interval",
     "cookie_cache_size", "merge_retries", "lock", "lock_timeout", "lock_ttl", "rotate_on_user_change",
-    "bearer", "metrics", "store_timeout", "outage_backoff", "record_ip",
+    "bearer", "metrics", "store_timeout", "outage_backoff", "record_ip", "max_sessions_per_user",
 )
 #: options of the extension itself (not passed to the manager)
 EXTENSION_OPTIONS = ("retry_after", "store", "permanent", "user_id_from_data", "flask_login")
